@@ -1,0 +1,5 @@
+import sys
+
+from edgetqs.cli.app import main
+
+sys.exit(main())

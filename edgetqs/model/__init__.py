@@ -1,0 +1,1 @@
+"""Model intake and the canonical model: TFLite graph view, model card."""

@@ -1,0 +1,124 @@
+"""The model card: what edgetqs knows about a canonical float TFLite model.
+
+A card holds the model's rollout spec (METHOD.md §1) and its layer table, and
+is saved as JSON next to the canonical .tflite (``model.tflite`` +
+``model.card.json``). Every stage after intake reads models through a card.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from edgetqs.errors import EdgeTQSError
+
+CARD_VERSION = 1
+
+
+@dataclass
+class RolloutSpec:
+    """How the model is rolled out.
+
+    The canonical model takes one input of shape ``[batch, window, features]``
+    and returns ``[batch, patch, features]`` (or ``[batch, features]`` when
+    ``patch == 1`` and ``output_rank == 2``). A rollout appends each output
+    patch to the window and drops the oldest ``patch`` steps ("append_shift").
+    """
+
+    window: int
+    features: int
+    patch: int = 1
+    feedback: str = "append_shift"
+    output_rank: int = 3
+    # Optional affine normalisation the model expects: model_input = (x - mean) / std.
+    # Kept in the card so on-device code and metrics can un-normalise.
+    norm_mean: list[float] | None = None
+    norm_std: list[float] | None = None
+
+    def validate(self) -> "RolloutSpec":
+        problems = []
+        if self.window < 1:
+            problems.append(f"window must be >= 1 (got {self.window})")
+        if self.features < 1:
+            problems.append(f"features must be >= 1 (got {self.features})")
+        if not 1 <= self.patch <= self.window:
+            problems.append(f"patch must be between 1 and the window {self.window} (got {self.patch})")
+        if self.feedback != "append_shift":
+            problems.append(f"feedback '{self.feedback}' is unknown (known: append_shift)")
+        if self.output_rank not in (2, 3):
+            problems.append(f"output_rank must be 2 or 3 (got {self.output_rank})")
+        if self.output_rank == 2 and self.patch != 1:
+            problems.append("a rank-2 output ([batch, features]) means patch 1")
+        if problems:
+            raise EdgeTQSError("invalid rollout spec: " + "; ".join(problems),
+                               "give --window/--features/--patch that match the model's input and output")
+        return self
+
+    @classmethod
+    def parse(cls, text: str) -> "RolloutSpec":
+        """Parse ``window=16,features=40,patch=1`` as given on the command line."""
+        values: dict[str, object] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, sep, value = part.partition("=")
+            if not sep or key not in ("window", "features", "patch", "feedback", "output_rank"):
+                raise EdgeTQSError(f"cannot read rollout spec item '{part}'",
+                                   "write it as window=W,features=F[,patch=P]")
+            values[key] = value if key == "feedback" else int(value)
+        if "window" not in values or "features" not in values:
+            raise EdgeTQSError("a rollout spec needs at least window and features", "write window=W,features=F[,patch=P]")
+        return cls(**values).validate()  # type: ignore[arg-type]
+
+
+@dataclass
+class LayerInfo:
+    """One row of the layer table: a weighted op of the canonical TFLite model."""
+
+    name: str  # unit name at layer granularity (stable, derived from the op's output tensor)
+    op_type: str  # TFLite builtin name, e.g. FULLY_CONNECTED
+    op_index: int
+    weight_tensors: list[str]  # names as they appear in the .tflite
+    shapes: list[list[int]]
+    params: int
+    float_bytes: int
+    block: str = ""  # unit name at block granularity
+
+
+@dataclass
+class ModelCard:
+    name: str
+    source: str  # where the model came from (path or zoo:NAME)
+    source_format: str  # keras | savedmodel | onnx | tflite
+    tflite_path: str
+    tflite_sha256: str
+    rollout: RolloutSpec
+    layers: list[LayerInfo] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)  # zoo metadata: system, training time, float rollout quality
+    version: int = CARD_VERSION
+
+    @property
+    def total_params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelCard":
+        data = dict(data)
+        if data.get("version") != CARD_VERSION:
+            raise EdgeTQSError(f"model card version {data.get('version')} is not {CARD_VERSION}",
+                               "re-run intake (`edgetqs inspect MODEL`) to rebuild the card")
+        data["rollout"] = RolloutSpec(**data["rollout"])
+        data["layers"] = [LayerInfo(**layer) for layer in data["layers"]]
+        return cls(**data)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ModelCard":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise EdgeTQSError(f"cannot read model card {path}: {exc}", "re-run intake to rebuild it") from exc
