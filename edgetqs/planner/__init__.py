@@ -1,0 +1,1 @@
+"""Planner: board profiles, formats, byte costs, allocators, the Pareto front."""
