@@ -1,0 +1,238 @@
+"""Board profiles (targets/*.toml) and the OS images they run (firmware_configs/*.toml).
+
+A target says what a board *is* (CPU, RAM, storage, how much of the memory a
+model may take, how to reach it over SSH); a firmware config says what it
+*runs* (OS, Python, which TFLite runtime at which version, where it is
+installed, threads, delegate, the settings a deployment applies). The planner
+reads the budget from the target and the runtime from its firmware; the remote
+stage reads the SSH defaults and the firmware to provision a board.
+
+Both are validated on load: an error names the file, the field and what is
+allowed, so a typo in a profile never turns into a silently wrong plan.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from edgetqs.errors import EdgeTQSError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TARGETS_DIR = Path(os.environ.get("EDGETQS_TARGETS", REPO_ROOT / "targets"))
+FIRMWARE_DIR = Path(os.environ.get("EDGETQS_FIRMWARE", REPO_ROOT / "firmware_configs"))
+
+ARCHES = ("aarch64", "armv7l", "x86_64")
+RUNTIMES = ("ai-edge-litert", "tflite-runtime")
+DELEGATES = ("none", "xnnpack", "gpu")
+GOVERNORS = ("performance", "ondemand", "schedutil", "powersave", "conservative")
+
+
+@dataclass(frozen=True)
+class SSHDefaults:
+    host: str
+    user: str  # empty: the current user
+    port: int
+    key_path: str
+    known_hosts_path: str
+
+
+@dataclass(frozen=True)
+class Firmware:
+    name: str
+    os: str
+    python: str
+    runtime: str  # "ai-edge-litert" or "tflite-runtime"
+    runtime_version: str
+    install_dir: str
+    threads: int
+    delegate: str
+    cpu_governor: str | None = None
+    nvpmodel_mode: int | None = None
+    jetson_clocks: bool = False
+    path: Path | None = None
+
+    @property
+    def runtime_spec(self) -> str:
+        """``package==version``, the key of the capability matrix and what pip installs."""
+        return f"{self.runtime}=={self.runtime_version}"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    description: str
+    arch: str
+    cpu: str
+    cores: int
+    ram_bytes: int
+    storage_bytes: int
+    model_memory_share: float
+    firmware_name: str
+    ssh: SSHDefaults
+    firmware: Firmware = field(repr=False, default=None)  # type: ignore[assignment]
+    path: Path | None = None
+
+    @property
+    def memory_budget_bytes(self) -> int:
+        """What a model's footprint (weights + arena + runtime) may take in RAM."""
+        return int(self.ram_bytes * self.model_memory_share)
+
+    @property
+    def runtime_spec(self) -> str:
+        return self.firmware.runtime_spec
+
+
+# -- validation -------------------------------------------------------------
+class _Fields:
+    """Reads one TOML table, collecting every problem with its field name."""
+
+    def __init__(self, path: Path, table: dict, prefix: str = ""):
+        self.path, self.table, self.prefix = path, table, prefix
+        self.problems: list[str] = []
+        self.known: set[str] = set()
+
+    def get(self, key: str, kind: type, check: Callable[[Any], str | None] | None = None,
+            default: Any = ..., allowed: str = "") -> Any:
+        self.known.add(key)
+        where = f"{self.prefix}{key}"
+        if key not in self.table:
+            if default is ...:
+                self.problems.append(f"field '{where}' is missing ({allowed or kind.__name__})")
+            return None if default is ... else default
+        value = self.table[key]
+        ok_type = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok_type = float(value), True
+        if not ok_type:
+            self.problems.append(f"field '{where}' is {value!r}; it must be {allowed or 'a ' + kind.__name__}")
+            return None
+        problem = check(value) if check else None
+        if problem:
+            self.problems.append(f"field '{where}' is {value!r}; {problem}")
+            return None
+        return value
+
+    def unknown_fields(self) -> None:
+        for key in self.table:
+            if key not in self.known:
+                self.problems.append(f"field '{self.prefix}{key}' is not a known field "
+                                     f"(known: {', '.join(sorted(self.known))})")
+
+
+def _one_of(options: tuple[str, ...]) -> Callable[[Any], str | None]:
+    return lambda v: None if v in options else f"allowed: {', '.join(options)}"
+
+
+def _positive(v) -> str | None:
+    return None if v > 0 else "it must be > 0"
+
+
+def _share(v) -> str | None:
+    return None if 0 < v <= 1 else "it must be a fraction in (0, 1]"
+
+
+def _port(v) -> str | None:
+    return None if 1 <= v <= 65535 else "it must be a TCP port 1..65535"
+
+
+def _nonempty(v) -> str | None:
+    return None if v.strip() else "it must not be empty"
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise EdgeTQSError(f"{path}: not valid TOML ({exc})", "fix the TOML syntax at that line") from exc
+
+
+def _raise_problems(path: Path, problems: list[str], kind: str) -> None:
+    if problems:
+        raise EdgeTQSError(f"{kind} {path} is malformed: " + "; ".join(problems),
+                           f"edit {path} (other files in {path.parent} show the expected fields)")
+
+
+def _names(directory: Path) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.toml"))
+
+
+# -- public API -------------------------------------------------------------
+def list_targets() -> list[str]:
+    return _names(TARGETS_DIR)
+
+
+def list_firmware() -> list[str]:
+    return _names(FIRMWARE_DIR)
+
+
+def load_firmware(name: str) -> Firmware:
+    path = FIRMWARE_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise EdgeTQSError(f"unknown firmware config '{name}'",
+                           f"use one of: {', '.join(list_firmware())} (files in {FIRMWARE_DIR})")
+    data = _read_toml(path)
+    f = _Fields(path, data)
+    settings = f.get("settings", dict, default={}, allowed="a table [settings]")
+    values = dict(
+        name=f.get("name", str, lambda v: None if v == name else f"it must equal the file name '{name}'"),
+        os=f.get("os", str, _nonempty),
+        python=f.get("python", str, lambda v: None if v.count(".") == 1 and v.replace(".", "").isdigit()
+                     else "write it as MAJOR.MINOR, e.g. \"3.11\""),
+        runtime=f.get("runtime", str, _one_of(RUNTIMES), allowed=" or ".join(RUNTIMES)),
+        runtime_version=f.get("runtime_version", str, _nonempty),
+        install_dir=f.get("install_dir", str, _nonempty),
+        threads=f.get("threads", int, _positive),
+        delegate=f.get("delegate", str, _one_of(DELEGATES), allowed=" / ".join(DELEGATES)),
+    )
+    f.unknown_fields()
+    s = _Fields(path, settings or {}, "settings.")
+    values.update(
+        cpu_governor=s.get("cpu_governor", str, _one_of(GOVERNORS), default=None),
+        nvpmodel_mode=s.get("nvpmodel_mode", int, lambda v: None if v >= 0 else "it must be >= 0", default=None),
+        jetson_clocks=s.get("jetson_clocks", bool, default=False),
+    )
+    s.unknown_fields()
+    _raise_problems(path, f.problems + s.problems, "firmware config")
+    return Firmware(**values, path=path)
+
+
+def load_target(name: str) -> Target:
+    path = TARGETS_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise EdgeTQSError(f"unknown target '{name}'",
+                           f"use one of: {', '.join(list_targets())} (profiles in {TARGETS_DIR})")
+    data = _read_toml(path)
+    f = _Fields(path, data)
+    ssh_table = f.get("ssh", dict, allowed="a table [ssh]")
+    values = dict(
+        name=f.get("name", str, lambda v: None if v == name else f"it must equal the file name '{name}'"),
+        description=f.get("description", str, default=""),
+        arch=f.get("arch", str, _one_of(ARCHES), allowed=" / ".join(ARCHES)),
+        cpu=f.get("cpu", str, _nonempty),
+        cores=f.get("cores", int, _positive),
+        ram_bytes=f.get("ram_bytes", int, _positive, allowed="a byte count (integer)"),
+        storage_bytes=f.get("storage_bytes", int, _positive, allowed="a byte count (integer)"),
+        model_memory_share=f.get("model_memory_share", float, _share, allowed="a fraction in (0, 1]"),
+        firmware_name=f.get("firmware", str, _one_of(tuple(list_firmware())),
+                            allowed=f"one of {', '.join(list_firmware())}"),
+    )
+    f.unknown_fields()
+    problems = f.problems
+    ssh = None
+    if ssh_table is not None:
+        s = _Fields(path, ssh_table, "ssh.")
+        ssh = SSHDefaults(
+            host=s.get("host", str, _nonempty), user=s.get("user", str, default=""),
+            port=s.get("port", int, _port, default=22),
+            key_path=s.get("key_path", str, _nonempty), known_hosts_path=s.get("known_hosts_path", str, _nonempty),
+        )
+        s.unknown_fields()
+        problems += s.problems
+    _raise_problems(path, problems, "target profile")
+    firmware = load_firmware(values["firmware_name"])
+    return Target(**values, ssh=ssh, firmware=firmware, path=path)
