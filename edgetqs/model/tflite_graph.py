@@ -41,6 +41,10 @@ class Quantization:
     scales: np.ndarray
     zero_points: np.ndarray
     axis: int
+    # Blockwise quantization keeps its scales in another tensor (FLOAT16
+    # [rows, cols / block_size]); then ``scales`` is empty.
+    block_size: int = 0
+    scales_tensor: int = -1
 
 
 @dataclass
@@ -131,12 +135,20 @@ class TFLiteGraph:
                 data = np.frombuffer(data, dtype=dtype, count=expected // np.dtype(dtype).itemsize).reshape(shape)
             else:
                 data = np.frombuffer(data, dtype=np.uint8)  # packed sub-byte values: decode with the quantization
-        quant = None
-        q = t.quantization
-        if q is not None and q.scale is not None and len(q.scale) > 0:
+        return Tensor(index, name, shape, type_name, int(t.buffer), data, self._read_quantization(t.quantization))
+
+    @staticmethod
+    def _read_quantization(q) -> Quantization | None:
+        if q is None:
+            return None
+        if q.detailsType == schema.QuantizationDetails.BlockwiseQuantization and q.details is not None:
+            empty = np.zeros(0, np.float32)
+            return Quantization(empty, empty.astype(np.int64), int(q.quantizedDimension),
+                                int(q.details.blockSize), int(q.details.scales))
+        if q.scale is not None and len(q.scale) > 0:
             zp = q.zeroPoint if q.zeroPoint is not None else np.zeros(len(q.scale), np.int64)
-            quant = Quantization(np.asarray(q.scale, np.float32), np.asarray(zp, np.int64), int(q.quantizedDimension))
-        return Tensor(index, name, shape, type_name, int(t.buffer), data, quant)
+            return Quantization(np.asarray(q.scale, np.float32), np.asarray(zp, np.int64), int(q.quantizedDimension))
+        return None
 
     def _buffer_bytes(self, buffer_index: int, raw: bytes) -> bytes | None:
         if buffer_index <= 0 or buffer_index >= len(self.model.buffers):
@@ -173,6 +185,8 @@ class TFLiteGraph:
             raise EdgeTQSError(f"tensor '{tensor.name}' is not a constant", "pick a weight tensor")
         if tensor.type_name in ("FLOAT32", "FLOAT16", "FLOAT64"):
             return tensor.data.astype(np.float32)
+        if tensor.type_name in ("INT4", "INT2", "INT8") and tensor.quantization is not None:
+            return self._dequantize_low_bit(tensor)
         if tensor.type_name in ("INT8", "UINT8", "INT16", "INT32") and tensor.quantization is not None:
             q = tensor.quantization
             shape = [1] * len(tensor.shape)
@@ -187,6 +201,34 @@ class TFLiteGraph:
             f"tensor '{tensor.name}' has type {tensor.type_name}, which edgetqs cannot read as float",
             "use a float model as input",
         )
+
+    def integer_values(self, tensor: Tensor) -> np.ndarray:
+        """The stored integers of a quantized constant, unpacked (INT4/INT2 hold 2/4 per byte)."""
+        if tensor.type_name not in ("INT4", "INT2"):
+            return tensor.data.astype(np.int32)
+        bits = 4 if tensor.type_name == "INT4" else 2
+        per_byte = 8 // bits
+        packed = tensor.data.astype(np.uint8)
+        # Value i sits in byte i // per_byte at bit offset (i % per_byte) * bits (low bits first).
+        parts = [(packed >> (k * bits)) & ((1 << bits) - 1) for k in range(per_byte)]
+        values = np.stack(parts, axis=1).reshape(-1)[: tensor.num_elements].astype(np.int32)
+        values = np.where(values >= 1 << (bits - 1), values - (1 << bits), values)  # sign-extend
+        return values.reshape(tensor.shape)
+
+    def _dequantize_low_bit(self, tensor: Tensor) -> np.ndarray:
+        q = tensor.quantization
+        values = self.integer_values(tensor).astype(np.float32)
+        if q.block_size:
+            # Blockwise: one scale per `block_size` consecutive values (row-major), zero point 0.
+            scales = self.tensors[q.scales_tensor].data.astype(np.float32)
+            blocks = values.reshape(scales.size, -1) * scales.reshape(-1, 1)
+            return blocks.reshape(tensor.shape)
+        shape = [1] * len(tensor.shape)
+        if len(q.scales) > 1:
+            shape[q.axis] = len(q.scales)
+        scale = q.scales.reshape(shape) if len(q.scales) > 1 else q.scales[0]
+        zp = q.zero_points.reshape(shape) if len(q.zero_points) > 1 else q.zero_points[0]
+        return ((values - zp) * scale).astype(np.float32)
 
     def producers(self) -> dict[int, Operator]:
         """Tensor index -> the operator that writes it."""
