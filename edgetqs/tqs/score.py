@@ -1,0 +1,174 @@
+"""TQS scores per unit (METHOD.md §2): ``score_model(...) -> ScoreFile``.
+
+For each unit and probe, the model with only that unit perturbed is rolled out
+from the same K context windows as the float reference for T model calls;
+``d_t(c)`` is the norm of the difference of the two outputs at call t and
+
+    gamma = mean_c (1/T) log(d_T(c) / ||delta||).
+
+Reference blow-up: a window whose float reference turns NaN/inf or grows past
+``BLOWUP_FACTOR`` times the largest magnitude in its context (at least 1) is
+reported in ``reference.windows_blown_up`` and left out of every score.
+
+Dead units: a unit is dead when, for every probe run, its perturbation moves
+the output at step T by at most ``dead_floor`` (default 1e-6, float32
+round-off) times the reference's norm there, in every window. In gamma terms
+that is the floor ``gamma < (1/T) log(dead_floor * ||ref_T|| / ||delta||)``,
+which includes ``d_T == 0`` exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from edgetqs.errors import EdgeTQSError
+from edgetqs.model.card import ModelCard
+from edgetqs.model.tflite_graph import TFLiteGraph
+from edgetqs.tqs import contexts as ctx
+from edgetqs.tqs.probes import (delta_norm, gamma_from_distances, probes_for, step_distances, unit_delta,
+                                PROBE_CHOICES)
+from edgetqs.tqs.scorefile import ScoreFile, UnitScore
+from edgetqs.tqs.units import Unit, build_units
+
+BLOWUP_FACTOR = 100.0
+DEFAULT_DEAD_FLOOR = 1e-6
+# Perturbed trajectories of one chunk of units are held at once: bound their memory.
+CHUNK_BYTES = 128 * 2**20
+MAX_CHUNK_UNITS = 32
+
+
+@dataclass
+class ScoreSettings:
+    probe: str = "both"
+    granularity: str = "layer"
+    block_regex: str | None = None
+    horizon: int = 32
+    windows: int = 16
+    seed: int = 0
+    probe_bits: int = 4
+    engine: str = "numba"  # numba | litert
+    dead_floor: float = DEFAULT_DEAD_FLOOR
+    data: str | None = None  # CSV/NPY path; None = data-free contexts
+
+    def validate(self) -> "ScoreSettings":
+        ctx.check_counts(self.horizon, self.windows)
+        if self.probe not in PROBE_CHOICES:
+            raise EdgeTQSError(f"unknown probe '{self.probe}'", f"use one of: {', '.join(PROBE_CHOICES)}")
+        if self.engine not in ("numba", "litert"):
+            raise EdgeTQSError(f"unknown engine '{self.engine}'", "use --engine numba or --engine litert")
+        if not 0 < self.dead_floor < 1:
+            raise EdgeTQSError(f"dead floor {self.dead_floor} is outside (0, 1)", "use a small relative floor such as 1e-6")
+        return self
+
+
+def make_backend(graph: TFLiteGraph, card: ModelCard, engine: str = "numba", notes: list[str] | None = None):
+    """The numba engine, or the black-box LiteRT path when asked or when the engine cannot run the model."""
+    from edgetqs.tqs.blackbox import LiteRTRollout
+
+    if engine == "litert":
+        return LiteRTRollout(graph, card.rollout)
+    try:
+        from edgetqs.engine import Engine
+    except ImportError:
+        _note(notes, "the numba engine is not installed; using the black-box LiteRT path")
+        return LiteRTRollout(graph, card.rollout)
+    try:
+        return Engine(graph, card.rollout)
+    except EdgeTQSError as exc:
+        _note(notes, f"the numba engine cannot run this model ({exc.problem}); using the black-box LiteRT path")
+        return LiteRTRollout(graph, card.rollout)
+
+
+def backend_name(backend) -> str:
+    return getattr(backend, "name", None) or ("litert" if type(backend).__name__.startswith("LiteRT") else "numba")
+
+
+def _note(notes: list[str] | None, text: str) -> None:
+    if notes is not None:
+        notes.append(text)
+
+
+def make_contexts(backend, card: ModelCard, settings: ScoreSettings) -> ctx.Contexts:
+    if settings.data:
+        return ctx.from_file(settings.data, card.rollout, settings.windows, settings.horizon)
+    return ctx.free_run(backend, card.rollout, settings.windows, settings.seed, settings.horizon)
+
+
+def blown_up_windows(reference: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """Boolean [K]: the reference rollout went non-finite or exploded (see module doc)."""
+    finite = np.all(np.isfinite(reference), axis=(1, 2)) & np.all(np.isfinite(windows), axis=(1, 2))
+    scale = np.maximum(np.nan_to_num(np.max(np.abs(windows), axis=(1, 2)), nan=1.0), 1.0)
+    with np.errstate(invalid="ignore"):
+        peak = np.max(np.abs(np.nan_to_num(reference, nan=np.inf)), axis=(1, 2))
+    return ~finite | (peak > BLOWUP_FACTOR * scale)
+
+
+def score_model(graph: TFLiteGraph, card: ModelCard, settings: ScoreSettings | None = None, backend=None,
+                contexts: ctx.Contexts | None = None, progress: bool = True, notes: list[str] | None = None) -> ScoreFile:
+    """Score every unit of a canonical model; see the module doc for the definitions."""
+    settings = (settings or ScoreSettings()).validate()
+    units = build_units(card, graph, settings.granularity, settings.block_regex)
+    backend = backend or make_backend(graph, card, settings.engine, notes)
+    contexts = contexts or make_contexts(backend, card, settings)
+    reference, windows, blown = _reference(backend, contexts.windows, settings.horizon)
+    scores = _score_units(backend, graph, units, windows, reference, settings, card.rollout.patch, progress)
+    return ScoreFile(
+        model={"name": card.name, "tflite_sha256": graph.sha256, "source": card.source},
+        settings={"probe": settings.probe, "granularity": settings.granularity, "block_regex": settings.block_regex,
+                  "horizon": settings.horizon, "windows": settings.windows, "seed": settings.seed,
+                  "probe_bits": settings.probe_bits, "contexts": contexts.source, "engine": backend_name(backend),
+                  "dead_floor": settings.dead_floor},
+        reference={"windows_used": int(len(windows)), "windows_blown_up": [int(i) for i in np.flatnonzero(blown)]},
+        units=scores,
+    )
+
+
+def _reference(backend, windows: np.ndarray, horizon: int):
+    reference = backend.rollout_probes(windows, horizon, [{}])[0]
+    blown = blown_up_windows(reference, windows)
+    if blown.all():
+        raise EdgeTQSError(
+            f"the float model's reference rollout blows up (NaN, inf or norm explosion) from all {len(windows)} context windows",
+            "check the model is stable over this horizon (lower --horizon) and that --data matches its normalisation",
+        )
+    return reference[~blown], windows[~blown], blown
+
+
+def _chunks(units: list[Unit], windows: np.ndarray, horizon: int, patch: int) -> list[list[Unit]]:
+    per_unit = max(windows.size // windows.shape[1] * horizon * patch * 4, 1)
+    size = int(np.clip(CHUNK_BYTES // per_unit, 1, MAX_CHUNK_UNITS))
+    return [units[i:i + size] for i in range(0, len(units), size)]
+
+
+def _score_units(backend, graph, units, windows, reference, settings, patch, show_progress) -> list[UnitScore]:
+    weights = {t: graph.float_constant(graph.tensor_by_name(t)) for u in units for t in u.weight_tensors}
+    probes = probes_for(settings.probe)
+    scores = {u.name: UnitScore(u.name, u.weight_tensors, u.params) for u in units}
+    dead = {u.name: True for u in units}
+    ref_final = np.linalg.norm(reference[:, -patch:].reshape(len(reference), -1).astype(np.float64), axis=1)
+    chunks = _chunks(units, windows, settings.horizon, patch)
+    with _progress(show_progress) as bar:
+        task = bar.add_task("scoring units", total=len(chunks) * len(probes))
+        for probe in probes:
+            for chunk in chunks:
+                deltas = [unit_delta(u, weights, probe, settings.probe_bits, settings.seed) for u in chunk]
+                distances = step_distances(backend.rollout_probes(windows, settings.horizon, deltas), reference, patch)
+                for unit, delta, d in zip(chunk, deltas, distances):
+                    norm = delta_norm(delta)
+                    record = scores[unit.name]
+                    setattr(record, f"gamma_{probe}", gamma_from_distances(d[:, -1], norm, settings.horizon))
+                    setattr(record, f"delta_norm_{probe}", norm)
+                    setattr(record, f"curve_{probe}", [float(v) for v in d.mean(axis=0)])
+                    dead[unit.name] &= bool(np.all(d[:, -1] <= settings.dead_floor * ref_final))
+                bar.advance(task)
+    for name, record in scores.items():
+        record.dead = dead[name]
+    return list(scores.values())
+
+
+def _progress(show: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    transient=True, disable=not show)
