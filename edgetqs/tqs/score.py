@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edgetqs.errors import EdgeTQSError
@@ -171,4 +172,4 @@ def _score_units(backend, graph, units, windows, reference, settings, patch, sho
 
 def _progress(show: bool) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    transient=True, disable=not show)
+                    transient=True, disable=not show, console=Console(stderr=True))
