@@ -1,0 +1,37 @@
+"""The rollout engine: a canonical float TFLite model run by numba/BLAS kernels,
+batched over many trajectories and probe groups at once.
+
+API (stable; the TQS scorer codes against it)::
+
+    from edgetqs.engine import Engine
+    eng = Engine(graph: TFLiteGraph, spec: RolloutSpec)
+    y = eng.forward(x)                      # x [B, window, F] float32 -> [B, patch, F]
+    traj = eng.rollout(contexts, horizon)   # [K, window, F] -> [K, horizon*patch, F]; horizon = model calls
+    trajs = eng.rollout_probes(contexts, horizon, deltas)
+        # deltas: list[dict[str, np.ndarray]], weight tensor name -> additive delta (weight's shape);
+        # group g runs the K contexts with W + deltas[g]; {} is the reference. -> [G, K, horizon*patch, F]
+    eng.weight_names()                      # float constant tensors that can be perturbed
+    eng.weight(name)                        # a weight's float32 value
+
+    from edgetqs.engine.litert import LiteRTRunner   # same forward/rollout through the LiteRT interpreter
+    runner = LiteRTRunner(model_bytes_or_path, spec)
+
+A graph with an op the engine has no kernel for raises ``UnsupportedOpError``
+(an ``EdgeTQSError``; ``.ops`` names the ops) at construction, so callers can
+fall back to the LiteRT path. ``supported_ops()`` lists the covered opcodes.
+
+How it works: every value carries a leading batch axis in front of the
+graph's shape (the graph's own batch dim stays 1). Probe groups are blocks of
+K rows of that batch. Linear ops (FULLY_CONNECTED, BATCH_MATMUL, CONV_2D,
+DEPTHWISE_CONV_2D) compute ``x·W`` once for all rows with BLAS and add
+``x_rows·delta`` only for the rows of groups that perturb W; other ops with a
+perturbed constant re-run just those rows. Elementwise transcendental kernels
+are numba (``parallel=True``, ``cache=True``: compiled once per machine, reused
+across processes); thread count follows NUMBA_NUM_THREADS / the BLAS settings
+(default: all cores).
+"""
+
+from edgetqs.engine.executor import Engine
+from edgetqs.engine.registry import UnsupportedOpError, supported_ops
+
+__all__ = ["Engine", "UnsupportedOpError", "supported_ops"]

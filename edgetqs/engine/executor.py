@@ -1,0 +1,192 @@
+"""The Engine: runs a canonical float TFLite graph with the engine's kernels.
+
+Every value carries a leading batch axis in front of the graph's own shape
+(see registry.py), so one pass runs any number of trajectories. Probe groups
+are rows of that batch; a group's weight perturbations are handed to the ops
+that read the weight.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgetqs.engine.registry import Node, Perturbation, UnsupportedOpError, lookup
+from edgetqs.engine.rollout import check_horizon, check_windows, roll_out
+from edgetqs.errors import EdgeTQSError
+from edgetqs.model.card import RolloutSpec
+from edgetqs.model.tflite_graph import Tensor, TFLiteGraph
+
+_FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64")
+
+
+class Engine:
+    """Batched, probe-aware execution of one model. See the package docstring for the API."""
+
+    def __init__(self, graph: TFLiteGraph, spec: RolloutSpec):
+        self.graph, self.spec = graph, spec.validate()
+        self._check_io()
+        self._nodes = [self._node(op) for op in graph.operators]
+        missing = sorted({n.opcode for n in self._nodes if lookup(n.opcode) is None})
+        if missing:
+            raise UnsupportedOpError(missing)
+        self._constants = {t.index: self._constant_value(t) for t in graph.tensors if t.is_constant}
+        self._weights = {t.name: t.index for t in graph.tensors if t.is_constant and t.type_name in _FLOAT_TYPES}
+        self._fold_constants()
+        self._last_use = self._last_uses()
+
+    # -- public API --------------------------------------------------------
+    def weight_names(self) -> list[str]:
+        """Float constant tensors (names as in the .tflite) that rollout_probes can perturb."""
+        return list(self._weights)
+
+    def weight(self, name: str) -> np.ndarray:
+        """The float32 value of a weight tensor (graph shape)."""
+        return self._constants[self._weight_index(name)][0]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """One model call: windows [B, window, F] -> [B, patch, F]."""
+        x = check_windows(x, self.spec)
+        return self._run(x, {}).reshape(x.shape[0], self.spec.patch, self.spec.features)
+
+    def rollout(self, contexts: np.ndarray, horizon: int) -> np.ndarray:
+        """contexts [K, window, F] -> trajectories [K, horizon*patch, F]."""
+        return roll_out(self.forward, contexts, horizon, self.spec)
+
+    def rollout_probes(self, contexts: np.ndarray, horizon: int, deltas: list[dict[str, np.ndarray]]) -> np.ndarray:
+        """Roll every probe group out in one batch: [G, K, horizon*patch, F].
+
+        Group g runs the K contexts with weights ``W + deltas[g][name]`` (``{}``:
+        the reference); all groups share each op's unperturbed work.
+        """
+        contexts = check_windows(contexts, self.spec, "contexts")
+        check_horizon(horizon)
+        if not deltas:
+            raise EdgeTQSError("rollout_probes got no probe groups", "pass deltas=[{}] at least (the reference)")
+        k = contexts.shape[0]
+        by_node = self._perturbations_by_node(deltas, k)
+        windows = np.tile(contexts, (len(deltas), 1, 1))
+        patch, f = self.spec.patch, self.spec.features
+
+        def forward(x):
+            return self._run(x, by_node).reshape(x.shape[0], patch, f)
+
+        return roll_out(forward, windows, horizon, self.spec).reshape(len(deltas), k, -1, f)
+
+    # -- execution ---------------------------------------------------------
+    def _run(self, x: np.ndarray, perturbations: dict[int, list[Perturbation]]) -> np.ndarray:
+        values: dict[int, np.ndarray] = dict(self._constants)
+        values[self.graph.inputs[0]] = x.reshape(x.shape[0], *self.graph.tensors[self.graph.inputs[0]].shape)
+        for node in self._nodes:
+            inputs = [values[i] if i >= 0 else None for i in node.inputs]
+            outputs = self._run_node(node, inputs, perturbations.get(node.index, ()))
+            for index, value in zip(node.outputs, outputs):
+                values[index] = value
+            for index in self._last_use.get(node.index, ()):
+                values.pop(index, None)  # free activations nobody reads any more
+        return values[self.graph.outputs[0]]
+
+    def _run_node(self, node: Node, inputs: list, perturbations) -> list[np.ndarray]:
+        entry = lookup(node.opcode)
+        if not perturbations:
+            return entry.kernel(node, inputs)
+        if entry.perturbable:
+            return entry.kernel(node, inputs, perturbations)
+        return self._run_node_per_group(node, inputs, perturbations, entry.kernel)
+
+    @staticmethod
+    def _run_node_per_group(node, inputs, perturbations, kernel) -> list[np.ndarray]:
+        """Generic probes for ops without a shared-work kernel: re-run the perturbed rows with W + delta."""
+        batch = max(v.shape[0] for v in inputs if v is not None)
+        outputs = [np.array(np.broadcast_to(o, (batch, *o.shape[1:]))) for o in kernel(node, inputs)]
+        for p in perturbations:
+            rows_inputs = [v if v is None or v.shape[0] == 1 else v[p.rows] for v in inputs]
+            rows_inputs[p.input_position] = rows_inputs[p.input_position] + p.delta[None]
+            for out, value in zip(outputs, kernel(node, rows_inputs)):
+                out[p.rows] = value
+        return outputs
+
+    # -- set-up ------------------------------------------------------------
+    def _check_io(self) -> None:
+        g, spec = self.graph, self.spec
+        if len(g.inputs) != 1 or len(g.outputs) != 1:
+            raise EdgeTQSError(
+                f"the model has {len(g.inputs)} inputs and {len(g.outputs)} outputs; the engine runs canonical "
+                "models with one of each", "convert the model through edgetqs intake first")
+        in_shape, out_shape = g.input_shapes()[0], g.output_shapes()[0]
+        want_out = (1, spec.patch, spec.features) if spec.output_rank == 3 else (1, spec.features)
+        if tuple(in_shape[1:]) != (spec.window, spec.features) or tuple(out_shape)[1:] != want_out[1:]:
+            raise EdgeTQSError(
+                f"model input {in_shape} / output {out_shape} do not match the rollout spec "
+                f"(window={spec.window}, features={spec.features}, patch={spec.patch}, output_rank={spec.output_rank})",
+                "fix the rollout spec in the model card to match the model",
+            )
+
+    def _node(self, op) -> Node:
+        shapes = [self.graph.tensors[i].shape for i in op.outputs]
+        ranks = [len(self.graph.tensors[i].shape) if i >= 0 else 0 for i in op.inputs]
+        return Node(op.index, op.opcode, op.inputs, op.outputs, op.options, shapes, ranks)
+
+    def _constant_value(self, tensor: Tensor) -> np.ndarray:
+        if tensor.type_name in _FLOAT_TYPES or tensor.quantization is not None:
+            value = self.graph.float_constant(tensor)
+        else:
+            value = np.asarray(tensor.data)
+        return np.array(value.reshape(tensor.shape), dtype=value.dtype, order="C")[None]  # ascontiguousarray would make 0-d 1-d
+
+    def _fold_constants(self) -> None:
+        """Evaluate ops whose inputs are all constant once (fp16 DEQUANTIZE, shape arithmetic).
+
+        A folded DEQUANTIZE of an fp16 weight keeps the fp16 tensor's name as
+        the weight's name, so the probe addresses the tensor the card lists.
+        """
+        remaining = []
+        for node in self._nodes:
+            if all(i < 0 or i in self._constants for i in node.inputs):
+                outputs = lookup(node.opcode).kernel(node, [self._constants.get(i) for i in node.inputs])
+                for index, value in zip(node.outputs, outputs):
+                    self._constants[index] = value
+                if node.opcode == "DEQUANTIZE":
+                    source = self.graph.tensors[node.inputs[0]]
+                    self._weights[source.name] = node.outputs[0]
+            else:
+                remaining.append(node)
+        self._nodes = remaining
+        used = {i for node in self._nodes for i in node.inputs}
+        self._weights = {name: i for name, i in self._weights.items() if i in used}
+
+    def _last_uses(self) -> dict[int, list[int]]:
+        last: dict[int, int] = {}
+        for node in self._nodes:
+            for i in node.inputs:
+                if i >= 0 and i not in self._constants:
+                    last[i] = node.index
+        by_node: dict[int, list[int]] = {}
+        for tensor, node_index in last.items():
+            if tensor != self.graph.outputs[0]:
+                by_node.setdefault(node_index, []).append(tensor)
+        return by_node
+
+    def _weight_index(self, name: str) -> int:
+        if name not in self._weights:
+            raise EdgeTQSError(f"'{name}' is not a float weight tensor the engine can perturb",
+                               "pick a name from Engine.weight_names()")
+        return self._weights[name]
+
+    def _perturbations_by_node(self, deltas, k: int) -> dict[int, list[Perturbation]]:
+        readers: dict[int, list[tuple[Node, int]]] = {}
+        for node in self._nodes:
+            for position, i in enumerate(node.inputs):
+                readers.setdefault(i, []).append((node, position))
+        by_node: dict[int, list[Perturbation]] = {}
+        for g, group in enumerate(deltas):
+            rows = slice(g * k, (g + 1) * k)
+            for name, delta in group.items():
+                index = self._weight_index(name)
+                delta = np.ascontiguousarray(delta, dtype=np.float32)
+                if delta.shape != self._constants[index].shape[1:]:
+                    raise EdgeTQSError(
+                        f"delta for '{name}' has shape {delta.shape}, the weight is {self._constants[index].shape[1:]}",
+                        "give each delta the weight's own shape")
+                for node, position in readers.get(index, []):
+                    by_node.setdefault(node.index, []).append(Perturbation(rows, position, delta))
+        return by_node

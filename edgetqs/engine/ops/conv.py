@@ -1,0 +1,86 @@
+"""Convolutions: CONV_2D (im2col + one BLAS GEMM) and DEPTHWISE_CONV_2D.
+
+Both are linear in the filter and bias, so probe groups add their own
+``patches_rows · delta`` to the shared result before the fused activation.
+Conv1D layers arrive from the converter as CONV_2D with height 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgetqs.engine.ops.unary import apply_fused
+from edgetqs.engine.registry import register
+
+SAME = 0
+CONV_WEIGHT, CONV_BIAS = 1, 2
+
+
+def _same_padding(size, kernel, stride, dilation):
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return out, (total // 2, total - total // 2)
+
+
+def _geometry(node, size, kernel, stride, dilation):
+    if node.option("padding", SAME) == SAME:
+        return _same_padding(size, kernel, stride, dilation)
+    return (size - (kernel - 1) * dilation - 1) // stride + 1, (0, 0)
+
+
+def patches(node, x, kh, kw):
+    """x [B, H, W, C] -> [B, OH, OW, kh*kw, C]: the receptive field of each output pixel."""
+    sh, sw = node.option("strideH", 1), node.option("strideW", 1)
+    dh, dw = node.option("dilationHFactor", 1), node.option("dilationWFactor", 1)
+    oh, pad_h = _geometry(node, x.shape[1], kh, sh, dh)
+    ow, pad_w = _geometry(node, x.shape[2], kw, sw, dw)
+    xp = np.pad(x, [(0, 0), pad_h, pad_w, (0, 0)]) if any(pad_h + pad_w) else x
+    taps = [
+        xp[:, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw, :]
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    return np.stack(taps, axis=3)
+
+
+def _image(x):
+    """Batched value [B, 1, H, W, C] (graph batch 1) -> [B, H, W, C]."""
+    return np.ascontiguousarray(x, dtype=np.float32).reshape(x.shape[0], *x.shape[2:])
+
+
+def _finish(node, z, bias, perturbations, delta_term):
+    if bias is not None:
+        z += bias.reshape(-1)
+    for p in perturbations:
+        z[p.rows] += delta_term(p) if p.input_position == CONV_WEIGHT else p.delta.reshape(-1)
+    z = apply_fused(z, node.option("fusedActivationFunction"))
+    return [z.reshape(node.batched_shape(0, z.shape[0]))]
+
+
+@register("CONV_2D", perturbable=True)
+def conv_2d(node, inputs, perturbations=()):
+    x, weight = _image(inputs[0]), inputs[1][0]  # weight [O, KH, KW, C]
+    bias = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
+    n_out, kh, kw, c = weight.shape
+    cols = patches(node, x, kh, kw)
+    cols = cols.reshape(*cols.shape[:3], kh * kw * c)
+    z = cols @ weight.reshape(n_out, -1).T
+    return _finish(node, z, bias, perturbations, lambda p: cols[p.rows] @ p.delta.reshape(n_out, -1).T)
+
+
+@register("DEPTHWISE_CONV_2D", perturbable=True)
+def depthwise_conv_2d(node, inputs, perturbations=()):
+    x, weight = _image(inputs[0]), inputs[1][0]  # weight [1, KH, KW, C*M]
+    bias = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
+    _, kh, kw, cm = weight.shape
+    multiplier = cm // x.shape[-1]
+    cols = patches(node, x, kh, kw)  # [B, OH, OW, K, C]
+    if multiplier > 1:
+        cols = np.repeat(cols, multiplier, axis=-1)
+
+    z = np.einsum("bhwkc,kc->bhwc", cols, weight.reshape(kh * kw, cm)).astype(np.float32)
+
+    def delta_term(p):
+        return np.einsum("bhwkc,kc->bhwc", cols[p.rows], p.delta.reshape(kh * kw, cm))
+
+    return _finish(node, z, bias, perturbations, delta_term)

@@ -1,0 +1,41 @@
+"""SOFTMAX over the last axis (with beta), as a numba kernel over rows."""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from edgetqs.engine.registry import register
+
+
+@numba.njit(parallel=True, cache=True)
+def _softmax_rows(x, beta, out):
+    for r in numba.prange(x.shape[0]):
+        row_max = x[r, 0]
+        for j in range(1, x.shape[1]):
+            row_max = max(row_max, x[r, j])
+        total = 0.0
+        for j in range(x.shape[1]):
+            e = math.exp((x[r, j] - row_max) * beta)
+            out[r, j] = e
+            total += e
+        for j in range(x.shape[1]):
+            out[r, j] = out[r, j] / total
+
+
+@register("SOFTMAX")
+def _softmax(node, inputs):
+    x = np.ascontiguousarray(inputs[0], dtype=np.float32)
+    rows = x.reshape(-1, x.shape[-1])
+    out = np.empty_like(rows)
+    _softmax_rows(rows, np.float32(node.option("beta", 1.0)), out)
+    return [out.reshape(x.shape)]
+
+
+@register("LOG_SOFTMAX")
+def _log_softmax(node, inputs):
+    x = inputs[0]
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return [(shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))).astype(np.float32)]

@@ -1,0 +1,165 @@
+"""Activations (also as fused epilogues) and unary math; the transcendental ones as numba kernels."""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from edgetqs.engine.registry import register
+
+NONE, RELU, RELU_N1_TO_1, RELU6, TANH, SIGN_BIT = 0, 1, 2, 3, 4, 5
+
+
+@numba.njit(parallel=True, cache=True, fastmath=False)
+def _clamp_inplace(flat, low, high):
+    for i in numba.prange(flat.size):
+        v = flat[i]
+        flat[i] = min(max(v, low), high)
+
+
+@numba.njit(parallel=True, cache=True)
+def _tanh(flat, out):
+    for i in numba.prange(flat.size):
+        out[i] = math.tanh(flat[i])
+
+
+@numba.njit(parallel=True, cache=True)
+def _logistic(flat, out):
+    for i in numba.prange(flat.size):
+        v = flat[i]
+        # split by sign so exp never overflows
+        if v >= 0:
+            out[i] = 1.0 / (1.0 + math.exp(-v))
+        else:
+            e = math.exp(v)
+            out[i] = e / (1.0 + e)
+
+
+@numba.njit(parallel=True, cache=True)
+def _gelu_exact(flat, out):
+    for i in numba.prange(flat.size):
+        v = np.float64(flat[i])
+        out[i] = 0.5 * v * (1.0 + math.erf(v * 0.7071067811865476))
+
+
+@numba.njit(parallel=True, cache=True)
+def _gelu_tanh(flat, out):
+    for i in numba.prange(flat.size):
+        v = np.float64(flat[i])
+        out[i] = 0.5 * v * (1.0 + math.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)))
+
+
+def _unary(kernel, x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.empty_like(x)
+    kernel(x.reshape(-1), out.reshape(-1))
+    return out
+
+
+def tanh(x):
+    return _unary(_tanh, x)
+
+
+def logistic(x):
+    return _unary(_logistic, x)
+
+
+def gelu(x, approximate: bool = False):
+    return _unary(_gelu_tanh if approximate else _gelu_exact, x)
+
+
+def apply_fused(x: np.ndarray, code: int | None) -> np.ndarray:
+    """Apply a fused activation in place where possible and return the result."""
+    if not code:
+        return x
+    if code == TANH:
+        return tanh(x)
+    if code == SIGN_BIT:
+        return np.sign(x).astype(np.float32)
+    low, high = {RELU: (0.0, np.inf), RELU_N1_TO_1: (-1.0, 1.0), RELU6: (0.0, 6.0)}[code]
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    _clamp_inplace(x.reshape(-1), np.float32(low), np.float32(high))
+    return x
+
+
+@register("TANH")
+def _tanh_op(node, inputs):
+    return [tanh(inputs[0])]
+
+
+@register("LOGISTIC")
+def _logistic_op(node, inputs):
+    return [logistic(inputs[0])]
+
+
+@register("GELU")
+def _gelu_op(node, inputs):
+    return [gelu(inputs[0], bool(node.option("approximate", False)))]
+
+
+@register("RELU")
+def _relu(node, inputs):
+    return [apply_fused(inputs[0].copy(), RELU)]
+
+
+@register("RELU6")
+def _relu6(node, inputs):
+    return [apply_fused(inputs[0].copy(), RELU6)]
+
+
+@register("RELU_N1_TO_1")
+def _relu_n1(node, inputs):
+    return [apply_fused(inputs[0].copy(), RELU_N1_TO_1)]
+
+
+@register("LEAKY_RELU")
+def _leaky(node, inputs):
+    x = inputs[0]
+    return [np.where(x >= 0, x, np.float32(node.option("alpha", 0.2)) * x).astype(np.float32)]
+
+
+@register("EXP")
+def _exp(node, inputs):
+    return [np.exp(inputs[0]).astype(np.float32)]
+
+
+@register("SQRT")
+def _sqrt(node, inputs):
+    return [np.sqrt(inputs[0]).astype(np.float32)]
+
+
+@register("RSQRT")
+def _rsqrt(node, inputs):
+    return [(np.float32(1.0) / np.sqrt(inputs[0])).astype(np.float32)]
+
+
+@register("NEG")
+def _neg(node, inputs):
+    return [-inputs[0]]
+
+
+@register("ABS")
+def _abs(node, inputs):
+    return [np.abs(inputs[0])]
+
+
+@register("SQUARE")
+def _square(node, inputs):
+    return [inputs[0] * inputs[0]]
+
+
+@register("LOG")
+def _log(node, inputs):
+    return [np.log(inputs[0]).astype(np.float32)]
+
+
+@register("SIN")
+def _sin(node, inputs):
+    return [np.sin(inputs[0]).astype(np.float32)]
+
+
+@register("COS")
+def _cos(node, inputs):
+    return [np.cos(inputs[0]).astype(np.float32)]
