@@ -1,0 +1,379 @@
+"""The capability matrix: which (op, weight format, mode) each TFLite runtime
+*executes correctly*, decided by running them, not by documentation.
+
+For every case a tiny float model with one weighted op is built, quantized by
+AI Edge Quantizer, run in the runtime under test, and compared with a numpy
+reference computed from the *same dequantized weights* read back from the
+quantized flatbuffer. A cell is "ok" only if the model loads, runs and the
+relative error is within tolerance; a runtime that loads a model and computes
+wrong numbers gets "wrong" and the planner never offers that format.
+
+Each runtime runs in its own throwaway venv (tflite-runtime needs numpy<2),
+through the self-contained ``conformance_runner.py``. Regenerate with::
+
+    python -m edgetqs.planner.conformance --runtime ai-edge-litert==2.3.0 --runtime tflite-runtime==2.14.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgetqs.errors import EdgeTQSError
+from edgetqs.planner.formats import FORMATS, WeightFormat
+
+MATRIX_PATH = Path(__file__).parent / "data" / "capability_matrix.json"
+RUNNER = Path(__file__).with_name("conformance_runner.py")
+OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "BATCH_MATMUL", "EMBEDDING_LOOKUP")
+CHECKED_FORMATS = ("fp16", "int8", "int4", "int2", "int8_b32", "int4_b32", "int4_b64")
+MODES = ("weight_only", "dynamic")
+# Relative L2 error allowed. Weight-only computes in float with the same weights:
+# only summation order differs. Dynamic range also quantizes activations to int8
+# on the fly (~0.5% error); a wrong kernel (bad unpacking, ignored scales) is O(1).
+TOLERANCE = {"weight_only": 1e-4, "dynamic": 0.03}
+
+
+# -- tiny models ------------------------------------------------------------
+def _keras_tflite(build) -> bytes:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    model = build(tf)
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
+def _concrete_tflite(fn, specs) -> bytes:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    concrete = tf.function(fn).get_concrete_function(*[tf.TensorSpec(s, d) for s, d in specs])
+    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], fn).convert()
+
+
+def build_float_case(op: str) -> tuple[bytes, list[np.ndarray]]:
+    """A float .tflite whose one weighted op is ``op``, and inputs for it.
+
+    Fan-ins are multiples of 64 so blockwise formats apply to every op.
+    """
+    rng = np.random.default_rng(0)
+    if op == "FULLY_CONNECTED":
+        raw = _keras_tflite(lambda tf: tf.keras.Sequential([tf.keras.Input((64,), batch_size=2),
+                                                            tf.keras.layers.Dense(16)]))
+        return raw, [rng.standard_normal((2, 64)).astype(np.float32)]
+    if op == "CONV_2D":
+        raw = _keras_tflite(lambda tf: tf.keras.Sequential([tf.keras.Input((5, 5, 64), batch_size=1),
+                                                            tf.keras.layers.Conv2D(8, 3)]))
+        return raw, [rng.standard_normal((1, 5, 5, 64)).astype(np.float32)]
+    if op == "DEPTHWISE_CONV_2D":
+        raw = _keras_tflite(lambda tf: tf.keras.Sequential([tf.keras.Input((5, 5, 64), batch_size=1),
+                                                            tf.keras.layers.DepthwiseConv2D(3)]))
+        return raw, [rng.standard_normal((1, 5, 5, 64)).astype(np.float32)]
+    if op == "BATCH_MATMUL":
+        w = rng.standard_normal((2, 64, 16)).astype(np.float32)
+        import tensorflow as tf  # noqa: F401  (loaded by _concrete_tflite)
+
+        raw = _concrete_tflite(lambda x: tf.linalg.matmul(x, tf.constant(w)), [((2, 3, 64), tf.float32)])
+        return raw, [rng.standard_normal((2, 3, 64)).astype(np.float32)]
+    if op == "EMBEDDING_LOOKUP":
+        return _embedding_lookup_model(rng), [np.array([3, 0, 7, 7, 1], np.int32)]
+    raise EdgeTQSError(f"no conformance model for op '{op}'", f"use one of: {', '.join(OPS)}")
+
+
+def _embedding_lookup_model(rng) -> bytes:
+    """TF converts gathers to GATHER; rewrite one into EMBEDDING_LOOKUP(ids, table)."""
+    import tensorflow as tf
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    table = rng.standard_normal((10, 64)).astype(np.float32)
+    raw = _concrete_tflite(lambda ids: tf.gather(tf.constant(table), ids), [((5,), tf.int32)])
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(raw))
+    graph = model.subgraphs[0]
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        if flatbuffer_utils.get_builtin_code_from_operator_code(code) == schema.BuiltinOperator.GATHER:
+            code.builtinCode = schema.BuiltinOperator.EMBEDDING_LOOKUP
+            code.deprecatedBuiltinCode = schema.BuiltinOperator.EMBEDDING_LOOKUP
+            op.inputs = [op.inputs[1], op.inputs[0]]
+            op.builtinOptionsType, op.builtinOptions = 0, None
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+# -- reading quantized weights back -----------------------------------------
+def _unpack(raw: np.ndarray, bits: int, count: int) -> np.ndarray:
+    """Signed sub-byte values, element 0 in the low bits (AEQ's pack_data)."""
+    per_byte = 8 // bits
+    shifts = np.arange(per_byte, dtype=np.uint8) * bits
+    values = ((raw[:, None] >> shifts) & ((1 << bits) - 1)).reshape(-1)[:count].astype(np.int16)
+    return np.where(values >= 1 << (bits - 1), values - (1 << bits), values)
+
+
+def dequantized_weight(model_bytes: bytes) -> np.ndarray:
+    """The one quantized (or fp16) weight of a conformance model, as float32."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from edgetqs.model.tflite_graph import TFLiteGraph
+
+    graph = TFLiteGraph.from_bytes(model_bytes)
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+    raw_tensors = model.subgraphs[0].tensors
+    for t in graph.tensors:
+        if t.data is None or t.name.endswith("_scales"):
+            continue
+        if t.type_name == "FLOAT16":
+            return t.data.astype(np.float32)
+        if t.type_name in ("INT8", "INT4", "INT2"):
+            bits = {"INT8": 8, "INT4": 4, "INT2": 2}[t.type_name]
+            values = _unpack(np.asarray(t.data, np.uint8).ravel() if bits < 8 else
+                             np.asarray(t.data, np.int8).ravel().view(np.uint8), bits, t.num_elements)
+            values = values.reshape(t.shape).astype(np.float32)
+            q = raw_tensors[t.index].quantization
+            if q.detailsType == schema.QuantizationDetails.BlockwiseQuantization:
+                scales = graph.tensors[q.details.scales].data.astype(np.float32)  # [out, blocks]
+                block = q.details.blockSize
+                rows = values.reshape(values.shape[0], -1)
+                return (rows * np.repeat(scales, block, axis=1)[:, : rows.shape[1]]).reshape(values.shape)
+            scale = np.asarray(q.scale, np.float32)
+            shape = [1] * values.ndim
+            shape[q.quantizedDimension] = -1
+            return values * scale.reshape(shape)
+    raise EdgeTQSError("the quantized conformance model has no quantized weight", "this is a bug in the check")
+
+
+def _float_weight(model_bytes: bytes) -> np.ndarray:
+    from edgetqs.model.tflite_graph import TFLiteGraph
+
+    graph = TFLiteGraph.from_bytes(model_bytes)
+    weights = [t for t in graph.tensors if t.data is not None and t.type_name == "FLOAT32" and t.num_elements > 16]
+    return weights[0].data
+
+
+def _bias(model_bytes: bytes, size: int) -> np.ndarray:
+    from edgetqs.model.tflite_graph import TFLiteGraph
+
+    graph = TFLiteGraph.from_bytes(model_bytes)
+    for t in graph.tensors:
+        if t.data is not None and t.type_name == "FLOAT32" and t.shape == (size,):
+            return t.data.astype(np.float32)
+    return np.zeros(size, np.float32)
+
+
+def reference_output(op: str, weight: np.ndarray, inputs: list[np.ndarray], bias: np.ndarray | None = None) -> np.ndarray:
+    """What the op must compute with these (dequantized) weights, in float64 numpy."""
+    x, w = inputs[0].astype(np.float64), weight.astype(np.float64)
+    if op == "FULLY_CONNECTED":
+        y = x @ w.T
+    elif op == "CONV_2D":  # w [out, kh, kw, in], VALID, stride 1
+        windows = np.lib.stride_tricks.sliding_window_view(x, w.shape[1:3], axis=(1, 2))  # n,oh,ow,c,kh,kw
+        y = np.einsum("nijcab,oabc->nijo", windows, w)
+    elif op == "DEPTHWISE_CONV_2D":  # w [1, kh, kw, c]
+        windows = np.lib.stride_tricks.sliding_window_view(x, w.shape[1:3], axis=(1, 2))
+        y = np.einsum("nijcab,abc->nijc", windows, w[0])
+    elif op == "BATCH_MATMUL":
+        y = x @ w
+    elif op == "EMBEDDING_LOOKUP":
+        y = w[inputs[0]]
+    else:
+        raise EdgeTQSError(f"no reference for op '{op}'", f"use one of: {', '.join(OPS)}")
+    return y + bias if bias is not None else y
+
+
+# -- building the cases ------------------------------------------------------
+def _op_layer(model_bytes: bytes, op: str) -> str:
+    from edgetqs.model.tflite_graph import TFLiteGraph
+
+    graph = TFLiteGraph.from_bytes(model_bytes)
+    for o in graph.operators:
+        if o.opcode == op:
+            return graph.tensors[o.outputs[0]].name
+    raise EdgeTQSError(f"the {op} conformance model has no {op} op (the converter rewrote it)", "adjust the builder")
+
+
+def write_cases(directory: Path) -> dict[str, dict]:
+    """Quantize every (op, format, mode) into ``directory``; returns what each case expects."""
+    from edgetqs.planner.aeq import quantize_ops
+
+    cases: dict[str, dict] = {}
+    for op in OPS:
+        float_model, inputs = build_float_case(op)
+        layer = _op_layer(float_model, op)
+        float_weight = _float_weight(float_model)
+        bias_size = float_weight.shape[0] if op in ("FULLY_CONNECTED", "CONV_2D") else float_weight.shape[-1]
+        bias = None if op in ("BATCH_MATMUL", "EMBEDDING_LOOKUP") else _bias(float_model, bias_size)
+        for mode in MODES:
+            for fmt_name in CHECKED_FORMATS:
+                if fmt_name == "fp16" and mode == "dynamic":
+                    continue  # fp16 is always a float cast + DEQUANTIZE: one case covers it
+                case = f"{op}__{fmt_name}__{mode}"
+                entry = {"op": op, "format": fmt_name, "mode": mode}
+                try:
+                    quantized = quantize_ops(float_model, {layer: (op, FORMATS[fmt_name])}, mode)
+                    weight = dequantized_weight(quantized)
+                except Exception as exc:  # AEQ refusing a combination is a finding
+                    entry.update(status="quantize_error", error=f"{type(exc).__name__}: {exc}"[:300])
+                    cases[case] = entry
+                    continue
+                (directory / f"{case}.tflite").write_bytes(quantized)
+                np.savez(directory / f"{case}.npz", **{f"x{i}": x for i, x in enumerate(inputs)})
+                np.save(directory / f"{case}.ref.npy", reference_output(op, weight, inputs, bias))
+                cases[case] = entry
+    return cases
+
+
+# -- running a runtime ------------------------------------------------------
+def runtime_python(spec: str, envs_dir: Path) -> Path:
+    """A Python that has ``spec`` installed: this venv if it already has it, else a throwaway venv."""
+    package, _, version = spec.partition("==")
+    if package == "ai-edge-litert":
+        from importlib.metadata import version as installed_version
+
+        if installed_version("ai-edge-litert") == version:
+            return Path(sys.executable)
+    env = envs_dir / spec.replace("==", "-")
+    python = env / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+        numpy = "numpy<2" if package == "tflite-runtime" else "numpy"
+        result = subprocess.run([str(python), "-m", "pip", "install", "-q", spec, numpy],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise EdgeTQSError(f"cannot install {spec} in a throwaway venv: {result.stderr.strip()[-400:]}",
+                               "check the package name and version exist for this Python and architecture")
+    return python
+
+
+def run_runtime(spec: str, directory: Path, envs_dir: Path) -> dict:
+    """Case -> runner result; one process per case so a crashing kernel is one finding."""
+    python = runtime_python(spec, envs_dir)
+    results = {}
+    for model in sorted(directory.glob("*.tflite")):
+        case = model.stem
+        result_file = model.with_suffix(".result.json")
+        result_file.unlink(missing_ok=True)
+        proc = subprocess.run([str(python), str(RUNNER), str(directory), case], capture_output=True, text=True)
+        if proc.returncode != 0 or not result_file.exists():
+            tail = proc.stderr.strip().splitlines()[-1:] or [""]
+            results[case] = {"status": "crash", "error": f"exit code {proc.returncode}: {tail[0][:200]}"}
+        else:
+            results[case] = json.loads(result_file.read_text())
+    return results
+
+
+def judge(cases: dict[str, dict], ran: dict, directory: Path) -> dict:
+    """Case -> status ('ok', 'wrong', 'load_error', 'run_error', 'crash', 'quantize_error') and error."""
+    verdicts = {}
+    for case, entry in cases.items():
+        verdict = {k: entry[k] for k in ("op", "format", "mode")}
+        if entry.get("status") == "quantize_error":
+            verdict.update(status="quantize_error", error=entry["error"])
+        elif ran[case]["status"] != "ran":
+            verdict.update(status=ran[case]["status"], error=ran[case]["error"])
+        else:
+            y = np.load(directory / f"{case}.out.npz")["y"].astype(np.float64)
+            ref = np.load(directory / f"{case}.ref.npy")
+            rel = float(np.linalg.norm(y - ref) / max(np.linalg.norm(ref), 1e-12)) if y.shape == ref.shape else float("inf")
+            ok = rel <= TOLERANCE[entry["mode"]]
+            verdict.update(status="ok" if ok else "wrong", rel_error=rel)
+        verdicts[case] = verdict
+    return verdicts
+
+
+def check_runtimes(specs: list[str], envs_dir: Path | None = None) -> dict[str, dict]:
+    """Runtime spec -> {op: {mode: {format: verdict}}}."""
+    with tempfile.TemporaryDirectory(prefix="edgetqs-conformance-") as tmp:
+        directory = Path(tmp)
+        envs = envs_dir or directory / "envs"
+        cases = write_cases(directory)
+        matrix = {}
+        for spec in specs:
+            for leftover in directory.glob("*.out.npz"):
+                leftover.unlink()
+            verdicts = judge(cases, run_runtime(spec, directory, envs), directory)
+            table: dict = {}
+            for v in verdicts.values():
+                cell = {k: v[k] for k in ("status", "rel_error", "error") if k in v}
+                table.setdefault(v["op"], {}).setdefault(v["mode"], {})[v["format"]] = cell
+            matrix[spec] = table
+        return matrix
+
+
+# -- the matrix as data -------------------------------------------------------
+def write_matrix(runtimes: dict[str, dict], path: Path = MATRIX_PATH) -> None:
+    data = {"format": "edgetqs.capability_matrix", "version": 1,
+            "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": "python -m edgetqs.planner.conformance " + " ".join(f"--runtime {s}" for s in runtimes),
+            "tolerance": TOLERANCE, "runtimes": runtimes}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=False))
+    tmp.replace(path)
+
+
+class CapabilityMatrix:
+    def __init__(self, data: dict):
+        self.data = data
+        self.runtimes: dict[str, dict] = data["runtimes"]
+
+    @classmethod
+    def load(cls, path: Path = MATRIX_PATH) -> "CapabilityMatrix":
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise EdgeTQSError(f"cannot read the capability matrix {path}: {exc}",
+                               "regenerate it: python -m edgetqs.planner.conformance") from exc
+        if data.get("format") != "edgetqs.capability_matrix" or data.get("version") != 1:
+            raise EdgeTQSError(f"{path} is not an edgetqs.capability_matrix v1", "regenerate it")
+        return cls(data)
+
+    def _runtime(self, spec: str) -> dict:
+        if spec not in self.runtimes:
+            raise EdgeTQSError(f"the capability matrix has no results for runtime {spec}",
+                               f"run: python -m edgetqs.planner.conformance --runtime {spec} "
+                               f"(checked so far: {', '.join(self.runtimes)})")
+        return self.runtimes[spec]
+
+    def supports(self, spec: str, op: str, mode: str, fmt: str) -> bool:
+        """True when ``fmt`` weights on ``op`` ran correctly in ``spec``; fp32 always does."""
+        if fmt == "fp32":
+            return True
+        table = self._runtime(spec)
+        mode_key = "weight_only" if fmt == "fp16" else mode
+        return table.get(op, {}).get(mode_key, {}).get(fmt, {}).get("status") == "ok"
+
+    def formats_for(self, spec: str, op: str, mode: str) -> list[str]:
+        return [name for name in FORMATS if self.supports(spec, op, mode, name)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edgetqs.planner.conformance", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runtime", action="append", default=[],
+                        help="package==version to check (repeatable); default: ai-edge-litert==2.3.0 and tflite-runtime==2.14.0")
+    parser.add_argument("--merge", action="store_true", help="keep other runtimes already in the matrix")
+    parser.add_argument("-o", "--output", type=Path, default=MATRIX_PATH)
+    parser.add_argument("--envs", type=Path, default=None, help="keep the runtime venvs here (default: throwaway)")
+    args = parser.parse_args(argv)
+    specs = args.runtime or ["ai-edge-litert==2.3.0", "tflite-runtime==2.14.0"]
+    results = check_runtimes(specs, args.envs)
+    if args.merge and args.output.exists():
+        results = {**CapabilityMatrix.load(args.output).runtimes, **results}
+    write_matrix(results, args.output)
+    for spec, table in results.items():
+        ok = sum(c["status"] == "ok" for modes in table.values() for cells in modes.values() for c in cells.values())
+        total = sum(len(cells) for modes in table.values() for cells in modes.values())
+        print(f"{spec}: {ok}/{total} (op, format, mode) cases correct")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
