@@ -10,7 +10,7 @@ import hashlib
 import io
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
@@ -101,6 +101,9 @@ def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+UNIT_FIELDS = {f.name for f in fields(UnitScore)}
+
+
 def load_scores(path: str | Path) -> ScoreFile:
     """Read and validate a score file (format, version, required fields)."""
     path = Path(path)
@@ -118,6 +121,10 @@ def load_scores(path: str | Path) -> ScoreFile:
         raise EdgeTQSError(f"score file {path} has version {data.get('version')}; this edgetqs reads version {SCORES_VERSION}",
                            "re-run `edgetqs score` with this edgetqs")
     try:
+        for unit in data["units"]:
+            missing = UNIT_FIELDS - set(unit)
+            if missing:
+                raise KeyError(f"unit {unit.get('name')!r} lacks {sorted(missing)}")
         units = [UnitScore(**u) for u in data["units"]]
         scores = ScoreFile(data["model"], data["settings"], data["reference"], units)
     except (KeyError, TypeError) as exc:
