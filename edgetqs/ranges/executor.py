@@ -1,0 +1,195 @@
+"""Weight- and activation-fake-quantized execution with three activation-range modes.
+
+``FakeQuantEngine`` is the rollout engine (``edgetqs.engine.Engine``, its
+kernels, constant folding, batching and rollout loop) with one change: after
+every op that computes values (a *site*: not a pure layout op) the output is
+quantized and dequantized to ``act_bits`` with an asymmetric uniform grid over
+a range chosen by the mode:
+
+* ``static``: the min/max seen on the calibration windows (fixed);
+* ``dynamic``: the exact min/max of this very output (needs the whole float
+  output buffered before quantizing it);
+* ``probabilistic``: the estimator's range, predicted from statistics before
+  the op runs (``RangeEstimator``);
+* ``float``: no activation quantization (weights only, if ``weight_bits``).
+
+Ranges are per sample of the batch, per tensor or per channel (last axis),
+and always contain zero (as TFLite's int8 scheme needs). Weights of weighted
+layers are fake-quantized symmetric per output channel with the TQS reference
+quantizer. Layout ops pass their input's quantization through, as in TFLite.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from edgetqs.engine import Engine
+from edgetqs.engine.ops.unary import apply_fused
+from edgetqs.engine.registry import Node, lookup
+from edgetqs.errors import EdgeTQSError
+from edgetqs.model.card import RolloutSpec
+from edgetqs.model.tflite_graph import TFLiteGraph
+from edgetqs.ranges.estimator import LAYOUT_OPS, LINEAR_OPS, RangeEstimator
+from edgetqs.ranges.moments import Moments
+from edgetqs.tqs.quantizers import channel_axis, quantize_channel
+
+MODES = ("float", "static", "dynamic", "probabilistic")
+GRANULARITIES = ("tensor", "channel")
+INPUT_SITE = -1  # the graph input is quantized too; it has no producing node
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    mode: str = "dynamic"
+    act_bits: int = 8
+    weight_bits: int | None = 8  # None: float weights
+    granularity: str = "tensor"
+
+    def check(self) -> "QuantConfig":
+        if self.mode not in MODES:
+            raise EdgeTQSError(f"activation mode '{self.mode}' is unknown", f"use one of {', '.join(MODES)}")
+        if self.granularity not in GRANULARITIES:
+            raise EdgeTQSError(f"granularity '{self.granularity}' is unknown", "use tensor or channel")
+        for what, bits in (("activation", self.act_bits), ("weight", self.weight_bits)):
+            if bits is not None and not 2 <= bits <= 16:
+                raise EdgeTQSError(f"{what} bit-width {bits} is outside 2..16", "use 8 or 4 bits")
+        return self
+
+
+# observer(tensor, node, pre, post, pre_moments, lo, hi): sees every site as it is quantized.
+Observer = Callable[[int, Node | None, np.ndarray, np.ndarray, Moments | None, np.ndarray, np.ndarray], None]
+
+
+class FakeQuantEngine(Engine):
+    """The engine with fake-quantized weights and activations (see module docstring)."""
+
+    def __init__(self, graph: TFLiteGraph, spec: RolloutSpec, config: QuantConfig, stride: int = 1):
+        super().__init__(graph, spec)
+        self.config = config.check()
+        shapes = {t.index: t.shape for t in graph.tensors}
+        self.estimator = RangeEstimator(self._nodes, self._constants, shapes, stride=stride)
+        self.static_ranges: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # tensor -> per-tensor/per-channel lo, hi
+        self.observer: Observer | None = None
+        self._pre_nodes = {n.index: _without_fused_activation(n) for n in self._nodes}
+        self.sites = [INPUT_SITE] + [n.outputs[0] for n in self._nodes if is_site(n)]
+        if config.weight_bits:
+            self._quantize_weights(config.weight_bits)
+
+    def tensor_name(self, tensor: int) -> str:
+        return self.graph.tensors[self.graph.inputs[0] if tensor == INPUT_SITE else tensor].name
+
+    def set_mode(self, mode: str) -> None:
+        """Switch activation mode, keeping calibration and weights."""
+        self.config = QuantConfig(mode, self.config.act_bits, self.config.weight_bits, self.config.granularity).check()
+
+    # -- execution -------------------------------------------------------------
+    def _run(self, x: np.ndarray, perturbations) -> np.ndarray:
+        if perturbations:
+            raise EdgeTQSError("the fake-quant engine does not run TQS probes", "use edgetqs.engine.Engine for probes")
+        if self.config.mode == "static" and not self.static_ranges:
+            raise EdgeTQSError("static activation ranges are not calibrated",
+                               "call edgetqs.ranges.calibration.calibrate(engine, windows) first")
+        values: dict[int, np.ndarray] = dict(self._constants)
+        carried: dict[int, Moments] = {}
+        want_moments = self.config.mode == "probabilistic" or self.observer is not None
+        x = x.reshape(x.shape[0], *self.graph.tensors[self.graph.inputs[0]].shape)
+        in_moments = self.estimator.input_moments(x) if want_moments else None
+        values[self.graph.inputs[0]] = self._quantize_site(INPUT_SITE, None, x, x, in_moments)
+        if in_moments is not None:
+            carried[self.graph.inputs[0]] = in_moments
+        for node in self._nodes:
+            inputs = [values[i] if i >= 0 else None for i in node.inputs]
+            if is_site(node):
+                outputs = [self._run_site(node, inputs, carried, want_moments)]
+            else:
+                outputs = lookup(node.opcode).kernel(node, inputs)
+                if want_moments:
+                    moved = self.estimator.layout_moments(node, carried)
+                    for index, m in zip(node.outputs, moved or []):
+                        carried[index] = m
+            for index, value in zip(node.outputs, outputs):
+                values[index] = value
+            for index in self._last_use.get(node.index, ()):
+                values.pop(index, None)
+                carried.pop(index, None)
+        return values[self.graph.outputs[0]]
+
+    def _run_site(self, node: Node, inputs: list, carried: dict[int, Moments], want_moments: bool) -> np.ndarray:
+        pre = lookup(node.opcode).kernel(self._pre_nodes[node.index], inputs)[0]
+        pre_moments = None
+        if want_moments:
+            pre_moments = self.estimator.pre_moments(node, inputs, carried)
+            if pre_moments is None:
+                pre_moments = self.estimator.fallback(node.outputs[0], pre)
+        post = apply_fused(pre.copy(), node.option("fusedActivationFunction", 0))
+        out = self._quantize_site(node.outputs[0], node, pre, post, pre_moments)
+        if want_moments:
+            carried[node.outputs[0]] = self.estimator.post_moments(node, pre_moments)
+        return out
+
+    def _quantize_site(self, tensor: int, node: Node | None, pre, post, pre_moments) -> np.ndarray:
+        mode, per_channel = self.config.mode, self.config.granularity == "channel"
+        if mode == "float" and self.observer is None:
+            return post
+        lo, hi = self._range(mode, tensor, node, post, pre_moments, per_channel)
+        if self.observer is not None:
+            self.observer(tensor, node, pre, post, pre_moments, lo, hi)
+        if mode == "float":
+            return post
+        return fake_quantize(post, lo, hi, self.config.act_bits)
+
+    def _range(self, mode, tensor, node, post, pre_moments, per_channel):
+        if mode == "probabilistic" or (mode == "float" and pre_moments is not None):
+            return self.estimator.interval(node, tensor, pre_moments, per_channel)
+        if mode == "static":
+            lo, hi = self.static_ranges[tensor]
+            batch = post.shape[0]
+            if not per_channel:
+                lo, hi = np.min(lo), np.max(hi)
+            return np.broadcast_to(lo, (batch, np.size(lo))), np.broadcast_to(hi, (batch, np.size(hi)))
+        return observed_range(post, per_channel)
+
+    # -- weights ---------------------------------------------------------------
+    def _quantize_weights(self, bits: int) -> None:
+        for node in self._nodes:
+            if node.opcode in LINEAR_OPS and node.inputs[1] in self._constants:
+                index = node.inputs[1]
+                weight = self._constants[index][0]
+                axis = channel_axis(node.opcode, weight.shape)
+                self._constants[index] = quantize_channel(weight, bits, axis)[None]
+
+
+def is_site(node: Node) -> bool:
+    return node.opcode not in LAYOUT_OPS and len(node.outputs) == 1
+
+
+def observed_range(value: np.ndarray, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Exact min/max of each sample of a batched value: [B, 1], or [B, C] per channel."""
+    rows = value.reshape(value.shape[0], -1, value.shape[-1] if per_channel else 1)
+    return rows.min(axis=1), rows.max(axis=1)
+
+
+def fake_quantize(value: np.ndarray, lo: np.ndarray, hi: np.ndarray, bits: int) -> np.ndarray:
+    """Asymmetric uniform quantize-dequantize of a batched value with per-sample ranges [B, 1|C]."""
+    shape = (value.shape[0],) + (1,) * (value.ndim - 2) + (-1,)
+    lo = np.minimum(np.asarray(lo, np.float64), 0.0).reshape(shape)  # zero must be exact (padding, ReLU)
+    hi = np.maximum(np.asarray(hi, np.float64), 0.0).reshape(shape)
+    levels = 2**bits - 1
+    scale = np.maximum(hi - lo, 1e-12) / levels
+    zero_point = np.rint(-lo / scale)
+    q = np.clip(np.rint(value / scale) + zero_point, 0, levels)
+    return ((q - zero_point) * scale).astype(np.float32)
+
+
+def _without_fused_activation(node: Node) -> Node:
+    """A copy of the node whose kernel stops before the fused activation (the pre-activation)."""
+    if node.option("fusedActivationFunction", 0) == 0:
+        return node
+    options = copy.copy(node.options)
+    options.fusedActivationFunction = 0
+    return dataclasses.replace(node, options=options)
