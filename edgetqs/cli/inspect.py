@@ -1,13 +1,55 @@
-"""`edgetqs inspect`: not built yet (issue #2)."""
+"""`edgetqs inspect MODEL`: the model card — rollout spec and layer table."""
 
-from edgetqs.cli.common import add_command
-from edgetqs.errors import NotBuiltYet
+from __future__ import annotations
+
+from rich.table import Table
+
+from edgetqs.cli.common import add_command, add_json_flag, add_model_argument, console, print_json
+from edgetqs.model.card import ModelCard, RolloutSpec
 
 
-def run(args):
-    raise NotBuiltYet("inspect", 2)
+def add_rollout_argument(parser) -> None:
+    parser.add_argument("--rollout", metavar="SPEC", type=RolloutSpec.parse,
+                        help="window=W,features=F[,patch=P] when it cannot be read from the model's shapes")
 
 
-def register(subparsers):
-    parser = add_command(subparsers, "inspect", "(not built yet, issue #2)", ["edgetqs inspect zoo:mlp-lorenz96"], run)
-    parser.add_argument("rest", nargs="*")
+def print_card(card: ModelCard) -> None:
+    spec = card.rollout
+    console.print(f"[bold]{card.name}[/]  ({card.source_format}: {card.source})")
+    console.print(f"canonical: {card.tflite_path}  sha256 {card.tflite_sha256[:16]}…")
+    output = f"[1, {spec.patch}, {spec.features}]" if spec.output_rank == 3 else f"[1, {spec.features}]"
+    console.print(f"rollout: window={spec.window} features={spec.features} patch={spec.patch} "
+                  f"feedback={spec.feedback}  input [1, {spec.window}, {spec.features}] -> output {output}"
+                  + ("  (normalised inputs)" if spec.norm_mean else ""))
+    table = Table(title=f"{len(card.layers)} weighted layers, {card.total_params:,} parameters")
+    for column in ("#", "layer", "block", "op", "weight tensors (main first)", "shapes", "params", "float bytes"):
+        table.add_column(column, justify="right" if column in ("#", "params", "float bytes") else "left")
+    for i, layer in enumerate(card.layers):
+        table.add_row(str(i), layer.name, layer.block, layer.op_type, "\n".join(layer.weight_tensors),
+                      "\n".join(str(s) for s in layer.shapes), f"{layer.params:,}", f"{layer.float_bytes:,}")
+    console.print(table)
+    quality = card.extra.get("float_quality")
+    if quality:
+        console.print(f"float rollout vs truth ({card.extra.get('system')}): " +
+                      ", ".join(f"{k}={v}" for k, v in quality.items()))
+
+
+def run(args) -> int:
+    from edgetqs.model.intake import load_model
+
+    model = load_model(args.model, args.rollout)
+    if args.json:
+        print_json(model.card.to_dict())
+    else:
+        print_card(model.card)
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = add_command(subparsers, "inspect", "show a model's rollout spec and layer table (its model card)",
+                         ["edgetqs inspect zoo:mlp-lorenz96",
+                          "edgetqs inspect my_model.onnx --rollout window=16,features=3",
+                          "edgetqs inspect model.tflite --json"], run)
+    add_model_argument(parser)
+    add_rollout_argument(parser)
+    add_json_flag(parser)

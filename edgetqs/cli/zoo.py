@@ -1,13 +1,82 @@
-"""`edgetqs zoo`: not built yet (issue #2)."""
+"""`edgetqs zoo`: list the example models; `edgetqs zoo build NAME|--all` trains and caches them."""
 
-from edgetqs.cli.common import add_command
-from edgetqs.errors import NotBuiltYet
+from __future__ import annotations
+
+from rich.progress import Progress
+from rich.table import Table
+
+from edgetqs.cli.common import add_command, add_json_flag, console, print_json
+from edgetqs.errors import EdgeTQSError
 
 
-def run(args):
-    raise NotBuiltYet("zoo", 2)
+def _rows() -> list[dict]:
+    from edgetqs import zoo
+    from edgetqs.model.card import ModelCard
+
+    rows = []
+    for item in zoo.list_models():
+        row = {"name": item.name, "arch": item.arch, "system": item.system, "window": item.window,
+               "source_format": item.source_format, "built": zoo.is_built(item.name),
+               "params": None, "training_seconds": None, "float_quality": None}
+        if row["built"]:
+            card = ModelCard.load(zoo.model_dir(item.name) / "model.card.json")
+            row.update(params=card.total_params, training_seconds=card.extra.get("training_seconds"),
+                       float_quality=card.extra.get("float_quality"))
+        rows.append(row)
+    return rows
 
 
-def register(subparsers):
-    parser = add_command(subparsers, "zoo", "(not built yet, issue #2)", ["edgetqs zoo"], run)
-    parser.add_argument("rest", nargs="*")
+def _print_table(rows: list[dict]) -> None:
+    table = Table(title="edgetqs zoo (quality: float rollout vs the true system, normalised units)")
+    for column in ("name", "arch", "system", "source", "built", "params", "train s", "VPT steps", "RMSE", "blow-up"):
+        table.add_column(column, justify="right" if column in ("params", "train s", "VPT steps", "RMSE", "blow-up") else "left")
+    for row in rows:
+        quality = row["float_quality"] or {}
+        table.add_row(row["name"], row["arch"], row["system"], row["source_format"], "yes" if row["built"] else "no",
+                      f"{row['params']:,}" if row["params"] else "-",
+                      f"{row['training_seconds']:.1f}" if row["training_seconds"] is not None else "-",
+                      f"{quality['valid_prediction_time']:.1f}/{quality['horizon']}" if quality else "-",
+                      f"{quality['rmse']:.3f}" if quality else "-",
+                      f"{quality['blow_up_fraction']:.0%}" if quality else "-")
+    console.print(table)
+    if not all(row["built"] for row in rows):
+        console.print("build with: edgetqs zoo build NAME  (or --all)")
+
+
+def _build(args) -> int:
+    from edgetqs import zoo
+
+    names = [item.name for item in zoo.list_models()] if args.all else [n.removeprefix("zoo:") for n in args.names]
+    if not names:
+        raise EdgeTQSError("no zoo model named to build", "give NAME(s) or --all (`edgetqs zoo` lists them)")
+    for name in names:
+        zoo.entry(name)  # fail early on a typo, before any training
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("building", total=len(names))
+        for name in names:
+            progress.update(task, description=f"building {name}")
+            zoo.build(name)
+            progress.advance(task)
+    rows = [row for row in _rows() if row["name"] in names]
+    print_json(rows) if args.json else _print_table(rows)
+    return 0
+
+
+def run(args) -> int:
+    if args.action == "build":
+        return _build(args)
+    if args.action not in (None, "list"):
+        raise EdgeTQSError(f"unknown zoo action '{args.action}'", "use `edgetqs zoo` or `edgetqs zoo build NAME|--all`")
+    rows = _rows()
+    print_json(rows) if args.json else _print_table(rows)
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = add_command(subparsers, "zoo", "list the example forecasters, or build (train + convert + judge) them",
+                         ["edgetqs zoo", "edgetqs zoo build mlp-lorenz96", "edgetqs zoo build --all", "edgetqs zoo --json"],
+                         run)
+    parser.add_argument("action", nargs="?", choices=["list", "build"], help="list (default) or build")
+    parser.add_argument("names", nargs="*", metavar="NAME", help="zoo models to build")
+    parser.add_argument("--all", action="store_true", help="build every zoo model")
+    add_json_flag(parser)

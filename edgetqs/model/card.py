@@ -82,6 +82,9 @@ class LayerInfo:
     params: int
     float_bytes: int
     block: str = ""  # unit name at block granularity
+    # The layer's main weight (kernel); the other weight_tensors are its biases.
+    # weight_tensors[0] is always the main weight.
+    main_weight: str = ""
 
 
 @dataclass

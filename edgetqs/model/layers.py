@@ -1,0 +1,169 @@
+"""The layer table of a canonical TFLite model, and its rollout spec inferred
+from the input/output shapes.
+
+A *layer* is a group of weighted ops sharing one main weight tensor (an
+unrolled GRU runs the same kernel at every time step: that is one layer, not
+sixteen). Units are addressed by weight tensor names exactly as in the .tflite.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from edgetqs.errors import EdgeTQSError
+from edgetqs.model.card import LayerInfo, RolloutSpec
+from edgetqs.model.tflite_graph import Operator, TFLiteGraph
+
+# Op -> (index of its main weight input, indices of its bias inputs). BATCH_MATMUL
+# is handled apart: either operand may be the constant one.
+WEIGHTED_OPS: dict[str, tuple[int, tuple[int, ...]]] = {
+    "FULLY_CONNECTED": (1, (2,)),
+    "CONV_2D": (1, (2,)),
+    "DEPTHWISE_CONV_2D": (1, (2,)),
+    "CONV_3D": (1, (2,)),
+    "TRANSPOSE_CONV": (1, (3,)),
+    "EMBEDDING_LOOKUP": (1, ()),
+}
+# Fused recurrent ops keep many weights as inputs; all constant float inputs count.
+RECURRENT_OPS = {
+    "UNIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_LSTM",
+    "BIDIRECTIONAL_SEQUENCE_RNN", "LSTM", "RNN", "SVDF",
+}
+# Block names people put in layer names: block_2, block2, layers.3, encoder_layer_1, h.4 ...
+_BLOCK_PATTERN = re.compile(r"((?:block|blk|layer|layers|encoder_layer|decoder_layer|stage|res|h)[_.]?\d+)", re.I)
+# Components that are the model wrapper, not a layer (Keras functional/sequential, tf.function, onnx2tf).
+_WRAPPER_PATTERN = re.compile(r"^(functional|sequential|model|statefulpartitionedcall|wa|tf\.\w+)(_\d+)?$", re.I)
+_SUFFIX_PATTERN = re.compile(r"_\d+$")
+
+
+def _is_float_constant(graph: TFLiteGraph, index: int) -> bool:
+    return index >= 0 and graph.tensors[index].is_constant and graph.tensors[index].type_name == "FLOAT32"
+
+
+def _weights_of(graph: TFLiteGraph, op: Operator) -> tuple[int, list[int]] | None:
+    """(main weight tensor index, bias tensor indices) of a weighted op, or None."""
+    if op.opcode in WEIGHTED_OPS:
+        main, biases = WEIGHTED_OPS[op.opcode]
+        if main >= len(op.inputs) or not _is_float_constant(graph, op.inputs[main]):
+            return None
+        return op.inputs[main], [op.inputs[b] for b in biases if b < len(op.inputs) and _is_float_constant(graph, op.inputs[b])]
+    if op.opcode == "BATCH_MATMUL":
+        constant = [i for i in op.inputs[:2] if _is_float_constant(graph, i)]
+        return (constant[0], []) if len(constant) == 1 else None
+    if op.opcode in RECURRENT_OPS:
+        constant = [i for i in op.inputs if _is_float_constant(graph, i)]
+        if not constant:
+            return None
+        main = max(constant, key=lambda i: graph.tensors[i].num_elements)
+        return main, [i for i in constant if i != main]
+    return None
+
+
+def _clean_component(component: str, known_names: set[str]) -> str:
+    """'block_1_fc1_1' -> 'block_1_fc1' when Keras says the layer is called that."""
+    if component in known_names:
+        return component
+    stripped = _SUFFIX_PATTERN.sub("", component)
+    if stripped in known_names:
+        return stripped
+    return component
+
+
+def unit_name(tensor_name: str, known_names: set[str] = frozenset()) -> str:
+    """A readable, stable layer name from an op's output tensor name.
+
+    'functional_1/block_1_fc1_1/MatMul;functional_1/block_1_fc1_1/Relu' -> 'block_1_fc1':
+    the first fused name, without the model wrapper and the op at the end.
+    """
+    first = tensor_name.split(";")[0]
+    parts = [p for p in first.split("/") if p]
+    if len(parts) > 1:
+        parts = parts[:-1]  # the last part names the TF op (MatMul, BiasAdd, Conv2D ...)
+    while len(parts) > 1 and _WRAPPER_PATTERN.match(parts[0]):
+        parts = parts[1:]
+    if known_names:
+        parts = [_clean_component(p, known_names) for p in parts]
+        # Drop leading components Keras does not know as layers (the model's own name scope).
+        while len(parts) > 1 and parts[0] not in known_names:
+            parts = parts[1:]
+        # Keras cells inside a layer (gru/gru_cell_29) are the same layer at every step.
+        parts = [p for i, p in enumerate(parts) if i == 0 or not re.fullmatch(rf"{re.escape(parts[0])}_cell(_\d+)?", p)]
+    name = "/".join(parts) or first
+    return re.sub(r"[^\w./-]", "_", name)
+
+
+def block_name(unit: str) -> str:
+    """The block a unit belongs to: a numbered block in its name, else its top-level layer."""
+    match = _BLOCK_PATTERN.search(unit)
+    if match:
+        return match.group(1)
+    return unit.split("/")[0]
+
+
+def layer_table(graph: TFLiteGraph, known_names: set[str] = frozenset()) -> list[LayerInfo]:
+    """One LayerInfo per distinct main weight tensor, in graph order."""
+    layers: list[LayerInfo] = []
+    by_main: dict[int, LayerInfo] = {}
+    used_names: dict[str, int] = {}
+    for op in graph.operators:
+        found = _weights_of(graph, op)
+        if found is None:
+            continue
+        main, biases = found
+        if main in by_main:  # the same weights again (an unrolled recurrent step)
+            layer = by_main[main]
+            for b in biases:
+                name = graph.tensors[b].name
+                if name not in layer.weight_tensors:
+                    layer.weight_tensors.append(name)
+                    layer.shapes.append(list(graph.tensors[b].shape))
+            continue
+        name = unit_name(graph.tensors[op.outputs[0]].name, known_names)
+        used_names[name] = used_names.get(name, 0) + 1
+        if used_names[name] > 1:
+            name = f"{name}#{used_names[name]}"
+        tensors = [main] + [b for b in biases if b != main]
+        layer = LayerInfo(
+            name=name,
+            op_type=op.opcode,
+            op_index=op.index,
+            weight_tensors=[graph.tensors[i].name for i in tensors],
+            shapes=[list(graph.tensors[i].shape) for i in tensors],
+            params=0,
+            float_bytes=0,
+            block=block_name(name),
+            main_weight=graph.tensors[main].name,
+        )
+        by_main[main] = layer
+        layers.append(layer)
+    for layer in layers:
+        layer.params = int(sum(np.prod(s) if s else 1 for s in layer.shapes))
+        layer.float_bytes = 4 * layer.params
+    return layers
+
+
+def infer_rollout(graph: TFLiteGraph, given: RolloutSpec | None = None) -> RolloutSpec:
+    """The rollout spec from the canonical shapes, checked against ``given`` if any."""
+    where = graph.path or "the model"
+    fix = "pass --rollout window=W,features=F[,patch=P] that matches the model's input [1, W, F]"
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise EdgeTQSError(f"{where} has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; "
+                           "an autoregressive forecaster needs exactly one of each",
+                           "export the model with one input window and one output")
+    in_shape, out_shape = graph.input_shapes()[0], graph.output_shapes()[0]
+    if given is not None:
+        spec = given.validate()
+        expected_out = (spec.patch, spec.features) if len(out_shape) == 3 else (spec.features,)
+        if tuple(in_shape[1:]) != (spec.window, spec.features) or tuple(out_shape[1:]) != expected_out:
+            raise EdgeTQSError(f"rollout spec window={spec.window},features={spec.features},patch={spec.patch} does not "
+                               f"match the model's input {list(in_shape)} and output {list(out_shape)}", fix)
+        spec.output_rank = len(out_shape)
+        return spec
+    if len(in_shape) == 3 and len(out_shape) == 3 and in_shape[2] == out_shape[2] and 1 <= out_shape[1] <= in_shape[1]:
+        return RolloutSpec(window=in_shape[1], features=in_shape[2], patch=out_shape[1], output_rank=3).validate()
+    if len(in_shape) == 3 and len(out_shape) == 2 and in_shape[2] == out_shape[1]:
+        return RolloutSpec(window=in_shape[1], features=in_shape[2], patch=1, output_rank=2).validate()
+    raise EdgeTQSError(f"cannot infer a rollout spec from {where}: input {list(in_shape)}, output {list(out_shape)} "
+                       "are not [batch, window, features] -> [batch, patch, features] or [batch, features]", fix)

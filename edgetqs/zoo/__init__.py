@@ -1,0 +1,93 @@
+"""The example model zoo: forecasters of simulated and real systems, trained
+deterministically on first use and cached as canonical models.
+
+    from edgetqs import zoo
+    model = zoo.build("mlp-lorenz96")            # CanonicalModel
+    data = zoo.system_data("mlp-lorenz96")       # normalised train/test series
+    contexts, truth = zoo.true_trajectories("lorenz96", window=8, horizon=50, count=16)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import shutil
+import tempfile
+from pathlib import Path
+
+from edgetqs.errors import EdgeTQSError
+from edgetqs.model.card import RolloutSpec
+from edgetqs.zoo.data import SYSTEMS, SystemData, evaluation_starts, system_data, training_pairs, true_trajectories
+from edgetqs.zoo.registry import BY_NAME, ENTRIES, ZOO_VERSION, ZooEntry
+
+__all__ = [
+    "ZooEntry", "SystemData", "SYSTEMS", "list_models", "entry", "build", "is_built", "model_dir",
+    "system_data", "true_trajectories", "evaluation_starts", "training_pairs",
+]
+
+
+def list_models() -> list[ZooEntry]:
+    return list(ENTRIES)
+
+
+def entry(name: str) -> ZooEntry:
+    name = name.removeprefix("zoo:")
+    if name not in BY_NAME:
+        raise EdgeTQSError(f"there is no zoo model '{name}'", f"pick one of: {', '.join(BY_NAME)} (`edgetqs zoo`)")
+    return BY_NAME[name]
+
+
+def model_dir(name: str) -> Path:
+    from edgetqs.model.intake import cache_dir
+
+    return cache_dir() / "zoo" / f"v{ZOO_VERSION}" / entry(name).name
+
+
+def is_built(name: str) -> bool:
+    directory = model_dir(name)
+    return (directory / "model.tflite").exists() and (directory / "model.card.json").exists()
+
+
+def build(name: str):
+    """The zoo model ``name`` as a CanonicalModel: trained, converted and judged once, then cached.
+
+    Concurrent builders of the same model (parallel tests, several users of one
+    cache) wait on a lock instead of training twice.
+    """
+    from edgetqs.model.intake import open_canonical
+
+    item = entry(name)
+    directory = model_dir(item.name)
+    if is_built(item.name):
+        return open_canonical(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with open(directory.parent / f".{item.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if is_built(item.name):
+            return open_canonical(directory)
+        return _train_and_intake(item, directory)
+
+
+def _train_and_intake(item: ZooEntry, directory: Path):
+    from edgetqs.model.intake import canonicalize, open_canonical
+    from edgetqs.zoo.evaluate import float_quality
+    from edgetqs.zoo.training import train_keras, train_torch_onnx
+
+    data = system_data(item.system, item.seed)
+    spec = RolloutSpec(window=item.window, features=data.features, patch=1,
+                       norm_mean=[float(v) for v in data.mean], norm_std=[float(v) for v in data.std])
+    with tempfile.TemporaryDirectory(dir=directory.parent) as tmp:
+        source = Path(tmp) / f"{item.name}.{item.source_format}"
+        train = train_torch_onnx if item.source_format == "onnx" else train_keras
+        seconds = train(item, source)
+        extra = {"system": item.system, "system_description": SYSTEMS[item.system].description,
+                 "arch": item.arch, "training_seconds": round(seconds, 2), "zoo_version": ZOO_VERSION,
+                 "seed": item.seed, "epochs": item.epochs}
+        staged = Path(tmp) / "canonical"
+        model = canonicalize(source, item.source_format, staged, spec, name=item.name,
+                             source_label=f"zoo:{item.name}", extra=extra)
+        model.card.extra["float_quality"] = float_quality(model.tflite_path, model.card.rollout, item.system,
+                                                          item.horizon, seed=item.seed)
+        model.card.save(staged / "model.card.json")
+        shutil.copy2(source, staged / source.name)  # keep the source: tests and users can re-run intake on it
+        staged.rename(directory)
+    return open_canonical(directory)

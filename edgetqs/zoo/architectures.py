@@ -1,0 +1,80 @@
+"""Keras builders for the zoo's forecasters. Each maps a window [batch, W, F]
+to the next state [batch, F] and adds the last state back (it learns the
+increment), which makes short training give stable rollouts.
+
+Layer names carry the block structure (input_proj, block_1_..., output_proj):
+the model card's block detection reads them.
+"""
+
+from __future__ import annotations
+
+
+def _last_state(keras, inputs, window: int, features: int):
+    """x[:, -1, :] with Keras layers only (no Lambda: .keras files must load safely)."""
+    cropped = keras.layers.Cropping1D((window - 1, 0), name="last_state_crop")(inputs)
+    return keras.layers.Reshape((features,), name="last_state")(cropped)
+
+
+def _finish(keras, inputs, features_out, window: int, features: int, name: str):
+    update = keras.layers.Dense(features, name="output_proj")(features_out)
+    outputs = keras.layers.Add(name="next_state")([_last_state(keras, inputs, window, features), update])
+    return keras.Model(inputs, outputs, name=name)
+
+
+def residual_mlp(window: int, features: int, width: int = 128, blocks: int = 2, name: str = "mlp"):
+    import keras
+
+    inputs = keras.Input((window, features), name="window")
+    h = keras.layers.Flatten(name="flatten")(inputs)
+    h = keras.layers.Dense(width, activation="relu", name="input_proj")(h)
+    for b in range(1, blocks + 1):
+        a = keras.layers.Dense(width, activation="relu", name=f"block_{b}_fc1")(h)
+        a = keras.layers.Dense(width, name=f"block_{b}_fc2")(a)
+        h = keras.layers.Add(name=f"block_{b}_add")([h, a])
+        h = keras.layers.Activation("relu", name=f"block_{b}_relu")(h)
+    return _finish(keras, inputs, h, window, features, name)
+
+
+def gru(window: int, features: int, units: int = 64, name: str = "gru"):
+    import keras
+
+    inputs = keras.Input((window, features), name="window")
+    # unroll=True: the TFLite graph stays flat ops (no WHILE loop) for the numba engine.
+    h = keras.layers.GRU(units, unroll=True, name="gru")(inputs)
+    return _finish(keras, inputs, h, window, features, name)
+
+
+def transformer(window: int, features: int, dim: int = 32, heads: int = 2, blocks: int = 1, name: str = "transformer"):
+    import keras
+
+    inputs = keras.Input((window, features), name="window")
+    # A causal convolution as the input projection gives each token its local
+    # order, so attention needs no separate position embedding.
+    h = keras.layers.Conv1D(dim, 3, padding="causal", name="input_proj")(inputs)
+    for b in range(1, blocks + 1):
+        a = keras.layers.MultiHeadAttention(heads, dim // heads, name=f"block_{b}_attention")(h, h)
+        h = keras.layers.LayerNormalization(name=f"block_{b}_norm1")(keras.layers.Add(name=f"block_{b}_add1")([h, a]))
+        f = keras.layers.Dense(2 * dim, activation="relu", name=f"block_{b}_ffn1")(h)
+        f = keras.layers.Dense(dim, name=f"block_{b}_ffn2")(f)
+        h = keras.layers.LayerNormalization(name=f"block_{b}_norm2")(keras.layers.Add(name=f"block_{b}_add2")([h, f]))
+    h = keras.layers.Cropping1D((window - 1, 0), name="last_token_crop")(h)
+    h = keras.layers.Reshape((dim,), name="last_token")(h)
+    return _finish(keras, inputs, h, window, features, name)
+
+
+def tcn(window: int, features: int, channels: int = 32, dilations=(1, 2, 4), name: str = "tcn"):
+    import keras
+
+    inputs = keras.Input((window, features), name="window")
+    h = keras.layers.Conv1D(channels, 1, name="input_proj")(inputs)
+    for b, dilation in enumerate(dilations, start=1):
+        a = keras.layers.Conv1D(channels, 3, dilation_rate=dilation, padding="causal", activation="relu",
+                                name=f"block_{b}_conv1")(h)
+        a = keras.layers.Conv1D(channels, 3, dilation_rate=dilation, padding="causal", name=f"block_{b}_conv2")(a)
+        h = keras.layers.Activation("relu", name=f"block_{b}_relu")(keras.layers.Add(name=f"block_{b}_add")([h, a]))
+    h = keras.layers.Cropping1D((window - 1, 0), name="last_step_crop")(h)
+    h = keras.layers.Reshape((channels,), name="last_step")(h)
+    return _finish(keras, inputs, h, window, features, name)
+
+
+BUILDERS = {"mlp": residual_mlp, "gru": gru, "transformer": transformer, "tcn": tcn}

@@ -1,0 +1,114 @@
+"""Deterministic, fast training of the zoo's forecasters (seconds on 2 cores).
+
+Keras models train with fixed seeds and TensorFlow op determinism; the ONNX
+entry trains in torch (CPU, deterministic algorithms) and is exported with
+torch.onnx, so intake meets a real exporter's graph.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgetqs.zoo.architectures import BUILDERS
+from edgetqs.zoo.data import system_data, training_pairs
+from edgetqs.zoo.registry import ZooEntry
+
+BATCH_SIZE = 64
+LEARNING_RATE = 2e-3
+# Small input noise makes the one-step model forgiving of its own errors in a rollout.
+INPUT_NOISE = 0.01
+
+
+def _make_tensorflow_deterministic(seed: int) -> None:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    try:  # only possible before TensorFlow's first op; later calls keep the earlier setting
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.config.threading.set_intra_op_parallelism_threads(2)
+    except RuntimeError:
+        pass
+
+
+def _pairs(entry: ZooEntry):
+    data = system_data(entry.system, entry.seed)
+    x, y = training_pairs(data.train, entry.window)
+    rng = np.random.default_rng(entry.seed)
+    x = x + INPUT_NOISE * rng.standard_normal(x.shape).astype(np.float32)
+    return x, y[:, 0, :]
+
+
+def train_keras(entry: ZooEntry, out_path: Path) -> float:
+    """Train ``entry`` and save it as a .keras file; returns the training seconds."""
+    import keras
+
+    _make_tensorflow_deterministic(entry.seed)
+    x, y = _pairs(entry)
+    features = x.shape[2]
+    model = BUILDERS[entry.arch](entry.window, features, name=entry.name.replace("-", "_"), **entry.arch_options)
+    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="mse")
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=BATCH_SIZE, epochs=entry.epochs, shuffle=True, verbose=0)
+    seconds = time.perf_counter() - start
+    model.save(out_path)
+    return seconds
+
+
+def train_torch_onnx(entry: ZooEntry, out_path: Path) -> float:
+    """Train a residual MLP in torch and export it with torch.onnx (opset 17)."""
+    import torch
+
+    torch.manual_seed(entry.seed)
+    torch.use_deterministic_algorithms(True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        x, y = (torch.from_numpy(a) for a in _pairs(entry))
+        model = TorchResidualMLP(entry.window, x.shape[2], entry.arch_options.get("width", 32))
+        optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+        generator = torch.Generator().manual_seed(entry.seed)
+        start = time.perf_counter()
+        for _ in range(entry.epochs):
+            for batch in torch.randperm(len(x), generator=generator).split(BATCH_SIZE):
+                optimizer.zero_grad()
+                loss = torch.nn.functional.mse_loss(model(x[batch]), y[batch])
+                loss.backward()
+                optimizer.step()
+        seconds = time.perf_counter() - start
+        model.eval()
+        example = torch.zeros(1, entry.window, x.shape[2])
+        torch.onnx.export(model, (example,), str(out_path), input_names=["window"], output_names=["next_state"],
+                          dynamo=False, opset_version=17)
+    finally:
+        torch.set_num_threads(threads)
+    return seconds
+
+
+def _torch_module():
+    import torch
+
+    class _TorchResidualMLP(torch.nn.Module):
+        # ReLU only: exact GELU exports as Erf, which onnx2tf turns into a Flex op.
+        def __init__(self, window: int, features: int, width: int):
+            super().__init__()
+            self.input_proj = torch.nn.Linear(window * features, width)
+            self.block_1_fc1 = torch.nn.Linear(width, width)
+            self.block_1_fc2 = torch.nn.Linear(width, width)
+            self.output_proj = torch.nn.Linear(width, features)
+
+        def forward(self, window):
+            h = torch.relu(self.input_proj(window.flatten(1)))
+            h = torch.relu(h + self.block_1_fc2(torch.relu(self.block_1_fc1(h))))
+            return window[:, -1, :] + self.output_proj(h)
+
+    return _TorchResidualMLP
+
+
+def TorchResidualMLP(window: int, features: int, width: int):
+    """The torch twin of architectures.residual_mlp (one block), built lazily so torch loads only when needed."""
+    return _torch_module()(window, features, width)
