@@ -247,8 +247,12 @@ class Transport:
         self.close()
         self.connect()
 
+    def _connected(self) -> bool:
+        ssh_transport = self._client.get_transport() if self._client else None
+        return bool(ssh_transport and ssh_transport.is_active())
+
     def _ssh(self) -> paramiko.SSHClient:
-        if self._client is None or not self._client.get_transport() or not self._client.get_transport().is_active():
+        if not self._connected():
             self._reconnect()
         return self._client
 
@@ -341,6 +345,8 @@ class Transport:
         try:
             self.sftp().put(local, remote, callback=on_progress, confirm=True)
         except OSError as exc:
+            if not self._connected():  # "Socket is closed": the link died, not the write
+                raise EOFError(f"connection lost: {exc}") from exc
             if _is_no_space(exc):
                 raise DiskFull(
                     f"{self.board.name} ran out of disk space while writing {remote}",
@@ -349,6 +355,17 @@ class Transport:
             if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout)):
                 raise
             raise RemoteError(f"cannot write {remote} on {self.board.name}: {exc}", "check the path and its permissions") from exc
+
+    def makedirs(self, remote: str) -> None:
+        """``mkdir -p`` over SFTP (no login shell, so no shell start-up cost)."""
+        def make():
+            path = ""
+            for part in remote.split("/"):
+                path = f"{path}/{part}" if path or remote.startswith("/") else part
+                if part and not self.is_dir(path):
+                    self.sftp().mkdir(path)
+
+        self._with_retry(make, f"creating {remote}")
 
     def get(self, remote: str, local: str | Path) -> None:
         def fetch():

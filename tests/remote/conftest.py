@@ -210,3 +210,30 @@ def sshd_board(tmp_path, ssh_keys):
         board.kill()
         if os.environ.get("EDGETQS_SSHD_LOG"):
             print(board.log.read_text())
+
+
+@pytest.fixture
+def make_bundle(tmp_path):
+    """make_bundle(name, model_bytes=..., seed=...) -> a real bundle directory
+    (edgetqs.bundle.write_bundle) whose model is ``model_bytes`` (random bytes
+    by default: flashing does not care what the model computes)."""
+    import numpy as np
+
+    from edgetqs.bundle import write_bundle
+
+    def make(name: str = "bundle", model_bytes: bytes | None = None, seed: int = 0, size: int = 64 * 1024):
+        rng = np.random.default_rng(seed)
+        window, features, horizon, contexts = 8, 3, 5, 2
+        return write_bundle(
+            tmp_path / "bundles" / name,
+            model=model_bytes if model_bytes is not None else rng.bytes(size),
+            rollout={"window": window, "features": features, "patch": 1},
+            probes_x=rng.standard_normal((4, window, features)).astype("float32"),
+            probes_y=rng.standard_normal((4, features)).astype("float32"),
+            contexts=rng.standard_normal((contexts, window, features)).astype("float32"),
+            horizon=horizon,
+            reference_float=rng.standard_normal((contexts, horizon, features)).astype("float32"),
+            reference_host=rng.standard_normal((contexts, horizon, features)).astype("float32"),
+        )
+
+    return make
