@@ -4,16 +4,22 @@
 # wheels of numpy and ai-edge-litert, run under qemu-aarch64-static.
 #
 # Usage: .ci/make_arm64_board.sh [ROOT]      prints ROOT on success.
+# EDGETQS_ARM64_RUNTIME (default ai-edge-litert==2.3.0) and EDGETQS_ARM64_NUMPY
+# choose the board's runtime; e.g. tflite-runtime==2.14.0 with numpy 1.26.4
+# makes a board whose runtime computes some quantized ops wrongly (see the
+# capability matrix), which validation must catch.
 # ROOT defaults to $EDGETQS_CACHE/arm64-root-<key> (~/.cache/edgetqs/...), the key
 # naming the pinned versions, so CI builds it once per version set.
 # The host's apt configuration is not touched: a private apt state under the
 # cache directory resolves and downloads the arm64 packages.
 set -euo pipefail
 
-LITERT_VERSION="${EDGETQS_ARM64_LITERT:-2.3.0}"
+RUNTIME_SPEC="${EDGETQS_ARM64_RUNTIME:-ai-edge-litert==2.3.0}"
 NUMPY_VERSION="${EDGETQS_ARM64_NUMPY:-2.1.3}"
+RUNTIME_MODULE="${RUNTIME_SPEC%%==*}"
+RUNTIME_MODULE="${RUNTIME_MODULE//-/_}"
 PYTHON_PKG=python3.11
-KEY="bookworm-py311-numpy${NUMPY_VERSION}-litert${LITERT_VERSION}-v2"
+KEY="bookworm-py311-numpy${NUMPY_VERSION}-${RUNTIME_SPEC//==/}-v2"
 CACHE="${EDGETQS_CACHE:-$HOME/.cache/edgetqs}"
 ROOT="${1:-$CACHE/arm64-root-$KEY}"
 
@@ -94,7 +100,7 @@ PIP="${EDGETQS_PIP:-$(dirname "$0")/../.venv/bin/pip}"
 PLATFORMS=(--platform manylinux2014_aarch64)
 for minor in 17 24 27 28 31 34 35 36; do PLATFORMS+=(--platform "manylinux_2_${minor}_aarch64"); done
 "$PIP" download -q --only-binary=:all: --no-deps "${PLATFORMS[@]}" --python-version 3.11 --implementation cp \
-  -d "$WORK/wheels" "numpy==$NUMPY_VERSION" "ai-edge-litert==$LITERT_VERSION" >&2
+  -d "$WORK/wheels" "numpy==$NUMPY_VERSION" "$RUNTIME_SPEC" >&2
 SITE="$STAGE/usr/lib/python3/dist-packages"
 mkdir -p "$SITE"
 for whl in "$WORK"/wheels/*.whl; do
@@ -112,5 +118,5 @@ rm -rf "$ROOT"
 mv "$STAGE" "$ROOT"
 log "checking the board's python under qemu"
 qemu-aarch64-static -cpu cortex-a72 -L "$ROOT" "$ROOT/usr/bin/$PYTHON_PKG" -c \
-  "import numpy, ai_edge_litert; print('numpy', numpy.__version__)" >&2
+  "import numpy; import $RUNTIME_MODULE; print('numpy', numpy.__version__)" >&2
 echo "$ROOT"

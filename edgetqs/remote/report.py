@@ -1,0 +1,164 @@
+"""The validation report: one self-contained HTML page per board run.
+
+Plots are matplotlib PNGs inlined as base64, so the page can be mailed or
+archived on its own: rollout error per horizon step, the latency histogram,
+peak memory; then the board's facts, its runtime, thermals and every check
+with its verdict.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+
+from edgetqs.remote.validate import Validation  # noqa: E402
+
+STYLE = """
+body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}
+h1{margin-bottom:.2em} .verdict{font-size:1.4em;font-weight:bold;padding:.4em .8em;border-radius:6px;display:inline-block}
+.pass{background:#d8f5d0;color:#145a0a} .fail{background:#fadbd8;color:#8a1208}
+table{border-collapse:collapse;margin:.6em 0 1.4em} td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
+th{background:#f3f3f3} img{max-width:100%} code{font-size:.9em}
+"""
+
+
+def _png(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def error_curves_png(validation: Validation) -> str:
+    """RMSE per horizon step: board and host vs the float model, and board vs host."""
+    figure, axis = plt.subplots(figsize=(7, 3.6))
+    steps = np.arange(1, validation.vs_float.horizon + 1)
+    curves = [("board vs float model", validation.vs_float, "-o"),
+              ("host (same .tflite) vs float model", validation.host_vs_float, "--"),
+              ("board vs host", validation.vs_host, ":s")]
+    if validation.vs_truth is not None:
+        curves.append(("board vs truth", validation.vs_truth, "-."))
+    for label, metrics, style in curves:
+        values = np.asarray(metrics.rmse_per_step, dtype=float)
+        axis.plot(steps, np.where(values > 0, values, np.nan), style, label=label, markersize=3)
+    axis.set_yscale("log")
+    axis.set_xlabel("horizon step")
+    axis.set_ylabel("RMSE")
+    axis.set_title("Rollout error per horizon step")
+    axis.legend(fontsize=8)
+    axis.grid(True, which="both", alpha=0.3)
+    return _png(figure)
+
+
+def latency_histogram_png(validation: Validation) -> str:
+    figure, axis = plt.subplots(figsize=(7, 3.2))
+    for label, run in (("board", validation.board), ("host", validation.host)):
+        ms = np.asarray(run.latency_seconds, dtype=float) * 1000
+        if ms.size:
+            axis.hist(ms, bins=min(40, max(5, ms.size // 4)), alpha=0.6, label=f"{label} ({ms.size} steps)")
+    p = validation.board.results.get("latency_ms", {})
+    for name, style in (("p50", "-"), ("p90", "--"), ("p99", ":")):
+        if name in p:
+            axis.axvline(p[name], color="k", linestyle=style, linewidth=1, label=f"board {name} {p[name]:.3g} ms")
+    axis.set_xlabel("one model step (ms)")
+    axis.set_ylabel("steps")
+    axis.set_title("Latency per rollout step")
+    axis.legend(fontsize=8)
+    return _png(figure)
+
+
+def memory_png(validation: Validation) -> str:
+    figure, axis = plt.subplots(figsize=(5, 2.2))
+    runs = [("board", validation.board.results.get("peak_memory_kib")),
+            ("host", validation.host.results.get("peak_memory_kib"))]
+    labels = [name for name, kib in runs if kib]
+    values = [kib / 1024 for _, kib in runs if kib]
+    axis.barh(labels, values, color=["#4a7ebb", "#aaaaaa"][: len(values)])
+    for y, value in enumerate(values):
+        axis.text(value, y, f" {value:.1f} MiB", va="center")
+    axis.set_xlabel("peak resident memory of the runner process (VmHWM, MiB)")
+    axis.set_xlim(0, max(values or [1]) * 1.3)
+    return _png(figure)
+
+
+def _table(rows, header=None) -> str:
+    head = "<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>" if header else ""
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_text(cell))}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table>{head}{body}</table>"
+
+
+def _text(value) -> str:
+    if value is None:
+        return "not exposed"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value) if value else "not exposed"
+    return str(value)
+
+
+def _image(b64: str, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def render_html(validation: Validation) -> str:
+    data = validation.to_dict()
+    verdict = "PASS" if validation.passed else "FAIL"
+    runtime = data["runtime"] or {}
+    manifest = validation.bundle_manifest
+    thermal = (data.get("thermal") or {}).get("after") or {}
+    metric_rows = [(name, *(data[key][m] if data[key] else None for key in
+                            ("vs_float", "host_vs_float", "vs_host", "vs_truth")))
+                   for name, m in (("RMSE (horizon)", "rmse"), ("RMSE step 1", "rmse_step1"),
+                                   ("valid prediction time (steps)", "valid_prediction_time"),
+                                   ("anomaly correlation, last step", "acc_final"),
+                                   ("blow-up fraction", "blow_up_fraction"))]
+    sections = [
+        f"<h1>edgetqs validation: {html.escape(validation.board_name)}</h1>",
+        f'<p class="verdict {verdict.lower()}">{verdict}</p>',
+        f"<p>model sha256 <code>{html.escape(manifest['model']['sha256'])}</code>, "
+        f"bundle created {html.escape(str(manifest.get('created')))}, "
+        f"{data['vs_float']['horizon']} steps from {len(validation.board.trajectories)} context windows.</p>",
+        "<h2>Checks</h2>",
+        _table([(c.name, "ok" if c.passed else "FAIL", c.detail) for c in validation.checks],
+               ["check", "verdict", "detail"]),
+        "<h2>Rollout error</h2>", _image(error_curves_png(validation), "rollout error per horizon step"),
+        _table(metric_rows, ["metric", "board vs float", "host vs float", "board vs host", "board vs truth"]),
+        "<h2>Latency</h2>", _image(latency_histogram_png(validation), "latency histogram"),
+        _table([(who, *(run.get(k) for k in ("p50", "p90", "p99", "mean", "count")))
+                for who, run in (("board", data["latency_ms"] or {}), ("host", data["host_latency_ms"] or {}))],
+               ["", "p50 ms", "p90 ms", "p99 ms", "mean ms", "steps"]),
+        "<h2>Memory</h2>", _image(memory_png(validation), "peak memory"),
+        "<h2>Board and runtime</h2>",
+        _table([(k, v) for k, v in (data["board_facts"] or {}).items()]
+               + [(f"runtime {k}", v) for k, v in runtime.items()]),
+        "<h2>Temperature and throttling (after the run)</h2>",
+        _table([("thermal zones (°C)", thermal.get("thermal_zones_c")),
+                ("vcgencmd measure_temp", thermal.get("vcgencmd_temp")),
+                ("vcgencmd get_throttled", thermal.get("vcgencmd_throttled")),
+                ("tegrastats", thermal.get("tegrastats"))]),
+        "<h2>Thresholds</h2>", _table(sorted(validation.thresholds.items())),
+    ]
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<title>edgetqs validation {html.escape(validation.board_name)}: {verdict}</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>")
+
+
+def write_report(validation: Validation, path: str | Path) -> Path:
+    """Write the page to ``path`` (via a temporary name, so no half-written report)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(render_html(validation), encoding="utf-8")
+    os.replace(tmp, path)
+    return path

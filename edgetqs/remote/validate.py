@@ -1,0 +1,355 @@
+"""`edgetqs validate`: run the flashed model on the board, fetch, and judge on the host.
+
+Three sets of trajectories from the same context windows are compared:
+
+* **board**: the on-device runner (remote/runner.py) on the board's runtime;
+* **host**: the same runner and the same .tflite on this machine's LiteRT;
+* **float**: the bundle's float-model reference (``reference_float``).
+
+Board vs host says whether the board's runtime *computes the same numbers*:
+probe outputs and the first rollout step come from identical inputs, so any
+difference beyond rounding is the runtime's, not the dynamics'. Board vs float
+says whether the quantized model still *forecasts*: valid prediction time and
+blow-ups, against the bundle's thresholds (or, when it sets none, against what
+the same model achieves on the host).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgetqs.bundle import Bundle, load_bundle
+from edgetqs.errors import EdgeTQSError
+from edgetqs.metrics import RolloutMetrics, normalised_error, rollout_metrics
+from edgetqs.remote import runner as runner_module
+
+RUNNER = Path(runner_module.__file__)
+RUNS_DIR = "runs"
+
+# Defaults for thresholds a bundle does not set (manifest "thresholds").
+DEFAULT_THRESHOLDS = {
+    # Largest probe-output difference board vs host, relative to the outputs' RMS.
+    # Different CPUs sum in different orders (~1e-6); a changed weight or a
+    # miscompiled kernel shows up orders of magnitude above this.
+    "probe_tolerance": 1e-3,
+    # Normalised error board vs host at the first rollout step (identical inputs).
+    "host_step_tolerance": 1e-3,
+    "vpt_threshold": 0.4,
+    # Blow-ups allowed on the board beyond those the host run has too.
+    "max_blow_up_fraction": 0.0,
+}
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "passed": self.passed, "detail": self.detail}
+
+
+@dataclass
+class RunOutput:
+    """What one runner run left behind: results.json and the trajectories."""
+
+    results: dict
+    trajectories: np.ndarray  # [K, T, F]
+    probe_outputs: np.ndarray
+    latency_seconds: np.ndarray
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "RunOutput":
+        directory = Path(directory)
+        try:
+            results = json.loads((directory / runner_module.RESULTS_JSON).read_text())
+            with np.load(directory / runner_module.TRAJECTORIES_NPZ, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in data.files}
+        except (OSError, ValueError) as exc:
+            raise EdgeTQSError(f"cannot read the runner's results in {directory}: {exc}",
+                               "rerun validate; if it repeats, run the runner by hand on the board") from exc
+        if results.get("format") != runner_module.RESULTS_FORMAT or results.get("version") != runner_module.RESULTS_VERSION:
+            raise EdgeTQSError(f"results in {directory} are not edgetqs.run v{runner_module.RESULTS_VERSION}",
+                               "reflash the bundle so the board gets this edgetqs's runner")
+        return cls(results, arrays["trajectories"], arrays["probe_outputs"], arrays["latency_seconds"])
+
+
+@dataclass
+class Validation:
+    """The verdict on one board run, with everything the report plots."""
+
+    board_name: str
+    bundle_manifest: dict
+    thresholds: dict
+    board: RunOutput
+    host: RunOutput
+    vs_float: RolloutMetrics  # board vs the float reference
+    host_vs_float: RolloutMetrics  # host run of the same .tflite vs the float reference
+    vs_host: RolloutMetrics  # board vs host: does the runtime compute the same numbers?
+    checks: list[Check] = field(default_factory=list)
+    vs_truth: RolloutMetrics | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [check for check in self.checks if not check.passed]
+
+    def message(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL"
+        lines = [f"{verdict}: {self.board_name}"]
+        lines += [f"  [{'ok' if c.passed else 'FAIL'}] {c.name}: {c.detail}" for c in self.checks]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {
+            "board": self.board_name,
+            "passed": self.passed,
+            "checks": [check.to_dict() for check in self.checks],
+            "thresholds": self.thresholds,
+            "runtime": self.board.results.get("runtime"),
+            "board_facts": self.board.results.get("board"),
+            "latency_ms": self.board.results.get("latency_ms"),
+            "host_latency_ms": self.host.results.get("latency_ms"),
+            "peak_memory_kib": self.board.results.get("peak_memory_kib"),
+            "thermal": self.board.results.get("thermal"),
+            "vs_float": self.vs_float.summary(),
+            "host_vs_float": self.host_vs_float.summary(),
+            "vs_host": self.vs_host.summary(),
+            "vs_truth": self.vs_truth.summary() if self.vs_truth else None,
+        }
+
+
+# -- running the runner ---------------------------------------------------------
+
+def runner_arguments(contexts: int | None, horizon: int | None, threads: int | None) -> list[str]:
+    args = []
+    for flag, value in (("--contexts", contexts), ("--horizon", horizon), ("--threads", threads)):
+        if value is not None:
+            args += [flag, str(value)]
+    return args
+
+
+def run_locally(bundle_dir: str | Path, out_dir: str | Path, *, python: str = sys.executable,
+                contexts: int | None = None, horizon: int | None = None, threads: int | None = None,
+                timeout: float = 600, on_event: Callable[[dict], None] | None = None) -> RunOutput:
+    """Run the runner as a separate process on this machine (the host side of a validation)."""
+    cmd = [python, str(RUNNER), "--bundle", str(bundle_dir), "--out", str(out_dir),
+           *runner_arguments(contexts, horizon, threads)]
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise EdgeTQSError(f"the runner ran longer than {timeout:g} s on this machine",
+                           "use fewer contexts or a shorter horizon (--contexts, --horizon)") from None
+    for line in stdout.splitlines():
+        _forward(line, on_event)
+    if process.returncode != 0:
+        raise EdgeTQSError(f"the runner failed on this machine (exit {process.returncode}):\n{stderr.strip()[-2000:]}",
+                           "check that this Python has numpy and ai-edge-litert")
+    return RunOutput.load(out_dir)
+
+
+def _forward(line: str, on_event: Callable[[dict], None] | None) -> None:
+    if not on_event or not line.strip():
+        return
+    try:
+        on_event(json.loads(line))
+    except ValueError:
+        on_event({"event": "output", "text": line})
+
+
+def run_on_board(transport, out_dir: str | Path, *, python: str | None = None, contexts: int | None = None,
+                 horizon: int | None = None, threads: int | None = None, timeout: float = 1800,
+                 on_event: Callable[[dict], None] | None = None) -> RunOutput:
+    """Run the runner on the board's ``current`` bundle and fetch its results into ``out_dir``."""
+    board = transport.board
+    python = python or _board_python(board)
+    q = shlex.quote
+    run_dir = f"{board.root}/{RUNS_DIR}/{time.strftime('%Y%m%d-%H%M%S')}-{int(time.time() * 1000) % 1000:03d}"
+    current = f"{board.root}/current"
+    if not transport.exists(f"{current}/manifest.json"):
+        raise EdgeTQSError(f"{board.name} has no current model under {current}",
+                           "flash a bundle first: edgetqs flash BUNDLE --target ...")
+    transport.check(f"mkdir -p {q(run_dir)}", what="making the run directory")
+    transport.put(RUNNER, f"{run_dir}/runner.py")  # this edgetqs's runner: results format always matches
+    cmd = " ".join([q(python), q(f"{run_dir}/runner.py"), "--bundle", q(current), "--out", q(f"{run_dir}/out"),
+                    *runner_arguments(contexts, horizon, threads)])
+    result = transport.run(cmd, timeout=timeout, on_line=lambda line: _forward(line, on_event), retry=False)
+    if result.exit != 0:
+        raise EdgeTQSError(
+            f"the runner failed on {board.name} (exit {result.exit}):\n{result.stderr.strip()[-2000:]}",
+            "check the board's runtime with `edgetqs provision`, then rerun")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in (runner_module.RESULTS_JSON, runner_module.TRAJECTORIES_NPZ):
+        transport.get(f"{run_dir}/out/{name}", out_dir / name)
+    transport.run(f"rm -rf {q(run_dir)}", timeout=60)
+    return RunOutput.load(out_dir)
+
+
+def _board_python(board) -> str:
+    if board.firmware is None:
+        return "python3"
+    return board.firmware.venv_python
+
+
+# -- judging --------------------------------------------------------------------
+
+def effective_thresholds(bundle: Bundle) -> dict:
+    thresholds = dict(DEFAULT_THRESHOLDS)
+    thresholds.update({k: v for k, v in bundle.thresholds.items() if v is not None})
+    return thresholds
+
+
+def judge(bundle: Bundle, board: RunOutput, host: RunOutput, board_name: str = "board") -> Validation:
+    """Compare the board's run with the host's and the float reference; decide pass/fail."""
+    thresholds = effective_thresholds(bundle)
+    k, t = board.trajectories.shape[:2]
+    if host.trajectories.shape != board.trajectories.shape:
+        raise EdgeTQSError(f"board trajectories {board.trajectories.shape} and host {host.trajectories.shape} differ",
+                           "run both with the same --contexts and --horizon")
+    reference_float = bundle.contexts["reference_float"][:k, :t]
+    vpt = float(thresholds["vpt_threshold"])
+    validation = Validation(
+        board_name=board_name, bundle_manifest=bundle.manifest, thresholds=thresholds, board=board, host=host,
+        vs_float=rollout_metrics(board.trajectories, reference_float, threshold=vpt),
+        host_vs_float=rollout_metrics(host.trajectories, reference_float, threshold=vpt),
+        vs_host=rollout_metrics(board.trajectories, host.trajectories, threshold=vpt),
+    )
+    if "truth" in bundle.contexts:
+        validation.vs_truth = rollout_metrics(board.trajectories, bundle.contexts["truth"][:k, :t], threshold=vpt)
+    validation.checks = [
+        _check_model_identity(bundle, board),
+        _check_probes(bundle, board, thresholds),
+        _check_first_step(board, host, thresholds),
+        _check_blow_up(validation, thresholds),
+        _check_quality(validation, thresholds),
+    ]
+    return validation
+
+
+def _runtime_name(run: RunOutput) -> str:
+    runtime = run.results.get("runtime", {})
+    xnnpack = {True: "XNNPACK on", False: "XNNPACK off"}.get(runtime.get("xnnpack"), "XNNPACK unknown")
+    machine = run.results.get("board", {}).get("machine", "?")
+    return f"{runtime.get('name')} {runtime.get('version')} ({xnnpack}, {machine})"
+
+
+def _check_model_identity(bundle: Bundle, board: RunOutput) -> Check:
+    ran = board.results.get("model_sha256", "")
+    ok = ran == bundle.model_sha256
+    detail = (f"the board ran model sha256 {ran[:12]}…" if ok else
+              f"the board ran model sha256 {ran[:12]}…, the bundle's is {bundle.model_sha256[:12]}…: "
+              "the model on the board is not this bundle's (reflash it)")
+    return Check("model on the board is the bundle's", ok, detail)
+
+
+def _check_probes(bundle: Bundle, board: RunOutput, thresholds: dict) -> Check:
+    expected = np.asarray(bundle.probes["y"], np.float64)
+    got = np.asarray(board.probe_outputs, np.float64).reshape(expected.shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(got - expected)
+    max_abs = float(np.max(diff)) if np.isfinite(diff).all() else float("inf")
+    scale = float(np.sqrt(np.mean(expected**2))) or 1.0
+    normalised = max_abs / scale
+    limit_abs = thresholds.get("probe_max_abs")
+    ok = normalised <= thresholds["probe_tolerance"] and (limit_abs is None or max_abs <= limit_abs)
+    limits = f"tolerance {thresholds['probe_tolerance']:g}" + (f", max abs {limit_abs:g}" if limit_abs is not None else "")
+    if ok:
+        return Check("runtime computes the host's numbers (probes)", True,
+                     f"{len(expected)} probe outputs match the host within {normalised:.2e} (normalised; {limits})")
+    return Check("runtime computes the host's numbers (probes)", False,
+                 f"the board's runtime {_runtime_name(board)} runs the model but computes different numbers than "
+                 f"the host: probe outputs differ by {max_abs:.3g} ({normalised:.2e} of their RMS; {limits})")
+
+
+def _check_first_step(board: RunOutput, host: RunOutput, thresholds: dict) -> Check:
+    first = normalised_error(board.trajectories[:, :1], host.trajectories[:, :1])[:, 0]
+    worst = float(np.max(first))
+    ok = worst <= thresholds["host_step_tolerance"]
+    name = "runtime computes the host's numbers (rollout step 1)"
+    if ok:
+        return Check(name, True, f"first rollout step matches the host within {worst:.2e} "
+                                 f"(tolerance {thresholds['host_step_tolerance']:g})")
+    return Check(name, False, f"the board's runtime {_runtime_name(board)} computes different numbers than the host "
+                              f"{_runtime_name(host)}: from identical context windows the first step differs by "
+                              f"{worst:.2e} (normalised; tolerance {thresholds['host_step_tolerance']:g})")
+
+
+def _check_blow_up(validation: Validation, thresholds: dict) -> Check:
+    board, host = validation.vs_float.blow_up_fraction, validation.host_vs_float.blow_up_fraction
+    allowed = host + float(thresholds["max_blow_up_fraction"])
+    ok = board <= allowed + 1e-12
+    return Check("no blow-up", ok, f"{board:.0%} of board rollouts blew up (NaN, inf or norm explosion); "
+                                   f"the host run: {host:.0%}; allowed {allowed:.0%}")
+
+
+def _check_quality(validation: Validation, thresholds: dict) -> Check:
+    board_vpt = validation.vs_float.mean_valid_prediction_time
+    host_vpt = validation.host_vs_float.mean_valid_prediction_time
+    horizon = validation.vs_float.horizon
+    if thresholds.get("min_valid_prediction_time") is not None:
+        needed, source = float(thresholds["min_valid_prediction_time"]), "the bundle's threshold"
+    else:  # no threshold: the board must forecast about as long as the host does with the same model
+        needed, source = host_vpt - max(1.0, 0.1 * horizon), "the host's run less 10% of the horizon"
+    ok = board_vpt >= needed
+    return Check("forecast quality vs the float model", ok,
+                 f"valid prediction time {board_vpt:.1f} of {horizon} steps on the board "
+                 f"(host {host_vpt:.1f}); needs >= {needed:.1f} ({source})")
+
+
+# -- the whole flow ---------------------------------------------------------------
+
+def validate(transport, bundle_path: str | Path | None, out_dir: str | Path, *, contexts: int | None = None,
+             horizon: int | None = None, threads: int | None = None, python: str | None = None,
+             timeout: float = 1800, on_event: Callable[[dict], None] | None = None) -> Validation:
+    """Run on the board behind ``transport``, run the same on the host, judge, and save the verdict.
+
+    ``bundle_path`` is the host's copy of the flashed bundle (its references are
+    trusted); without it, the board's current bundle is fetched and hash-checked.
+    ``out_dir`` gets board/ and host/ run outputs and validation.json.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if bundle_path is None:
+        bundle_path = fetch_current_bundle(transport, out_dir / "bundle")
+    bundle = load_bundle(bundle_path)
+    board = run_on_board(transport, out_dir / "board", python=python, contexts=contexts, horizon=horizon,
+                         threads=threads, timeout=timeout, on_event=on_event)
+    shape = board.trajectories.shape
+    host = run_locally(bundle.root, out_dir / "host", contexts=shape[0], horizon=shape[1], threads=threads,
+                       timeout=timeout)
+    validation = judge(bundle, board, host, board_name=transport.board.name)
+    (out_dir / "validation.json").write_text(json.dumps(validation.to_dict(), indent=2, default=str))
+    return validation
+
+
+def fetch_current_bundle(transport, dest: str | Path) -> Path:
+    """Copy the board's current bundle (manifest, model, probes, contexts) to ``dest``."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    current = f"{transport.board.root}/current"
+    transport.get(f"{current}/manifest.json", dest / "manifest.json")
+    try:
+        manifest = json.loads((dest / "manifest.json").read_text())
+    except ValueError as exc:
+        raise EdgeTQSError(f"the manifest of {transport.board.name}'s current bundle is not JSON: {exc}",
+                           "reflash the bundle") from exc
+    for name in manifest.get("files", {}):
+        transport.get(f"{current}/{name}", dest / name)
+    return dest
