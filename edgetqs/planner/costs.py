@@ -1,0 +1,178 @@
+"""Byte-exact sizes of weight formats in the .tflite AI Edge Quantizer writes,
+the activation arena, and the memory footprint of a plan.
+
+What a quantized weight tensor costs in the file (AEQ 0.10 serialisation, read
+from ``model_modifier.py`` / ``transformations/quantize_tensor.py`` and checked
+against its output in tests/planner/test_costs.py):
+
+- values: ``ceil(n * bits / 8)`` bytes (int4 two per byte, int2 four per byte);
+- channelwise int: one fp32 scale **and one int64 zero point** per output
+  channel (the flatbuffer stores zero points as int64 even when symmetric);
+- blockwise int: a new FLOAT16 tensor ``<name>_scales`` of ``[channels, blocks]``
+  (bf16-rounded values), no zero points, plus that tensor's own metadata;
+- fp16: ``2 n`` bytes;
+- weight-only (and fp16 in every mode): a DEQUANTIZE op and its float output
+  tensor ``<name>_dequant`` (metadata in the file; at run time the runtime
+  dequantizes it once into a float buffer, which the footprint counts);
+- buffers: inline flatbuffer vectors (4-byte aligned) for models whose packed
+  data is under 256 KiB, else appended after the flatbuffer 16-byte aligned
+  (buffers of 1 KiB or more). We round up to 16 for buffers of 1 KiB or more
+  and 4 otherwise, so the prediction never undershoots by the padding.
+
+The rest of the file (graph, other tensors, signatures) is the float model's
+size minus its float weight payloads: ``model_bytes = base + sum(bytes_l)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgetqs.model.tflite_graph import TFLiteGraph
+from edgetqs.planner.formats import WeightFormat
+
+# Metadata bytes AEQ adds per tensor beyond payloads, measured on its output
+# (tests/planner/test_costs.py keeps them honest): a DEQUANTIZE op with its
+# output tensor, and a blockwise scales tensor; names are added separately.
+DEQUANTIZE_INT_OVERHEAD = 76
+DEQUANTIZE_FLOAT_OVERHEAD = 52
+BLOCK_SCALES_OVERHEAD = 66
+TFLITE_ARENA_ALIGNMENT = 64  # TfLite's arena aligns every tensor to 64 bytes
+
+# Resident memory of the Python process running the interpreter (numpy + runtime
+# + a tiny model), measured with ru_maxrss on x86_64 (benchmarks/planner_allocators.py
+# prints the current figures). Boards differ little: the runtime is the same code.
+RUNTIME_OVERHEAD_BYTES = {"ai-edge-litert": 46 * 2**20, "tflite-runtime": 42 * 2**20}
+
+# Which input of which op AEQ quantizes as "the weight".
+WEIGHT_INPUTS = {"FULLY_CONNECTED": (1,), "CONV_2D": (1,), "DEPTHWISE_CONV_2D": (1,),
+                 "TRANSPOSE_CONV": (1,), "EMBEDDING_LOOKUP": (1,), "BATCH_MATMUL": (0, 1)}
+
+
+@dataclass(frozen=True)
+class WeightTensor:
+    """One constant tensor as the planner sees it."""
+
+    name: str
+    shape: tuple[int, ...]
+    op: str  # the op that reads it
+    channel_axis: int
+    quantizable: bool  # AEQ quantizes it (a weight input of a supported op)
+
+    @property
+    def elements(self) -> int:
+        return int(np.prod(self.shape)) if self.shape else 1
+
+    @property
+    def channels(self) -> int:
+        return self.shape[self.channel_axis] if self.shape else 1
+
+    @property
+    def fan_in(self) -> int:
+        return self.elements // max(self.channels, 1)
+
+
+def weight_tensors(graph: TFLiteGraph) -> dict[str, WeightTensor]:
+    """Every float constant tensor, with the op that reads it and its channel axis."""
+    from edgetqs.tqs.quantizers import channel_axis
+
+    found: dict[str, WeightTensor] = {}
+    for op in graph.operators:
+        adj_y = bool(getattr(op.options, "adjY", False))
+        for position, index in enumerate(op.inputs):
+            if index < 0:
+                continue
+            t = graph.tensors[index]
+            if not t.is_constant or t.type_name != "FLOAT32" or t.name in found:
+                continue
+            quantizable = position in WEIGHT_INPUTS.get(op.opcode, ()) and len(t.shape) >= 2
+            found[t.name] = WeightTensor(t.name, tuple(t.shape), op.opcode,
+                                         channel_axis(op.opcode, t.shape, adj_y), quantizable)
+    return found
+
+
+def _padded(n: int) -> int:
+    return (n + 15) // 16 * 16 if n >= 1024 else (n + 3) // 4 * 4
+
+
+def _name_bytes(name: str) -> int:
+    """A flatbuffer string: 4-byte length, the bytes, a NUL, padded to 4."""
+    return (4 + len(name.encode()) + 1 + 3) // 4 * 4
+
+
+def applicable(t: WeightTensor, fmt: WeightFormat) -> bool:
+    """Can AEQ store ``t`` as ``fmt`` at all (before asking the runtime)?"""
+    if fmt.name == "fp32":
+        return True
+    if not t.quantizable:
+        return False
+    if fmt.granularity == "block":  # AEQ refuses a fan-in that is not a multiple of the block
+        return t.channel_axis == 0 and t.fan_in % fmt.block_size == 0
+    return True
+
+
+def tensor_bytes(t: WeightTensor, fmt: WeightFormat, mode: str) -> int:
+    """Bytes ``t`` adds to the .tflite when stored as ``fmt`` (fp32 for non-quantizable tensors)."""
+    n = t.elements
+    if fmt.name == "fp32" or not t.quantizable:
+        return _padded(4 * n)
+    if fmt.is_float:
+        return _padded(2 * n) + DEQUANTIZE_FLOAT_OVERHEAD + _name_bytes(t.name + "_dequant")
+    values = _padded(math.ceil(n * fmt.bits / 8))
+    if fmt.granularity == "block":
+        blocks = t.channels * math.ceil(t.fan_in / fmt.block_size)
+        scales = _padded(2 * blocks) + BLOCK_SCALES_OVERHEAD + _name_bytes(t.name + "_scales")
+    else:
+        channels = 1 if fmt.granularity == "tensor" else t.channels
+        scales = 4 * channels + 8 * channels  # fp32 scale + int64 zero point each
+    dequant = DEQUANTIZE_INT_OVERHEAD + _name_bytes(t.name + "_dequant") if mode == "weight_only" else 0
+    return values + scales + dequant
+
+
+def dequantized_copy_bytes(t: WeightTensor, fmt: WeightFormat, mode: str) -> int:
+    """RAM the runtime spends on a float copy of ``t`` (DEQUANTIZE of a constant)."""
+    explicit_dequant = fmt.is_float or mode == "weight_only"
+    return 4 * t.elements if t.quantizable and fmt.name != "fp32" and explicit_dequant else 0
+
+
+def base_bytes(graph: TFLiteGraph, tensors: dict[str, WeightTensor]) -> int:
+    """The file minus its float weight payloads: what no plan changes."""
+    return graph.size_bytes - sum(_padded(4 * t.elements) for t in tensors.values())
+
+
+def arena_bytes(graph: TFLiteGraph) -> int:
+    """Peak bytes of activations alive at once, walking the ops in order.
+
+    A tensor lives from the op that writes it (inputs: from the start) to the
+    last op that reads it (outputs: to the end), each aligned to 64 bytes as in
+    TfLite's arena. TfLite's greedy planner reaches this peak or slightly more
+    on branchy graphs; for the chain-like forecasters here it is the peak.
+    """
+    last_op = len(graph.operators) - 1
+    start: dict[int, int] = {i: 0 for i in graph.inputs}
+    end: dict[int, int] = {i: last_op for i in graph.outputs}
+    for op in graph.operators:
+        for i in op.outputs:
+            start.setdefault(i, op.index)
+        for i in op.inputs:
+            if i >= 0 and not graph.tensors[i].is_constant:
+                end[i] = max(end.get(i, op.index), op.index)
+    peak = 0
+    for step in range(len(graph.operators)):
+        live = sum(_aligned_size(graph, i) for i, s in start.items() if s <= step <= end.get(i, s))
+        peak = max(peak, live)
+    return peak
+
+
+def _aligned_size(graph: TFLiteGraph, index: int) -> int:
+    t = graph.tensors[index]
+    itemsize = {"FLOAT32": 4, "INT32": 4, "FLOAT16": 2, "INT8": 1, "UINT8": 1, "INT64": 8, "BOOL": 1,
+                "INT16": 2}.get(t.type_name, 4)
+    n = int(np.prod([max(d, 1) for d in t.shape])) if t.shape else 1
+    return (n * itemsize + TFLITE_ARENA_ALIGNMENT - 1) // TFLITE_ARENA_ALIGNMENT * TFLITE_ARENA_ALIGNMENT
+
+
+def runtime_overhead_bytes(runtime: str) -> int:
+    return RUNTIME_OVERHEAD_BYTES.get(runtime, max(RUNTIME_OVERHEAD_BYTES.values()))
