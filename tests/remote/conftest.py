@@ -183,7 +183,7 @@ class SshdBoard:
             key_path=str(self.keys.client_key),
             known_hosts=str(self.known_hosts),
             root=str(self.root),
-            firmware=host_firmware(),
+            firmware=host_firmware(install_dir=str(self.workdir / "venv")),
             connect_timeout=5.0,
             retries=2,
             backoff=0.1,
@@ -192,7 +192,8 @@ class SshdBoard:
 
 
 def host_firmware(**overrides) -> Firmware:
-    """The firmware this host 'board' has: Debian's python3 with no LiteRT on it."""
+    """The firmware this host 'board' matches: its Python 3.11 and architecture,
+    LiteRT in a venv (which does not exist until provisioned)."""
     firmware = Firmware(
         name="test-host", python="3.11", runtime="ai-edge-litert", runtime_version="2.3.0",
         install_dir="edgetqs-venv", arch=os.uname().machine,
@@ -237,3 +238,25 @@ def make_bundle(tmp_path):
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def fake_runtime_wheel(tmp_path_factory):
+    """A tiny real wheel standing in for a runtime package, so installing it
+    into a board's venv needs no network: (wheel directory, dist name, version)."""
+    import zipfile
+
+    directory = tmp_path_factory.mktemp("wheels")
+    dist, version = "edgetqs-fake-runtime", "1.0"
+    module = dist.replace("-", "_")
+    info = f"{module}-{version}.dist-info"
+    files = {
+        f"{module}/__init__.py": "INTERPRETER = 'fake'\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: edgetqs-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files[f"{info}/RECORD"] = "".join(f"{name},,\n" for name in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(directory / f"{module}-{version}-py3-none-any.whl", "w") as wheel:
+        for name, text in files.items():
+            wheel.writestr(name, text)
+    return directory, dist, version
