@@ -36,9 +36,9 @@ from edgetqs.tqs.units import Unit, build_units
 
 BLOWUP_FACTOR = 100.0
 DEFAULT_DEAD_FLOOR = 1e-6
-# Perturbed trajectories of one chunk of units are held at once: bound their memory.
+# The perturbed trajectories of one chunk of (unit, probe) runs are held at once: bound their memory.
 CHUNK_BYTES = 128 * 2**20
-MAX_CHUNK_UNITS = 32
+MAX_CHUNK_RUNS = 64
 
 
 @dataclass
@@ -114,60 +114,77 @@ def score_model(graph: TFLiteGraph, card: ModelCard, settings: ScoreSettings | N
     units = build_units(card, graph, settings.granularity, settings.block_regex)
     backend = backend or make_backend(graph, card, settings.engine, notes)
     contexts = contexts or make_contexts(backend, card, settings)
-    reference, windows, blown = _reference(backend, contexts.windows, settings.horizon)
-    scores = _score_units(backend, graph, units, windows, reference, settings, card.rollout.patch, progress)
+    sweep = _Sweep(backend, graph, units, contexts.windows, settings, card.rollout.patch)
+    scores, blown = sweep.run(progress)
     return ScoreFile(
         model={"name": card.name, "tflite_sha256": graph.sha256, "source": card.source},
         settings={"probe": settings.probe, "granularity": settings.granularity, "block_regex": settings.block_regex,
                   "horizon": settings.horizon, "windows": settings.windows, "seed": settings.seed,
                   "probe_bits": settings.probe_bits, "contexts": contexts.source, "engine": backend_name(backend),
                   "dead_floor": settings.dead_floor},
-        reference={"windows_used": int(len(windows)), "windows_blown_up": [int(i) for i in np.flatnonzero(blown)]},
+        reference={"windows_used": int((~blown).sum()), "windows_blown_up": [int(i) for i in np.flatnonzero(blown)]},
         units=scores,
     )
 
 
-def _reference(backend, windows: np.ndarray, horizon: int):
-    reference = backend.rollout_probes(windows, horizon, [{}])[0]
-    blown = blown_up_windows(reference, windows)
-    if blown.all():
-        raise EdgeTQSError(
-            f"the float model's reference rollout blows up (NaN, inf or norm explosion) from all {len(windows)} context windows",
-            "check the model is stable over this horizon (lower --horizon) and that --data matches its normalisation",
-        )
-    return reference[~blown], windows[~blown], blown
+class _Sweep:
+    """Every (unit, probe) rollout, in chunks of bounded memory; the float reference
+    rides in the first chunk so a sweep of a small model is one engine call."""
 
+    def __init__(self, backend, graph, units: list[Unit], windows: np.ndarray, settings: ScoreSettings, patch: int):
+        self.backend, self.windows, self.settings, self.patch = backend, windows, settings, patch
+        self.weights = {t: graph.float_constant(graph.tensor_by_name(t)) for u in units for t in u.weight_tensors}
+        self.jobs = [(u, probe) for probe in probes_for(settings.probe) for u in units]
+        self.records = {u.name: UnitScore(u.name, u.weight_tensors, u.params) for u in units}
+        self.dead = {u.name: True for u in units}
+        self.reference = self.keep = self.ref_final = None
 
-def _chunks(units: list[Unit], windows: np.ndarray, horizon: int, patch: int) -> list[list[Unit]]:
-    per_unit = max(windows.size // windows.shape[1] * horizon * patch * 4, 1)
-    size = int(np.clip(CHUNK_BYTES // per_unit, 1, MAX_CHUNK_UNITS))
-    return [units[i:i + size] for i in range(0, len(units), size)]
-
-
-def _score_units(backend, graph, units, windows, reference, settings, patch, show_progress) -> list[UnitScore]:
-    weights = {t: graph.float_constant(graph.tensor_by_name(t)) for u in units for t in u.weight_tensors}
-    probes = probes_for(settings.probe)
-    scores = {u.name: UnitScore(u.name, u.weight_tensors, u.params) for u in units}
-    dead = {u.name: True for u in units}
-    ref_final = np.linalg.norm(reference[:, -patch:].reshape(len(reference), -1).astype(np.float64), axis=1)
-    chunks = _chunks(units, windows, settings.horizon, patch)
-    with _progress(show_progress) as bar:
-        task = bar.add_task("scoring units", total=len(chunks) * len(probes))
-        for probe in probes:
-            for chunk in chunks:
-                deltas = [unit_delta(u, weights, probe, settings.probe_bits, settings.seed) for u in chunk]
-                distances = step_distances(backend.rollout_probes(windows, settings.horizon, deltas), reference, patch)
-                for unit, delta, d in zip(chunk, deltas, distances):
-                    norm = delta_norm(delta)
-                    record = scores[unit.name]
-                    setattr(record, f"gamma_{probe}", gamma_from_distances(d[:, -1], norm, settings.horizon))
-                    setattr(record, f"delta_norm_{probe}", norm)
-                    setattr(record, f"curve_{probe}", [float(v) for v in d.mean(axis=0)])
-                    dead[unit.name] &= bool(np.all(d[:, -1] <= settings.dead_floor * ref_final))
+    def run(self, show_progress: bool) -> tuple[list[UnitScore], np.ndarray]:
+        chunks = self._chunks()
+        with _progress(show_progress) as bar:
+            task = bar.add_task("scoring units", total=len(chunks))
+            for index, chunk in enumerate(chunks):
+                deltas = [unit_delta(u, self.weights, probe, self.settings.probe_bits, self.settings.seed)
+                          for u, probe in chunk]
+                runs = self.backend.rollout_probes(self.windows, self.settings.horizon, ([{}] if index == 0 else []) + deltas)
+                if index == 0:
+                    self._set_reference(runs[0])
+                    runs = runs[1:]
+                self._record(chunk, deltas, runs[:, self.keep])
                 bar.advance(task)
-    for name, record in scores.items():
-        record.dead = dead[name]
-    return list(scores.values())
+        for name, record in self.records.items():
+            record.dead = self.dead[name]
+        return list(self.records.values()), ~self.keep
+
+    def _chunks(self) -> list[list[tuple[Unit, str]]]:
+        count, _, features = self.windows.shape
+        per_run = max(count * self.settings.horizon * self.patch * features * 4, 1)
+        size = int(np.clip(CHUNK_BYTES // per_run, 1, MAX_CHUNK_RUNS))
+        return [self.jobs[i:i + size] for i in range(0, len(self.jobs), size)]
+
+    def _set_reference(self, reference: np.ndarray) -> None:
+        blown = blown_up_windows(reference, self.windows)
+        if blown.all():
+            raise EdgeTQSError(
+                f"the float model's reference rollout blows up (NaN, inf or norm explosion) from all "
+                f"{len(self.windows)} context windows",
+                "check the model is stable over this horizon (lower --horizon) and that --data matches its normalisation",
+            )
+        self.keep = ~blown
+        self.reference = reference[self.keep]
+        last = self.reference[:, -self.patch:].reshape(len(self.reference), -1).astype(np.float64)
+        self.ref_final = np.linalg.norm(last, axis=1)
+
+    def _record(self, chunk, deltas, runs: np.ndarray) -> None:
+        horizon = self.settings.horizon
+        distances = step_distances(runs, self.reference, self.patch)
+        for (unit, probe), delta, d in zip(chunk, deltas, distances):
+            norm = delta_norm(delta)
+            record = self.records[unit.name]
+            setattr(record, f"gamma_{probe}", gamma_from_distances(d[:, -1], norm, horizon))
+            setattr(record, f"delta_norm_{probe}", norm)
+            setattr(record, f"curve_{probe}", [float(v) for v in d.mean(axis=0)])
+            self.dead[unit.name] &= bool(np.all(d[:, -1] <= self.settings.dead_floor * self.ref_final))
 
 
 def _progress(show: bool) -> Progress:
