@@ -1,13 +1,115 @@
-"""`edgetqs plan`: not built yet (issue #4)."""
+"""`edgetqs plan`: scores + board -> per-unit formats within the memory budget."""
 
-from edgetqs.cli.common import add_command
-from edgetqs.errors import NotBuiltYet
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.table import Table
+
+from edgetqs.cli.common import add_command, add_json_flag, add_model_argument, console, print_json
+from edgetqs.planner.allocators import ALLOCATORS
+from edgetqs.planner.formats import FORMATS
+from edgetqs.planner.planfile import PLAN_MODES
 
 
-def run(args):
-    raise NotBuiltYet("plan", 4)
+def _write_recipe(graph, plan, path: Path) -> Path | None:
+    """The AEQ recipe for the plan, by the converter's own builder (so it is what `convert` runs)."""
+    from edgetqs.converter.recipe import build_recipe
+
+    recipe = build_recipe(graph, plan.to_dict(), plan.mode)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(recipe, indent=1))
+    tmp.replace(path)
+    return path
+
+
+def _front_outputs(problem, args, output: Path, board_budget: int | None) -> dict:
+    from edgetqs.planner.front import pareto_front, plot_front
+
+    front = pareto_front(problem, args.front_points, args.allocator, board_budget)
+    png = plot_front(front, problem, output.with_suffix(".front.png"))
+    table_path = output.with_suffix(".front.json")
+    table_path.write_text(json.dumps(front.table(), indent=1))
+    return {"front": front, "png": png, "table": table_path}
+
+
+def run(args) -> int:
+    from edgetqs.model.intake import load_model
+    from edgetqs.planner.boards import load_target
+    from edgetqs.planner.front import unit_table
+    from edgetqs.planner.plan import KeepFloat, format_size, make_plan, parse_size, target_budget
+
+    target = load_target(args.target) if args.target else None
+    budget = parse_size(args.budget) if args.budget else None
+    keep = KeepFloat(count=args.keep_float_count, names=args.keep_float or [],
+                     bytes=parse_size(args.keep_float_bytes) if args.keep_float_bytes else 0)
+    model = load_model(args.model)
+    plan, problem = make_plan(model.graph, args.scores, target, budget, args.allocator, args.mode,
+                              args.bottom, keep, runtime=args.runtime)
+    output = Path(args.output)
+    plan.save(output)
+    recipe = _write_recipe(model.graph, plan, output.with_suffix(".recipe.json"))
+    board_budget = target_budget(target) if target else None
+    front = _front_outputs(problem, args, output, board_budget) if args.front else None
+    units = unit_table(problem, plan)
+    if args.json:
+        result = {"plan": plan.to_dict(), "plan_path": str(output), "recipe_path": str(recipe), "units": units}
+        if front:
+            result.update(front=front["front"].table(), front_png=str(front["png"]))
+        print_json(result)
+        return 0
+    _print_units(units)
+    p = plan.predicted
+    console.print(
+        f"[bold]{plan.model['name']}[/] on {plan.target or 'budget'} ({plan.runtime}, {plan.mode}, {plan.allocator}): "
+        f"model {format_size(p['model_bytes'])}, memory {format_size(p['memory_bytes'])} of "
+        f"{format_size(plan.budget_bytes)} budget, predicted error {p['total_cost']:.4g}")
+    console.print(f"wrote {output} and the AEQ recipe {recipe}")
+    if front:
+        knee = front["front"].points[front["front"].knee]
+        console.print(f"front: {len(front['front'].points)} plans, knee at {format_size(knee.memory_bytes)} "
+                      f"-> {front['png']} and {front['table']}")
+    return 0
+
+
+def _print_units(units: list[dict]) -> None:
+    table = Table(title="plan: one format per unit")
+    for col in ("unit", "format", "bytes", "gamma", "cost", "error/byte of next drop"):
+        table.add_column(col, justify="left" if col in ("unit", "format") else "right")
+    for row in units:
+        marginal = row["marginal_error_per_byte"]
+        table.add_row(row["unit"], row["format"], f"{row['bytes']:,}",
+                      "dead" if row["dead"] else f"{row['gamma']:.3f}", f"{row['cost']:.3g}",
+                      "-" if marginal is None else f"{marginal:.3g}")
+    console.print(table)
 
 
 def register(subparsers):
-    parser = add_command(subparsers, "plan", "(not built yet, issue #4)", ["edgetqs plan MODEL --scores scores.json --target rpi4"], run)
-    parser.add_argument("rest", nargs="*")
+    parser = add_command(
+        subparsers, "plan", "choose a weight format per unit that fits a board's memory (exact MCKP on TQS costs)",
+        ["edgetqs plan zoo:mlp-lorenz96 --scores scores.json --target rpi4 -o plan.json",
+         "edgetqs plan model.tflite --scores scores.json --budget 384KiB --bottom int4 --front -o plan.json"],
+        run)
+    add_model_argument(parser)
+    parser.add_argument("--scores", required=True, metavar="SCORES.json", help="score file from `edgetqs score`")
+    parser.add_argument("--target", metavar="BOARD", help="board profile (targets/*.toml): budget and runtime")
+    parser.add_argument("--budget", metavar="SIZE",
+                        help="memory the model may take (.tflite + activation arena), e.g. 384KiB, 2MB; "
+                             "overrides the target's RAM share")
+    parser.add_argument("--runtime", metavar="PKG==VER",
+                        help="runtime whose conformance results filter formats (default: the target's, "
+                             "else ai-edge-litert==2.3.0)")
+    parser.add_argument("--allocator", choices=sorted(ALLOCATORS), default="mckp", help="mckp is exact")
+    parser.add_argument("--mode", choices=PLAN_MODES, default="dynamic",
+                        help="dynamic: integer kernels read quantized weights (smallest in RAM); "
+                             "weight_only: float compute after DEQUANTIZE (float copies in RAM)")
+    parser.add_argument("--bottom", choices=[f for f in FORMATS if f != "fp32"],
+                        help="lowest format allowed (e.g. int4 forbids int2)")
+    parser.add_argument("--keep-float", action="append", metavar="UNIT", help="keep this unit in fp32 (repeatable)")
+    parser.add_argument("--keep-float-count", type=int, default=0, metavar="N", help="keep the N most sensitive units in fp32")
+    parser.add_argument("--keep-float-bytes", metavar="SIZE", help="keep the most sensitive units in fp32 within SIZE")
+    parser.add_argument("--front", action="store_true", help="also write the Pareto front (PLAN.front.png/.json)")
+    parser.add_argument("--front-points", type=int, default=20, metavar="N", help="budgets on the front")
+    parser.add_argument("-o", "--output", required=True, metavar="PLAN.json", help="plan file to write")
+    add_json_flag(parser)

@@ -1,0 +1,300 @@
+"""From a score file to a plan: the options per unit, the budget, the allocation.
+
+Per unit l and allowed format q (METHOD.md §3):
+
+    cost_l(q)  = exp(gamma_l * T) * ||delta_l(q)||        (norms from the weights alone)
+    bytes_l(q) = what the unit's weights take in the .tflite (costs.py)
+
+A format is allowed for a unit when AEQ can store every quantizable weight of
+the unit in it, the capability matrix says the board's runtime computes it
+correctly for that op and mode, it is not below the bottom tier, and the unit
+is not kept in float. Dead units get their cheapest allowed format.
+
+The budget is the memory the model takes: its .tflite (mapped) plus the
+activation arena, plus in weight-only mode the float copies DEQUANTIZE makes.
+From a target it is ``RAM x share - runtime overhead`` (and the file must fit
+the storage); ``--budget`` gives it directly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgetqs.errors import EdgeTQSError
+from edgetqs.model.tflite_graph import TFLiteGraph
+from edgetqs.planner import costs
+from edgetqs.planner.allocators import Option, get_allocator, smallest_bytes
+from edgetqs.planner.boards import Target
+from edgetqs.planner.conformance import CapabilityMatrix
+from edgetqs.planner.formats import FORMATS, WeightFormat, get_format
+from edgetqs.planner.planfile import Assignment, Plan
+
+MAX_EXPONENT = 700.0  # exp() of more overflows a float; such a unit is "keep it precise" anyway
+
+
+@dataclass
+class KeepFloat:
+    """Units kept in fp32: the N most sensitive, by name, and/or the most sensitive within a byte budget."""
+
+    count: int = 0
+    names: list[str] = field(default_factory=list)
+    bytes: int = 0
+
+
+@dataclass
+class UnitOptions:
+    name: str
+    weight_tensors: list[str]
+    gamma: float
+    dead: bool
+    formats: list[str]
+    file_bytes: list[int]  # in the .tflite
+    memory_bytes: list[int]  # file bytes + float copies made at run time
+    costs: list[float]
+
+    def options(self) -> list[Option]:
+        return [Option(b, c) for b, c in zip(self.memory_bytes, self.costs)]
+
+
+@dataclass
+class Problem:
+    """Everything the allocators need for one model, scores, runtime and mode."""
+
+    graph: TFLiteGraph
+    scores: object  # edgetqs.tqs.scorefile.ScoreFile
+    scores_sha256: str
+    runtime: str
+    mode: str
+    units: list[UnitOptions]
+    fixed_file_bytes: int  # graph, non-weight tensors and weights outside every unit
+    arena_bytes: int
+
+    @property
+    def fixed_memory_bytes(self) -> int:
+        return self.fixed_file_bytes + self.arena_bytes
+
+    def smallest_memory(self) -> int:
+        return self.fixed_memory_bytes + smallest_bytes([u.options() for u in self.units])
+
+    def largest_memory(self) -> int:
+        return self.fixed_memory_bytes + sum(max(u.memory_bytes) for u in self.units)
+
+
+# -- building the options ---------------------------------------------------
+def _unit_gamma(unit) -> float:
+    gamma = unit.gamma_quant if unit.gamma_quant is not None else unit.gamma_gauss
+    if gamma is None or not math.isfinite(gamma):
+        if unit.dead:
+            return -math.inf
+        raise EdgeTQSError(f"unit '{unit.name}' has no finite gamma in the score file",
+                           "re-run `edgetqs score`; every live unit needs gamma_quant or gamma_gauss")
+    return float(gamma)
+
+
+def _allowed(tensors: list[costs.WeightTensor], fmt: WeightFormat, runtime: str, mode: str,
+             matrix: CapabilityMatrix) -> bool:
+    quantizable = [t for t in tensors if t.quantizable]
+    if fmt.name != "fp32" and not quantizable:
+        return False
+    matrix_mode = "dynamic" if mode == "static" else mode
+    return all(costs.applicable(t, fmt) and matrix.supports(runtime, t.op, matrix_mode, fmt.name) for t in quantizable)
+
+
+def _residual_norm(graph: TFLiteGraph, t: costs.WeightTensor, fmt: WeightFormat, cache: dict) -> float:
+    from edgetqs.tqs.quantizers import residual_norm
+
+    if not t.quantizable or fmt.name == "fp32":
+        return 0.0
+    key = (t.name, fmt.name)
+    if key not in cache:
+        cache[key] = residual_norm(graph.tensor_by_name(t.name).data, fmt, t.channel_axis)
+    return cache[key]
+
+
+def _bottom_ok(fmt: WeightFormat, bottom: WeightFormat | None) -> bool:
+    return bottom is None or fmt.is_float or fmt.bits >= bottom.bits
+
+
+def _keep_float_names(scores, keep: KeepFloat, float_bytes: dict[str, int]) -> set[str]:
+    names = set(keep.names)
+    unknown = names - {u.name for u in scores.units}
+    if unknown:
+        raise EdgeTQSError(f"--keep-float names unknown unit(s): {', '.join(sorted(unknown))}",
+                           f"units are: {', '.join(u.name for u in scores.units[:8])}…")
+    live = sorted((u for u in scores.units if not u.dead), key=lambda u: -_unit_gamma(u))
+    names |= {u.name for u in live[: keep.count]}
+    spent = 0
+    for u in live:  # most sensitive first, while the float byte budget lasts
+        if keep.bytes and spent + float_bytes[u.name] <= keep.bytes:
+            names.add(u.name)
+            spent += float_bytes[u.name]
+    return names
+
+
+def build_problem(graph: TFLiteGraph, scores, scores_sha256: str, runtime: str, mode: str = "dynamic",
+                  matrix: CapabilityMatrix | None = None, bottom: str | None = None,
+                  keep_float: KeepFloat | None = None) -> Problem:
+    check_scores_match(graph, scores)
+    matrix = matrix or CapabilityMatrix.load()
+    bottom_fmt = get_format(bottom) if bottom else None
+    tensors = costs.weight_tensors(graph)
+    horizon = float(scores.settings.get("horizon") or 1)
+    missing = [(u.name, n) for u in scores.units for n in u.weight_tensors if n not in tensors]
+    if missing:
+        raise EdgeTQSError(f"the score file names weight tensors the model lacks as float constants: "
+                           f"{', '.join(f'{u}:{t}' for u, t in missing[:4])}",
+                           "score this model again with `edgetqs score`")
+    float_bytes = {u.name: sum(costs.tensor_bytes(tensors[n], FORMATS["fp32"], mode) for n in u.weight_tensors)
+                   for u in scores.units}
+    kept_float = _keep_float_names(scores, keep_float or KeepFloat(), float_bytes)
+    norm_cache: dict = {}
+    units = []
+    for u in scores.units:
+        unit_tensors = [tensors[n] for n in u.weight_tensors]
+        gamma = _unit_gamma(u)
+        candidates = ["fp32"] if u.name in kept_float else [
+            name for name, fmt in FORMATS.items()
+            if _bottom_ok(fmt, bottom_fmt) and _allowed(unit_tensors, fmt, runtime, mode, matrix)]
+        amplification = math.exp(min(gamma * horizon, MAX_EXPONENT)) if not u.dead else 0.0
+        options = []
+        for name in candidates:
+            fmt = FORMATS[name]
+            file_b = sum(costs.tensor_bytes(t, fmt, mode) for t in unit_tensors)
+            mem_b = file_b + sum(costs.dequantized_copy_bytes(t, fmt, mode) for t in unit_tensors)
+            norm = math.sqrt(sum(_residual_norm(graph, t, fmt, norm_cache) ** 2 for t in unit_tensors))
+            options.append((name, file_b, mem_b, amplification * norm))
+        if u.dead:  # its perturbation never reaches the output: the cheapest format
+            options = [min(options, key=lambda o: o[2])]
+        units.append(UnitOptions(u.name, list(u.weight_tensors), gamma, u.dead, *map(list, zip(*options))))
+    in_units = {n for u in scores.units for n in u.weight_tensors}
+    outside = sum(costs.tensor_bytes(t, FORMATS["fp32"], mode) for n, t in tensors.items() if n not in in_units)
+    fixed = costs.base_bytes(graph, tensors) + outside
+    return Problem(graph, scores, scores_sha256, runtime, mode, units, fixed, costs.arena_bytes(graph))
+
+
+def check_scores_match(graph: TFLiteGraph, scores) -> None:
+    scored = scores.model.get("tflite_sha256")
+    if scored != graph.sha256:
+        raise EdgeTQSError(
+            f"the score file was made for another model: it names {scores.model.get('name')!r} with sha256 "
+            f"{str(scored)[:12]}…, this model is {graph.sha256[:12]}…",
+            "score this model (`edgetqs score MODEL -o scores.json`) and plan with those scores")
+
+
+# -- budgets ------------------------------------------------------------------
+def target_budget(target: Target) -> int:
+    """The memory a model may take on ``target``: its RAM share minus the runtime's own footprint."""
+    return target.memory_budget_bytes - costs.runtime_overhead_bytes(target.firmware.runtime)
+
+
+def parse_size(text: str) -> int:
+    """``384KiB``, ``1.5MB``, ``2GiB``, ``500000`` -> bytes."""
+    units = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "k": 1024, "mb": 1000**2, "mib": 1024**2, "m": 1024**2,
+             "gb": 1000**3, "gib": 1024**3, "g": 1024**3}
+    stripped = text.strip().lower().replace(" ", "")
+    number = stripped.rstrip("kmgib")
+    suffix = stripped[len(number):]
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1
+    if suffix not in units or value <= 0:
+        raise EdgeTQSError(f"cannot read the size '{text}'", "write a byte count with an optional unit: 384KiB, 1.5MB, 2GiB")
+    return int(value * units[suffix])
+
+
+def format_size(n: float) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{int(n)} B"
+
+
+# -- solving ------------------------------------------------------------------
+def solve(problem: Problem, budget_bytes: int, allocator: str = "mckp", target: Target | None = None) -> Plan:
+    """The plan of least predicted error whose memory fits ``budget_bytes``."""
+    capacity = budget_bytes - problem.fixed_memory_bytes
+    options = [u.options() for u in problem.units]
+    choice = get_allocator(allocator)(options, capacity) if capacity >= 0 else None
+    if choice is None:
+        smallest = problem.smallest_memory()
+        raise EdgeTQSError(
+            f"the budget {format_size(budget_bytes)} ({budget_bytes} B) is below the smallest footprint this model "
+            f"reaches on {problem.runtime} in {problem.mode} mode: {format_size(smallest)} ({smallest} B: "
+            f"file without weights {problem.fixed_file_bytes} B + arena {problem.arena_bytes} B + weights at their "
+            f"cheapest allowed formats)",
+            f"give a budget of at least {smallest} B, allow lower formats (--bottom), or pick a bigger board")
+    plan = _plan_from_choice(problem, choice, budget_bytes, allocator, target)
+    if target is not None and plan.predicted["model_bytes"] > target.storage_bytes:
+        raise EdgeTQSError(f"the plan's model file ({plan.predicted['model_bytes']} B) exceeds {target.name}'s storage",
+                           "use a smaller budget")
+    return plan
+
+
+def _plan_from_choice(problem: Problem, choice: list[int], budget_bytes: int, allocator: str,
+                      target: Target | None) -> Plan:
+    assignments = [Assignment(u.name, u.weight_tensors, u.formats[q], u.file_bytes[q], u.costs[q])
+                   for u, q in zip(problem.units, choice)]
+    weights = sum(a.bytes for a in assignments)
+    copies = sum(u.memory_bytes[q] - u.file_bytes[q] for u, q in zip(problem.units, choice))
+    model_bytes = problem.fixed_file_bytes + weights
+    memory = model_bytes + problem.arena_bytes + copies
+    overhead = costs.runtime_overhead_bytes(problem.runtime.partition("==")[0])
+    graph = problem.graph
+    return Plan(
+        model={"name": problem.scores.model.get("name"), "tflite_sha256": graph.sha256},
+        scores_sha256=problem.scores_sha256, target=target.name if target else None, runtime=problem.runtime,
+        budget_bytes=int(budget_bytes), allocator=allocator, mode=problem.mode, assignments=assignments,
+        predicted={"model_bytes": model_bytes, "weights_bytes": weights, "arena_bytes": problem.arena_bytes + copies,
+                   "memory_bytes": memory, "runtime_overhead_bytes": overhead, "footprint_bytes": memory + overhead,
+                   "total_cost": float(sum(a.cost for a in assignments))},
+    )
+
+
+def marginal_error_per_byte(problem: Problem, plan: Plan) -> dict[str, float | None]:
+    """Per unit: cost added per byte saved by its next smaller format (None: nothing smaller).
+
+    A high value is why a unit kept its bits: dropping them would cost more
+    error per byte than any other unit's drop.
+    """
+    result: dict[str, float | None] = {}
+    for u, a in zip(problem.units, plan.assignments):
+        q = u.formats.index(a.format)
+        smaller = [i for i in range(len(u.formats)) if u.memory_bytes[i] < u.memory_bytes[q]]
+        if not smaller:
+            result[u.name] = None
+            continue
+        rates = [(u.costs[i] - u.costs[q]) / (u.memory_bytes[q] - u.memory_bytes[i]) for i in smaller]
+        result[u.name] = float(max(min(rates), 0.0))
+    return result
+
+
+def make_plan(graph: TFLiteGraph, scores_path: str | Path, target: Target | None = None,
+              budget_bytes: int | None = None, allocator: str = "mckp", mode: str = "dynamic",
+              bottom: str | None = None, keep_float: KeepFloat | None = None,
+              matrix: CapabilityMatrix | None = None, runtime: str | None = None) -> tuple[Plan, Problem]:
+    """The plan for ``graph`` from the score file, for a target and/or an explicit budget."""
+    from edgetqs.tqs.scorefile import file_sha256, load_scores
+
+    if target is None and budget_bytes is None:
+        raise EdgeTQSError("no budget: neither a target nor --budget was given", "pass --target NAME or --budget SIZE")
+    runtime = runtime or (target.runtime_spec if target else "ai-edge-litert==2.3.0")
+    scores = load_scores(scores_path)
+    problem = build_problem(graph, scores, file_sha256(scores_path), runtime, mode, matrix, bottom, keep_float)
+    budget = budget_bytes if budget_bytes is not None else target_budget(target)
+    return solve(problem, budget, allocator, target), problem
+
+
+def uniform_costs(problem: Problem) -> dict[str, tuple[int, float]]:
+    """For comparison: every unit in one format (where allowed) -> (memory bytes, total cost)."""
+    result = {}
+    for name in FORMATS:
+        if all(name in u.formats for u in problem.units):
+            idx = [u.formats.index(name) for u in problem.units]
+            result[name] = (problem.fixed_memory_bytes + sum(u.memory_bytes[i] for u, i in zip(problem.units, idx)),
+                            float(np.sum([u.costs[i] for u, i in zip(problem.units, idx)])))
+    return result
