@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgetqs.engine.ops.shape_arith import static_shape
 from edgetqs.engine.registry import Node, Perturbation, UnsupportedOpError, lookup
 from edgetqs.engine.rollout import check_horizon, check_windows, roll_out
 from edgetqs.errors import EdgeTQSError
@@ -141,15 +142,17 @@ class Engine:
         """
         remaining = []
         for node in self._nodes:
-            if all(i < 0 or i in self._constants for i in node.inputs):
+            if node.opcode == "SHAPE":  # the graph's static shape (batch 1), whatever the input holds
+                outputs = static_shape(node, self.graph.tensors[node.inputs[0]].shape)
+            elif all(i < 0 or i in self._constants for i in node.inputs):
                 outputs = lookup(node.opcode).kernel(node, [self._constants.get(i) for i in node.inputs])
-                for index, value in zip(node.outputs, outputs):
-                    self._constants[index] = value
-                if node.opcode == "DEQUANTIZE":
-                    source = self.graph.tensors[node.inputs[0]]
-                    self._weights[source.name] = node.outputs[0]
             else:
                 remaining.append(node)
+                continue
+            for index, value in zip(node.outputs, outputs):
+                self._constants[index] = value
+            if node.opcode == "DEQUANTIZE":
+                self._weights[self.graph.tensors[node.inputs[0]].name] = node.outputs[0]
         self._nodes = remaining
         used = {i for node in self._nodes for i in node.inputs}
         self._weights = {name: i for name, i in self._weights.items() if i in used}

@@ -4,8 +4,10 @@ A kernel is ``kernel(node, inputs) -> list[np.ndarray]``. Every value the
 engine passes around carries one extra leading axis in front of the graph's
 own shape: the batch of trajectories (size B for activations, size 1 for
 constants), so a graph tensor of shape ``(1, 8, 6)`` is held as ``(B, 1, 8, 6)``.
-Kernels therefore shift graph axes by one and end by reshaping to
-``node.batched_shape(i, B)``; numpy broadcasting does the rest.
+Kernels therefore shift graph axes by one; numpy broadcasting does the rest.
+Kernels compute output shapes from their inputs, as LiteRT does at run time:
+the static shapes in the file say 1 for the batch even where an op (such as
+SPACE_TO_BATCH_ND) has made the graph's batch larger.
 
 A kernel registered with ``perturbable=True`` also takes ``perturbations``:
 a list of ``Perturbation`` (rows of the batch, which input, additive delta)
@@ -37,9 +39,6 @@ class Node:
     options: object | None
     output_shapes: list[tuple[int, ...]]  # graph shapes (batch dim included, as 1)
     input_ranks: list[int]  # graph ranks of the inputs (0 for omitted)
-
-    def batched_shape(self, output: int, batch: int) -> tuple[int, ...]:
-        return (batch, *self.output_shapes[output])
 
     def option(self, name: str, default=None):
         return getattr(self.options, name, default) if self.options is not None else default

@@ -37,8 +37,10 @@ _BINARY = {
 
 def _binary(node, inputs):
     a, b = align_ranks(inputs[:2], node.input_ranks[:2], len(node.output_shapes[0]))
-    out = _BINARY[node.opcode](a, b).astype(np.float32, copy=False)
-    return [apply_fused(out, node.option("fusedActivationFunction"))]
+    out = _BINARY[node.opcode](a, b)
+    if out.dtype.kind != "f":  # integer shape arithmetic (folded at load time)
+        return [out]
+    return [apply_fused(out.astype(np.float32, copy=False), node.option("fusedActivationFunction"))]
 
 
 register(*_BINARY)(_binary)

@@ -29,23 +29,23 @@ def _geometry(node, size, kernel, stride, dilation):
 
 
 def patches(node, x, kh, kw):
-    """x [B, H, W, C] -> [B, OH, OW, kh*kw, C]: the receptive field of each output pixel."""
+    """x [..., H, W, C] -> [..., OH, OW, kh*kw, C]: the receptive field of each output pixel.
+
+    Leading axes are the engine's batch and the graph's batch (which a
+    SPACE_TO_BATCH_ND before a dilated conv makes larger than 1).
+    """
     sh, sw = node.option("strideH", 1), node.option("strideW", 1)
     dh, dw = node.option("dilationHFactor", 1), node.option("dilationWFactor", 1)
-    oh, pad_h = _geometry(node, x.shape[1], kh, sh, dh)
-    ow, pad_w = _geometry(node, x.shape[2], kw, sw, dw)
-    xp = np.pad(x, [(0, 0), pad_h, pad_w, (0, 0)]) if any(pad_h + pad_w) else x
+    oh, pad_h = _geometry(node, x.shape[-3], kh, sh, dh)
+    ow, pad_w = _geometry(node, x.shape[-2], kw, sw, dw)
+    if any(pad_h + pad_w):
+        x = np.pad(x, [(0, 0)] * (x.ndim - 3) + [pad_h, pad_w, (0, 0)])
     taps = [
-        xp[:, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw, :]
+        x[..., i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw, :]
         for i in range(kh)
         for j in range(kw)
     ]
-    return np.stack(taps, axis=3)
-
-
-def _image(x):
-    """Batched value [B, 1, H, W, C] (graph batch 1) -> [B, H, W, C]."""
-    return np.ascontiguousarray(x, dtype=np.float32).reshape(x.shape[0], *x.shape[2:])
+    return np.stack(taps, axis=-2)
 
 
 def _finish(node, z, bias, perturbations, delta_term):
@@ -54,33 +54,38 @@ def _finish(node, z, bias, perturbations, delta_term):
     for p in perturbations:
         z[p.rows] += delta_term(p) if p.input_position == CONV_WEIGHT else p.delta.reshape(-1)
     z = apply_fused(z, node.option("fusedActivationFunction"))
-    return [z.reshape(node.batched_shape(0, z.shape[0]))]
+    return [z]
+
+
+def _gemm(cols, weight):
+    """[..., K] x [O, K]^T as one 2-D BLAS GEMM (numpy would loop small ones over leading axes)."""
+    return (cols.reshape(-1, cols.shape[-1]) @ weight.T).reshape(*cols.shape[:-1], weight.shape[0])
 
 
 @register("CONV_2D", perturbable=True)
 def conv_2d(node, inputs, perturbations=()):
-    x, weight = _image(inputs[0]), inputs[1][0]  # weight [O, KH, KW, C]
+    x, weight = np.asarray(inputs[0], np.float32), inputs[1][0]  # weight [O, KH, KW, C]
     bias = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
     n_out, kh, kw, c = weight.shape
     cols = patches(node, x, kh, kw)
-    cols = cols.reshape(*cols.shape[:3], kh * kw * c)
-    z = cols @ weight.reshape(n_out, -1).T
-    return _finish(node, z, bias, perturbations, lambda p: cols[p.rows] @ p.delta.reshape(n_out, -1).T)
+    cols = cols.reshape(*cols.shape[:-2], kh * kw * c)
+    z = _gemm(cols, weight.reshape(n_out, -1))
+    return _finish(node, z, bias, perturbations, lambda p: _gemm(cols[p.rows], p.delta.reshape(n_out, -1)))
 
 
 @register("DEPTHWISE_CONV_2D", perturbable=True)
 def depthwise_conv_2d(node, inputs, perturbations=()):
-    x, weight = _image(inputs[0]), inputs[1][0]  # weight [1, KH, KW, C*M]
+    x, weight = np.asarray(inputs[0], np.float32), inputs[1][0]  # weight [1, KH, KW, C*M]
     bias = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
     _, kh, kw, cm = weight.shape
     multiplier = cm // x.shape[-1]
-    cols = patches(node, x, kh, kw)  # [B, OH, OW, K, C]
+    cols = patches(node, x, kh, kw)  # [B, b, OH, OW, K, C]
     if multiplier > 1:
         cols = np.repeat(cols, multiplier, axis=-1)
 
-    z = np.einsum("bhwkc,kc->bhwc", cols, weight.reshape(kh * kw, cm)).astype(np.float32)
+    z = np.einsum("...kc,kc->...c", cols, weight.reshape(kh * kw, cm)).astype(np.float32)
 
     def delta_term(p):
-        return np.einsum("bhwkc,kc->bhwc", cols[p.rows], p.delta.reshape(kh * kw, cm))
+        return np.einsum("...kc,kc->...c", cols[p.rows], p.delta.reshape(kh * kw, cm))
 
     return _finish(node, z, bias, perturbations, delta_term)

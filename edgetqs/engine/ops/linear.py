@@ -34,7 +34,9 @@ def fully_connected(node, inputs, perturbations=()):
         else:
             raise NotImplementedError("FULLY_CONNECTED input is not a constant")
     z = apply_fused(z, node.option("fusedActivationFunction"))
-    return [z.reshape(node.batched_shape(0, batch))]
+    if node.option("keepNumDims", False):
+        return [z.reshape(batch, *x.shape[1:-1], weight.shape[0])]
+    return [z]  # [B, rows, out]: the graph's 2-D [rows, out] per trajectory
 
 
 def _maybe_adjoint(value, adjoint):
@@ -57,4 +59,4 @@ def batch_matmul(node, inputs, perturbations=()):
             out[p.rows] += np.matmul(_maybe_adjoint(delta, adj_x), b[p.rows] if b.shape[0] > 1 else b)
         else:
             out[p.rows] += np.matmul(a[p.rows] if a.shape[0] > 1 else a, _maybe_adjoint(delta, adj_y))
-    return [np.ascontiguousarray(out, dtype=np.float32).reshape(node.batched_shape(0, batch))]
+    return [np.ascontiguousarray(out, dtype=np.float32)]

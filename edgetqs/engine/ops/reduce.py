@@ -13,8 +13,10 @@ def _reduce(node, inputs):
     x, axes = inputs[0], ints(inputs[1])
     rank = node.input_ranks[0]
     axes = tuple(sorted({graph_axis(a, rank) for a in axes}))
-    out = _REDUCERS[node.opcode](x, axis=axes, keepdims=True).astype(np.float32, copy=False)
-    return [out.reshape(node.batched_shape(0, x.shape[0]))]
+    out = _REDUCERS[node.opcode](x, axis=axes, keepdims=bool(node.option("keepDims", False)))
+    if x.dtype.kind == "f":
+        out = out.astype(np.float32, copy=False)
+    return [out]
 
 
 register(*_REDUCERS)(_reduce)

@@ -1,9 +1,8 @@
 """Ops that cut, join and pad tensors: STRIDED_SLICE, SLICE, GATHER, SPLIT,
 SPLIT_V, UNPACK, PACK, CONCATENATION, PAD/PADV2.
 
-Slices are worked out on the graph's shape and applied behind a full slice of
-the engine's batch axis; results are reshaped to the graph's output shape,
-which takes care of shrink masks and dropped axes.
+Slices are worked out on the graph's axes and applied behind a full slice of
+the engine's batch axis.
 """
 
 from __future__ import annotations
@@ -32,14 +31,12 @@ def _strided_slice(node, inputs):
     slices = []
     for axis, (b, e, s) in enumerate(zip(begin, end, strides)):
         if shrink >> axis & 1:
-            b = b % x.shape[axis + 1]
-            slices.append(slice(b, b + 1))
+            slices.append(b)  # an integer index drops the axis, as the shrink mask asks
             continue
         if offset:
             e = b + e
         slices.append(slice(None if begin_mask >> axis & 1 else b, None if end_mask >> axis & 1 else e, s))
-    out = x[(_ALL, *slices)]
-    return [np.ascontiguousarray(out).reshape(node.batched_shape(0, x.shape[0]))]
+    return [np.ascontiguousarray(x[(_ALL, *slices)])]
 
 
 @register("SLICE")
@@ -60,17 +57,12 @@ def _gather(node, inputs):
         raise EdgeTQSError(f"GATHER (op {node.index}) with computed indices is not covered by the engine",
                            "use the black-box LiteRT path (engine='litert') for this model")
     axis = graph_axis(node.option("axis", 0), node.input_ranks[0])
-    out = np.take(x, indices[0].astype(np.int64), axis=axis)
-    return [out.reshape(node.batched_shape(0, x.shape[0]))]
+    return [np.take(x, indices[0].astype(np.int64), axis=axis)]
 
 
-def _split_by_sizes(node, x, axis, sizes):
+def _split_by_sizes(x, axis, sizes):
     bounds = np.cumsum([0] + sizes)
-    parts = []
-    for i in range(len(sizes)):
-        part = np.take(x, np.arange(bounds[i], bounds[i + 1]), axis=axis)
-        parts.append(part.reshape(node.batched_shape(i, x.shape[0])))
-    return parts
+    return [np.take(x, np.arange(bounds[i], bounds[i + 1]), axis=axis) for i in range(len(sizes))]
 
 
 @register("SPLIT")
@@ -78,7 +70,7 @@ def _split(node, inputs):
     axis_value, x = inputs[0], inputs[1]
     axis = graph_axis(ints(axis_value)[0], node.input_ranks[1])
     n = node.option("numSplits", len(node.outputs))
-    return _split_by_sizes(node, x, axis, [x.shape[axis] // n] * n)
+    return _split_by_sizes(x, axis, [x.shape[axis] // n] * n)
 
 
 @register("SPLIT_V")
@@ -87,14 +79,14 @@ def _split_v(node, inputs):
     axis = graph_axis(ints(axis_value)[0], node.input_ranks[0])
     if -1 in sizes:
         sizes[sizes.index(-1)] = x.shape[axis] - (sum(sizes) + 1)
-    return _split_by_sizes(node, x, axis, sizes)
+    return _split_by_sizes(x, axis, sizes)
 
 
 @register("UNPACK")
 def _unpack(node, inputs):
     x = inputs[0]
     axis = graph_axis(node.option("axis", 0), node.input_ranks[0])
-    return [np.take(x, i, axis=axis).reshape(node.batched_shape(i, x.shape[0])) for i in range(x.shape[axis])]
+    return [np.take(x, i, axis=axis) for i in range(x.shape[axis])]
 
 
 @register("PACK")
