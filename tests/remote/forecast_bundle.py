@@ -101,7 +101,7 @@ def write_forecast_bundle(out: Path, files: ForecasterFiles, *, model_bytes: byt
     )
 
 
-def tamper_output_bias(model_file: Path, files: ForecasterFiles, shift: float = 0.05) -> None:
+def tamper_output_bias(model_file: Path, files: ForecasterFiles, shift: float = 0.5) -> None:
     """Change the model's output bias in place, as a bad copy or a bad runtime port would."""
     data = model_file.read_bytes()
     needle = files.output_bias.astype("<f4").tobytes()

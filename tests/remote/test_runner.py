@@ -1,0 +1,94 @@
+"""The on-device runner, run locally as a separate process on a real bundle."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from forecast_bundle import CONTEXTS, FEATURES, HORIZON, build_forecaster, write_forecast_bundle
+
+from edgetqs.bundle import load_bundle
+from edgetqs.remote import runner
+from edgetqs.remote.validate import RUNNER, RunOutput
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return write_forecast_bundle(tmp_path_factory.mktemp("runner") / "bundle", build_forecaster())
+
+
+def run_runner(bundle, out, *extra):
+    return subprocess.run([sys.executable, str(RUNNER), "--bundle", str(bundle), "--out", str(out), *extra],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_runner_streams_progress_and_writes_results(bundle, tmp_path):
+    done = run_runner(bundle, tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [e["event"] for e in events] == ["runtime", "probes"] + ["rollout"] * CONTEXTS + ["done"]
+    runtime = events[0]
+    assert (runtime["name"], runtime["version"], runtime["xnnpack"]) == ("ai_edge_litert", "2.3.0", True)
+
+    run = RunOutput.load(tmp_path / "out")
+    assert not list((tmp_path / "out").glob("*.partial"))
+    results = run.results
+    assert results["model_sha256"] == load_bundle(bundle).model_sha256
+    assert results["probes"]["count"] == 4 and results["probes"]["normalised"] < 1e-6
+    latency = results["latency_ms"]
+    assert latency["count"] == CONTEXTS * HORIZON == len(run.latency_seconds)
+    assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
+    assert results["peak_memory_kib"] > 10_000  # the interpreter and numpy are resident
+    assert results["board"]["machine"] == "x86_64" and results["board"]["cpus"] >= 1
+    assert set(results["thermal"]["after"]) == {"thermal_zones_c", "vcgencmd_temp", "vcgencmd_throttled", "tegrastats"}
+
+
+def test_runner_trajectories_are_the_hosts_rollouts(bundle, tmp_path):
+    assert run_runner(bundle, tmp_path / "out").returncode == 0
+    run = RunOutput.load(tmp_path / "out")
+    reference_host = load_bundle(bundle).contexts["reference_host"]
+    assert run.trajectories.shape == (CONTEXTS, HORIZON, FEATURES)
+    np.testing.assert_array_equal(run.trajectories, reference_host)  # same runtime, same CPU, same code
+
+
+def test_runner_limits_contexts_and_horizon_and_can_skip_xnnpack(bundle, tmp_path):
+    done = run_runner(bundle, tmp_path / "out", "--contexts", "2", "--horizon", "5", "--no-xnnpack", "--threads", "1")
+    assert done.returncode == 0, done.stderr
+    run = RunOutput.load(tmp_path / "out")
+    assert run.trajectories.shape == (2, 5, FEATURES)
+    assert run.results["runtime"]["xnnpack"] is False and run.results["runtime"]["threads"] == 1
+    reference_host = load_bundle(bundle).contexts["reference_host"][:2, :5]
+    # Without XNNPACK the reference kernels quantize activations their own way:
+    # close to the XNNPACK run (~1% in dynamic mode), not equal.
+    difference = np.abs(run.trajectories - reference_host).max()
+    assert 0 < difference < 0.03
+
+
+def test_runner_says_which_runtime_is_missing(bundle, tmp_path):
+    done = run_runner(bundle, tmp_path / "out", "--runtime", "tflite_runtime")
+    assert done.returncode != 0
+    assert "no TFLite runtime found" in done.stderr and "tflite_runtime" in done.stderr
+    assert not (tmp_path / "out" / runner.RESULTS_JSON).exists()
+
+
+def test_append_shift_rollout_with_patches():
+    # A "model" that continues the window's last value by +1 per step, 3 steps a call.
+    def count_on(window):
+        return window[-1] + np.arange(1, 4, dtype=np.float32)[:, None]
+
+    context = np.arange(6, dtype=np.float32)[:, None]  # window 6, one feature: 0..5
+    trajectory, latencies = runner.rollout(count_on, context, horizon=7, patch=3)
+    assert trajectory[:, 0].tolist() == [6, 7, 8, 9, 10, 11, 12]  # 3 calls, the last patch cut at the horizon
+    assert len(latencies) == 3
+
+
+def test_runner_keeps_to_python_3_8_syntax():
+    # JetPack 5 boards have Python 3.8: the runner must parse there.
+    ast.parse(RUNNER.read_text(), feature_version=(3, 8))
+    imports = {node.names[0].name.split(".")[0] for node in ast.walk(ast.parse(RUNNER.read_text()))
+               if isinstance(node, ast.Import)}
+    assert "edgetqs" not in imports and imports <= set(sys.stdlib_module_names) | {"numpy", "tflite_runtime", "tensorflow"}

@@ -1,0 +1,99 @@
+"""`validate` over real SSH (the sshd board): flash, run the runner there, judge on the host."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+import numpy as np
+import pytest
+from forecast_bundle import CONTEXTS, HORIZON, build_forecaster, tamper_output_bias, write_forecast_bundle
+
+from edgetqs.bundle import load_bundle
+from edgetqs.errors import EdgeTQSError
+from edgetqs.remote.flash import flash
+from edgetqs.remote.transport import Transport
+from edgetqs.remote.validate import judge, run_locally, validate
+
+# The sshd board is this machine: its Python is the one running the tests.
+BOARD_PYTHON = sys.executable
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return write_forecast_bundle(tmp_path_factory.mktemp("validate") / "bundle", build_forecaster())
+
+
+def test_honest_board_passes_and_the_verdict_is_saved(sshd_board, bundle, tmp_path):
+    events = []
+    with Transport(sshd_board.connection()) as t:
+        flash(t, bundle)
+        result = validate(t, bundle, tmp_path / "v", python=BOARD_PYTHON, on_event=events.append)
+    assert result.passed, result.message()
+    assert [e["event"] for e in events][:2] == ["runtime", "probes"] and events[-1]["event"] == "done"
+    assert result.board.trajectories.shape == (CONTEXTS, HORIZON, 3)
+    assert result.vs_host.rmse == 0.0  # the same runtime on the same CPU
+    saved = json.loads((tmp_path / "v" / "validation.json").read_text())
+    assert saved["passed"] is True and len(saved["checks"]) == 5
+    assert saved["runtime"]["name"] == "ai_edge_litert" and saved["latency_ms"]["p99"] > 0
+    assert not list((sshd_board.root / "runs").iterdir())  # the run directory is cleaned up on the board
+
+
+def test_board_computing_different_numbers_fails_and_says_so(sshd_board, bundle, tmp_path):
+    files = build_forecaster()
+    with Transport(sshd_board.connection()) as t:
+        flash(t, bundle)
+        # The model on the board changes after flashing (a bad copy, a bad port):
+        # the board's runtime now runs it and computes other numbers than the host.
+        tamper_output_bias(sshd_board.root / "current" / "model.tflite", files)
+        result = validate(t, bundle, tmp_path / "v", python=BOARD_PYTHON)
+    assert not result.passed
+    failed = {check.name: check.detail for check in result.failures}
+    assert "runtime computes the host's numbers (probes)" in failed
+    assert "computes different numbers than the host" in failed["runtime computes the host's numbers (probes)"]
+    assert "computes different numbers than the host" in failed["runtime computes the host's numbers (rollout step 1)"]
+    assert "is not this bundle's" in failed["model on the board is the bundle's"]
+    assert result.message().startswith("FAIL: sshd-board")
+
+
+def test_validate_fetches_the_boards_bundle_when_none_is_given(sshd_board, bundle, tmp_path):
+    with Transport(sshd_board.connection()) as t:
+        flash(t, bundle)
+        result = validate(t, None, tmp_path / "v", python=BOARD_PYTHON, contexts=2, horizon=4)
+    assert result.passed, result.message()
+    assert result.board.trajectories.shape == (2, 4, 3)
+    assert load_bundle(tmp_path / "v" / "bundle").model_sha256 == load_bundle(bundle).model_sha256
+
+
+def test_board_without_a_model_is_told_to_flash(sshd_board, tmp_path):
+    with Transport(sshd_board.connection()) as t, pytest.raises(EdgeTQSError, match="no current model") as err:
+        validate(t, None, tmp_path / "v", python=BOARD_PYTHON)
+    assert "edgetqs flash" in err.value.fix
+
+
+def test_board_without_the_runtime_fails_with_the_runners_message(sshd_board, bundle, tmp_path):
+    # Debian's own python3 on this machine has neither numpy nor LiteRT.
+    with Transport(sshd_board.connection()) as t:
+        flash(t, bundle)
+        with pytest.raises(EdgeTQSError, match="the runner failed on sshd-board") as err:
+            validate(t, bundle, tmp_path / "v", python="/usr/bin/python3")
+    assert "provision" in err.value.fix
+
+
+def test_blow_ups_and_short_forecasts_fail(bundle, tmp_path):
+    loaded = load_bundle(bundle)
+    host = run_locally(bundle, tmp_path / "host")
+    # The board's rollouts leave the attractor from step 3 of the first window on.
+    exploded = host.trajectories.copy()
+    exploded[0, 3:] = np.inf
+    board = dataclasses.replace(host, trajectories=exploded)
+    result = judge(loaded, board, host)
+    failed = {check.name for check in result.failures}
+    assert failed == {"no blow-up", "forecast quality vs the float model"}
+    assert result.vs_float.blown_up == [True, False, False]
+
+    strict = dataclasses.replace(loaded, manifest=dict(loaded.manifest, thresholds={"min_valid_prediction_time": HORIZON + 1}))
+    verdict = judge(strict, host, host)
+    assert [c.name for c in verdict.failures] == ["forecast quality vs the float model"]
+    assert "the bundle's threshold" in verdict.failures[0].detail
