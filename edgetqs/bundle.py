@@ -6,8 +6,8 @@ A bundle is a directory (or a ``.tar.gz`` of one) holding::
                     sha256, the plan, rollout spec, runtime requirement, thresholds
     model.tflite    the quantized model
     probes.npz      x (probe inputs), y (host LiteRT outputs of model.tflite)
-    contexts.npz    contexts [K, window, features], horizon, reference_float,
-                    reference_host [K, T, F], truth [K, T, F] when known
+    contexts.npz    contexts [K, window, features], horizon (model calls), reference_float,
+                    reference_host [K, T, F], truth [K, T, F] when known (T = horizon x patch)
 
 It is written to a temporary sibling of the output path and renamed into place
 only when complete, so a crash never leaves a half-written bundle; loading
@@ -129,7 +129,7 @@ def write_bundle(
     if out.exists() and not overwrite:
         raise EdgeTQSError(f"{out} already exists", "choose another output path or pass overwrite (--force)")
     model_bytes = model if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
-    _check_arrays(probes_x, probes_y, contexts, reference_float, reference_host, truth, horizon)
+    _check_arrays(probes_x, probes_y, contexts, reference_float, reference_host, truth, horizon, int(rollout.get("patch", 1)))
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".bundle-", dir=out.parent) as staging_name:
         staging = Path(staging_name) / "bundle"
@@ -154,17 +154,18 @@ def write_bundle(
     return out
 
 
-def _check_arrays(probes_x, probes_y, contexts, reference_float, reference_host, truth, horizon) -> None:
+def _check_arrays(probes_x, probes_y, contexts, reference_float, reference_host, truth, horizon, patch) -> None:
     problems = []
     if len(probes_x) != len(probes_y):
         problems.append(f"{len(probes_x)} probe inputs but {len(probes_y)} outputs")
     if np.ndim(contexts) != 3:
         problems.append(f"contexts must be [K, window, features], got shape {np.shape(contexts)}")
+    steps = horizon * patch  # horizon counts model calls; each call adds `patch` steps
     for name, ref in (("reference_float", reference_float), ("reference_host", reference_host), ("truth", truth)):
         if ref is None:
             continue
-        if np.ndim(ref) != 3 or len(ref) != len(contexts) or ref.shape[1] != horizon:
-            problems.append(f"{name} must be [K={len(contexts)}, T={horizon}, features], got {np.shape(ref)}")
+        if np.ndim(ref) != 3 or len(ref) != len(contexts) or ref.shape[1] != steps:
+            problems.append(f"{name} must be [K={len(contexts)}, T={steps} (horizon x patch), features], got {np.shape(ref)}")
     if problems:
         raise EdgeTQSError("inconsistent bundle contents: " + "; ".join(problems),
                            "pass references rolled out from the same contexts for the same horizon")

@@ -1,0 +1,200 @@
+"""``convert(model, plan, out)``: plan -> AEQ recipe -> quantized, verified .tflite -> bundle.
+
+Order matters: everything that can reject the input (plan/model mismatch,
+lint) runs before AEQ; the export is verified in memory; only then is
+anything written, to a temporary name renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from ai_edge_quantizer import quantizer
+
+from edgetqs.bundle import write_bundle
+from edgetqs.converter import deploy
+from edgetqs.converter.calibration import calibration_from_ranges, minmax_calibration
+from edgetqs.converter.lint import Finding, lint_plan, raise_on_errors
+from edgetqs.converter.plans import check_plan_matches, read_plan
+from edgetqs.converter.recipe import MODES, build_recipe, op_targets, planned_formats
+from edgetqs.converter.verify import Verification, verify_export
+from edgetqs.engine.litert import LiteRTRunner
+from edgetqs.errors import EdgeTQSError
+from edgetqs.tqs import contexts as ctx
+
+DEFAULT_HORIZON = 32  # model calls in the reference rollouts
+DEFAULT_WINDOWS = 8  # context windows (and as many random probe windows)
+
+
+@dataclass
+class ConversionResult:
+    out: Path
+    mode: str
+    model_bytes: int
+    float_bytes: int
+    verification: Verification
+    findings: list[Finding] = field(default_factory=list)
+    recipe: list[dict] = field(default_factory=list)
+    thresholds: dict = field(default_factory=dict)
+    runtime: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {"out": str(self.out), "mode": self.mode, "model_bytes": self.model_bytes,
+                "float_bytes": self.float_bytes, "verification": self.verification.summary(),
+                "findings": [asdict(f) for f in self.findings], "thresholds": self.thresholds,
+                "runtime": self.runtime}
+
+
+def convert(model, plan, out: str | Path, *, mode: str | None = None, calibration: str | Path | None = None,
+            target: str | None = None, horizon: int = DEFAULT_HORIZON, windows: int = DEFAULT_WINDOWS,
+            seed: int = 0, activation_ranges: dict[str, tuple[float, float]] | None = None,
+            overwrite: bool = False, on_step: Callable[[str], None] = lambda text: None) -> ConversionResult:
+    """Convert ``model`` (a CanonicalModel, path or zoo:NAME) under ``plan`` (path or dict) to ``out``.
+
+    ``out`` ending in .tflite gets the verified model alone; anything else gets
+    the deployment bundle (a directory, or an archive if it ends in .tar.gz).
+    ``activation_ranges`` (tensor -> (low, high)) override min/max calibration
+    in static mode: the hook for the probabilistic range estimator.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise EdgeTQSError(f"{out} already exists", "choose another output path or pass --force")
+    on_step("loading model and plan")
+    canonical = resolve_model(model)
+    graph, spec = canonical.graph, canonical.rollout
+    plan = read_plan(plan)
+    check_plan_matches(plan, graph, str(model) if isinstance(model, (str, Path)) else canonical.card.name)
+    mode = check_mode(mode or plan.get("mode") or "dynamic")
+
+    on_step("linting the plan")
+    runtime_spec, matrix = target_runtime(target, plan), deploy.load_matrix()
+    findings = lint_plan(graph, plan, mode, runtime_spec, matrix)
+    raise_on_errors(findings)
+
+    on_step("context windows")
+    contexts = context_windows(canonical, calibration, windows, horizon, seed)
+    probes = probe_windows(contexts.windows, seed)
+
+    on_step("quantizing with AI Edge Quantizer")
+    recipe = build_recipe(graph, plan, mode)
+    exported = quantize(canonical.tflite_path, recipe, mode, contexts.windows, activation_ranges)
+
+    on_step("verifying the export")
+    targets = op_targets(graph, planned_formats(plan))
+    # Static int8 clips activations to the calibrated ranges by design, so its
+    # agreement with the simulation is checked on the calibration windows only.
+    checked = contexts.windows if mode == "static" else probes
+    verification = verify_export(graph, exported, targets, plan, mode, spec, checked)
+
+    on_step("host reference rollouts")
+    reference_float = LiteRTRunner(canonical.tflite_path, spec, num_threads=1).rollout(contexts.windows, horizon)
+    exported_runner = LiteRTRunner(exported, spec, num_threads=1)
+    reference_host = exported_runner.rollout(contexts.windows, horizon)
+    probe_outputs = exported_runner.forward(probes)
+    if not np.all(np.isfinite(reference_host)):
+        raise EdgeTQSError("the quantized model blows up (NaN/inf) when rolled out on the host",
+                           "nothing was written; plan more bits for the most sensitive units")
+    limits = deploy.thresholds(mode, reference_float, reference_host)
+    runtime = deploy.runtime_requirement(targets, mode, matrix)
+    if runtime_spec:
+        runtime["target_runtime"] = runtime_spec
+
+    on_step(f"writing {out}")
+    if out.suffix == ".tflite":
+        write_atomically(out, exported)
+    else:
+        write_bundle(
+            out, model=exported, rollout=asdict(spec), probes_x=probes, probes_y=probe_outputs,
+            contexts=contexts.windows, horizon=horizon, reference_float=reference_float,
+            reference_host=reference_host, truth=truth_for(contexts, reference_float), plan=plan,
+            source_sha256=graph.sha256, formats=planned_formats(plan), runtime=runtime, thresholds=limits,
+            extra={"mode": mode, "recipe": recipe, "verification": verification.summary(),
+                   "lint": [asdict(f) for f in findings], "contexts_source": contexts.source},
+            overwrite=overwrite)
+    return ConversionResult(out, mode, len(exported), graph.size_bytes, verification, findings, recipe, limits, runtime)
+
+
+def resolve_model(model):
+    """A CanonicalModel from a CanonicalModel, a path or zoo:NAME (through model intake)."""
+    if hasattr(model, "graph") and hasattr(model, "card"):
+        return model
+    from edgetqs.model.intake import load_model
+
+    return load_model(model)
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise EdgeTQSError(f"unknown mode '{mode}'", f"use --mode with one of: {', '.join(MODES)}")
+    return mode
+
+
+def target_runtime(target: str | None, plan: dict) -> str | None:
+    """``package==version`` of the runtime to lint for: the target's firmware, else the plan's runtime."""
+    if target:
+        from edgetqs.planner.boards import load_target
+
+        return load_target(target).runtime_spec
+    return plan.get("runtime") or None
+
+
+def context_windows(canonical, calibration, windows: int, horizon: int, seed: int) -> ctx.Contexts:
+    """Windows from the calibration data when given, else from the model's own free run (data-free)."""
+    spec = canonical.rollout
+    if calibration:
+        return ctx.from_file(calibration, spec, windows, horizon)
+    from edgetqs.tqs.score import make_backend
+
+    return ctx.free_run(make_backend(canonical.graph, canonical.card), spec, windows, seed, horizon)
+
+
+def probe_windows(context_windows: np.ndarray, seed: int) -> np.ndarray:
+    """Probe inputs: the context windows (on the attractor) plus as many unit-Gaussian windows (off it)."""
+    rng = np.random.default_rng(seed + 1)
+    noise = rng.standard_normal(context_windows.shape).astype(np.float32)
+    return np.concatenate([context_windows.astype(np.float32), noise])
+
+
+def truth_for(contexts: ctx.Contexts, reference: np.ndarray) -> np.ndarray | None:
+    truth = contexts.truth
+    return truth if truth is not None and truth.shape == reference.shape else None
+
+
+def quantize(float_path: str | Path, recipe: list[dict], mode: str, windows: np.ndarray,
+             activation_ranges: dict | None) -> bytes:
+    """Run AEQ with ``recipe``; its refusals become EdgeTQSError."""
+    q = quantizer.Quantizer(str(float_path))
+    try:
+        q.load_quantization_recipe(recipe)
+        calibration = None
+        if mode == "static":
+            calibration = minmax_calibration(q, str(float_path), windows)
+            if activation_ranges:
+                calibration = calibration_from_ranges(activation_ranges, calibration)
+        with contextlib.redirect_stdout(io.StringIO()):  # AEQ prints a size report we give ourselves
+            result = q.quantize(calibration, enable_progress_bar=False)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        reason = str(exc).split("\n")[0][:400]
+        raise EdgeTQSError(f"AI Edge Quantizer refuses the plan in {mode} mode: {reason}",
+                           "plan a format AEQ supports for that op in this mode (blockwise formats need --mode "
+                           "dynamic; AEQ has no int2 weight-only kernels), or change --mode") from exc
+    return bytes(result.quantized_model)
+
+
+def write_atomically(out: Path, data: bytes) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
