@@ -1,0 +1,75 @@
+"""End to end against the emulated 64-bit Raspberry Pi 4 over real SSH.
+
+The board is the sshd board whose Python is the arm64 Debian root under
+qemu-aarch64-static -cpu cortex-a72 (edgetqs.remote.emulated_board). The root is
+built once and cached (.ci/make_arm64_board.sh); qemu is slow, so horizons are short.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from forecast_bundle import CONTEXTS, HORIZON, build_forecaster, write_forecast_bundle
+
+from edgetqs.remote import emulated_board
+from edgetqs.remote.flash import flash
+from edgetqs.remote.report import write_report
+from edgetqs.remote.transport import Transport
+from edgetqs.remote.validate import validate
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not shutil.which(emulated_board.QEMU), reason="apt-get install -y qemu-user-static"),
+]
+
+# tflite-runtime 2.14.0 loads and runs AEQ's per-channel int8 dynamic FULLY_CONNECTED
+# but computes it wrongly (planner/data/capability_matrix.json): a real runtime
+# that must fail validation on numbers, not on a crash.
+WRONG_RUNTIME = {"EDGETQS_ARM64_RUNTIME": "tflite-runtime==2.14.0", "EDGETQS_ARM64_NUMPY": "1.26.4"}
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return write_forecast_bundle(tmp_path_factory.mktemp("arm64") / "bundle", build_forecaster())
+
+
+def emulated_pi(sshd_board, tmp_path, monkeypatch, runtime_env=None):
+    for name, value in (runtime_env or {}).items():
+        monkeypatch.setenv(name, value)
+    firmware = emulated_board.make_board_python(tmp_path / "pi-python")
+    return sshd_board.connection(name="rpi4-emulated", firmware=firmware)
+
+
+def test_flash_and_validate_on_the_emulated_pi(sshd_board, bundle, tmp_path, monkeypatch):
+    board = emulated_pi(sshd_board, tmp_path, monkeypatch)
+    with Transport(board) as t:
+        arch = t.check(f"{board.firmware.venv_python} -c 'import platform; print(platform.machine())'")
+        assert arch.stdout.strip() == "aarch64"
+        flash(t, bundle)
+        result = validate(t, bundle, tmp_path / "v")  # runs <install_dir>/bin/python: the qemu shim
+    assert result.passed, result.message()
+    facts, runtime = result.board.results["board"], result.board.results["runtime"]
+    assert facts["machine"] == "aarch64" and "Raspberry Pi 4" in facts["model"]
+    assert facts["cpu"] == "ARM implementer 0x41 part 0xd08"  # Cortex-A72
+    assert (runtime["name"], runtime["version"], runtime["xnnpack"]) == ("ai_edge_litert", "2.3.0", True)
+    assert result.board.trajectories.shape == (CONTEXTS, HORIZON, 3)
+    # Another CPU, the same numbers within rounding: both run XNNPACK's int8 kernels.
+    assert result.vs_host.rmse_per_step[0] < 1e-5
+    page = write_report(result, tmp_path / "report.html").read_text()
+    assert "PASS" in page and "aarch64" in page and "emulated" in page
+
+
+def test_a_runtime_that_computes_wrongly_fails_validation(sshd_board, bundle, tmp_path, monkeypatch):
+    board = emulated_pi(sshd_board, tmp_path, monkeypatch, WRONG_RUNTIME)
+    with Transport(board) as t:
+        flash(t, bundle)
+        result = validate(t, bundle, tmp_path / "v", contexts=2, horizon=4)
+    assert result.board.results["runtime"]["name"] == "tflite_runtime"
+    assert not result.passed
+    failed = {check.name: check.detail for check in result.failures}
+    probe_failure = failed["runtime computes the host's numbers (probes)"]
+    assert "tflite_runtime 2.14.0" in probe_failure and "aarch64" in probe_failure
+    assert "runs the model but computes different numbers than the host" in probe_failure
+    assert "model on the board is the bundle's" not in failed  # the file is right; the runtime is not
