@@ -198,19 +198,19 @@ def _op_layer(model_bytes: bytes, op: str) -> str:
     raise EdgeTQSError(f"the {op} conformance model has no {op} op (the converter rewrote it)", "adjust the builder")
 
 
-def write_cases(directory: Path) -> dict[str, dict]:
+def write_cases(directory: Path, ops=OPS, formats=CHECKED_FORMATS, modes=MODES) -> dict[str, dict]:
     """Quantize every (op, format, mode) into ``directory``; returns what each case expects."""
     from edgetqs.planner.aeq import quantize_ops
 
     cases: dict[str, dict] = {}
-    for op in OPS:
+    for op in ops:
         float_model, inputs = build_float_case(op)
         layer = _op_layer(float_model, op)
         float_weight = _float_weight(float_model)
         bias_size = float_weight.shape[0] if op in ("FULLY_CONNECTED", "CONV_2D") else float_weight.shape[-1]
         bias = None if op in ("BATCH_MATMUL", "EMBEDDING_LOOKUP") else _bias(float_model, bias_size)
-        for mode in MODES:
-            for fmt_name in CHECKED_FORMATS:
+        for mode in modes:
+            for fmt_name in formats:
                 if fmt_name == "fp16" and mode == "dynamic":
                     continue  # fp16 is always a float cast + DEQUANTIZE: one case covers it
                 case = f"{op}__{fmt_name}__{mode}"
@@ -287,12 +287,13 @@ def judge(cases: dict[str, dict], ran: dict, directory: Path) -> dict:
     return verdicts
 
 
-def check_runtimes(specs: list[str], envs_dir: Path | None = None) -> dict[str, dict]:
+def check_runtimes(specs: list[str], envs_dir: Path | None = None, ops=OPS, formats=CHECKED_FORMATS,
+                   modes=MODES) -> dict[str, dict]:
     """Runtime spec -> {op: {mode: {format: verdict}}}."""
     with tempfile.TemporaryDirectory(prefix="edgetqs-conformance-") as tmp:
         directory = Path(tmp)
         envs = envs_dir or directory / "envs"
-        cases = write_cases(directory)
+        cases = write_cases(directory, ops, formats, modes)
         matrix = {}
         for spec in specs:
             for leftover in directory.glob("*.out.npz"):

@@ -166,7 +166,14 @@ def _milp(options: Sequence[Sequence[Option]], capacity: int) -> Allocation:
     index = np.concatenate([np.asarray(k) for k in kept])
     sizes = np.array([options[l][q].bytes for l, q in zip(unit_of, index)], dtype=np.float64)
     costs = np.array([options[l][q].cost for l, q in zip(unit_of, index)], dtype=np.float64)
-    costs = costs / max(costs.max(), 1e-300)  # scale for the solver; the argmin is unchanged
+    # HiGHS stops within an absolute gap of 1e-6, which scipy does not expose: shift each
+    # unit's costs to start at 0 (a constant off the objective) and scale so the greedy
+    # plan's objective is 1e6. A gap of 1e-6 is then 1e-12 of it; the argmin is unchanged.
+    floor = np.array([min(o.cost for o in opts) for opts in options])
+    costs = costs - floor[unit_of]
+    greedy_choice = greedy.allocate(options, capacity)
+    reference = sum(options[l][q].cost - floor[l] for l, q in enumerate(greedy_choice)) if greedy_choice else 0.0
+    costs = costs * (1e6 / reference) if reference > 0 else costs
     n_units, n_vars = len(options), len(index)
     one_per_unit = csr_array((np.ones(n_vars), (unit_of, np.arange(n_vars))), shape=(n_units, n_vars))
     constraints = [LinearConstraint(one_per_unit, 1, 1),

@@ -1,0 +1,99 @@
+"""Byte-exact costs: predicted .tflite size vs the file AI Edge Quantizer really writes
+(through the converter's recipe builder), for uniform and mixed plans in both modes."""
+
+import numpy as np
+import pytest
+from ai_edge_quantizer import quantizer
+
+from edgetqs.converter.recipe import build_recipe
+from edgetqs.model.tflite_graph import TFLiteGraph
+from edgetqs.planner import costs
+from edgetqs.planner.conformance import CapabilityMatrix
+from edgetqs.planner.formats import FORMATS
+from edgetqs.planner.plan import _plan_from_choice, build_problem
+from edgetqs.planner.planfile import plan_from_dict
+
+
+def _aeq_file_size(model_path, plan) -> int:
+    recipe = build_recipe(TFLiteGraph.load(model_path), plan.to_dict(), plan.mode)
+    return len(quantizer.Quantizer(str(model_path), recipe).quantize().quantized_model)
+
+
+def _problem(scores_for, model_path, mode):
+    graph, scores_path = scores_for(model_path)
+    from edgetqs.tqs.scorefile import load_scores
+
+    return build_problem(graph, load_scores(scores_path), "x", "ai-edge-litert==2.3.0", mode, CapabilityMatrix.load())
+
+
+def _plans(problem, rng, n_mixed=2):
+    """Uniform plans for every format all units allow, plus random mixed plans."""
+    plans = []
+    for name in FORMATS:
+        if all(name in u.formats for u in problem.units):
+            plans.append([u.formats.index(name) for u in problem.units])
+    for _ in range(n_mixed):
+        plans.append([int(rng.integers(len(u.formats))) for u in problem.units])
+    return plans
+
+
+@pytest.mark.parametrize("model", ["mlp64", "mlp_odd", "conv", "mlp_big"])
+@pytest.mark.parametrize("mode", ["dynamic", "weight_only"])
+def test_predicted_size_within_one_percent_of_aeq(models, scores_for, model, mode):
+    problem = _problem(scores_for, models[model], mode)
+    rng = np.random.default_rng(0)
+    checked = 0
+    for choice in _plans(problem, rng):
+        plan = _plan_from_choice(problem, choice, 10**9, "test", None)
+        actual = _aeq_file_size(models[model], plan)
+        predicted = plan.predicted["model_bytes"]
+        assert abs(predicted - actual) / actual < 0.01, (model, mode, [a.format for a in plan.assignments],
+                                                         predicted, actual)
+        checked += 1
+    assert checked >= 3
+
+
+def test_sub_byte_packing_and_int64_zero_points():
+    # a [96, 64] FULLY_CONNECTED weight: 6144 values, 96 output channels
+    t = costs.WeightTensor("w", (96, 64), "FULLY_CONNECTED", 0, True)
+    per_channel = 96 * (4 + 8)  # fp32 scale + int64 zero point per channel
+    assert costs.tensor_bytes(t, FORMATS["int8"], "dynamic") == 6144 + per_channel
+    assert costs.tensor_bytes(t, FORMATS["int4"], "dynamic") == 3072 + per_channel
+    assert costs.tensor_bytes(t, FORMATS["int2"], "dynamic") == 1536 + per_channel
+    assert costs.tensor_bytes(t, FORMATS["fp32"], "dynamic") == 4 * 6144
+    # blockwise: fp16 scales per 32 values, no zero points
+    assert costs.tensor_bytes(t, FORMATS["int4_b32"], "dynamic") - 3072 - 2 * 96 * 2 < 100
+    bias = costs.WeightTensor("b", (96,), "FULLY_CONNECTED", 0, False)
+    assert costs.tensor_bytes(bias, FORMATS["int4"], "dynamic") == 4 * 96  # biases stay float
+
+
+def test_blockwise_needs_a_divisible_fan_in():
+    assert costs.applicable(costs.WeightTensor("w", (8, 64), "FULLY_CONNECTED", 0, True), FORMATS["int4_b32"])
+    assert not costs.applicable(costs.WeightTensor("w", (8, 40), "FULLY_CONNECTED", 0, True), FORMATS["int4_b32"])
+
+
+def test_weight_only_counts_the_float_copy_in_memory():
+    t = costs.WeightTensor("w", (32, 32), "FULLY_CONNECTED", 0, True)
+    assert costs.dequantized_copy_bytes(t, FORMATS["int4"], "weight_only") == 4 * 1024
+    assert costs.dequantized_copy_bytes(t, FORMATS["int4"], "dynamic") == 0
+    assert costs.dequantized_copy_bytes(t, FORMATS["fp16"], "dynamic") == 4 * 1024
+
+
+def test_arena_covers_the_largest_activation_pair(models):
+    graph = TFLiteGraph.load(models["mlp_big"])
+    arena = costs.arena_bytes(graph)
+    # the two 256-wide hidden activations are alive together inside a layer
+    assert arena >= 2 * 256 * 4
+    total_activations = sum(4 * t.num_elements for t in graph.tensors if not t.is_constant)
+    assert arena <= total_activations + 64 * len(graph.tensors)
+
+
+def test_plan_round_trip(models, scores_for, tmp_path):
+    problem = _problem(scores_for, models["mlp64"], "dynamic")
+    plan = _plan_from_choice(problem, [0] * len(problem.units), 10**6, "mckp", None)
+    path = plan.save(tmp_path / "plan.json")
+    from edgetqs.planner.planfile import load_plan
+
+    again = load_plan(path)
+    assert again == plan
+    assert plan_from_dict(plan.to_dict()).formats() == plan.formats()
