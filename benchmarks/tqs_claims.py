@@ -78,9 +78,13 @@ def evaluate(name: str) -> dict:
     gamma = np.array([u.gamma_quant for u in layers])
     order = list(np.argsort(-gamma))
     result["dead_layers"] = [u.name for u in layers if u.dead]
-    result["input_proj"], result["output_proj"] = layers[0].name, layers[-1].name
-    result["input_proj_rank"], result["output_proj_rank"] = order.index(0) + 1, order.index(len(layers) - 1) + 1
-    result["io_are_top2"] = {0, len(layers) - 1} == set(order[:2])
+    # The input and output projections: the first and the last weighted op in the graph.
+    op_index = {layer.name: layer.op_index for layer in model.card.layers}
+    first = min(range(len(layers)), key=lambda i: op_index[layers[i].name])
+    last = max(range(len(layers)), key=lambda i: op_index[layers[i].name])
+    result["input_proj"], result["output_proj"] = layers[first].name, layers[last].name
+    result["input_proj_rank"], result["output_proj_rank"] = order.index(first) + 1, order.index(last) + 1
+    result["io_are_top2"] = {first, last} == set(order[:2])
     result["most_sensitive"] = layers[order[0]].name
     units = build_units(model.card, model.graph, "layer")
     windows = held_out_windows(model)

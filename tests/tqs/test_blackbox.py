@@ -41,3 +41,31 @@ def test_numba_is_the_default_and_litert_on_request(mlp_model):
     graph, card = mlp_model
     assert isinstance(make_backend(graph, card, "numba"), Engine)
     assert isinstance(make_backend(graph, card, "litert"), LiteRTRollout)
+
+
+def _zoo_names():
+    from edgetqs import zoo
+
+    return [e.name for e in zoo.list_models()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _zoo_names())
+def test_engine_and_blackbox_rank_the_zoo_alike(name):
+    """On every zoo model the engine and the black-box path give the same ranking (Spearman >= 0.99)."""
+    from edgetqs import zoo
+    from edgetqs.engine import UnsupportedOpError
+
+    model = zoo.build(name)
+    try:
+        Engine(model.graph, model.card.rollout)
+    except UnsupportedOpError as exc:
+        pytest.skip(f"the engine does not cover this model ({exc.problem}); only the black-box path scores it")
+    engine, blackbox = _both(model.graph, model.card, granularity="layer", horizon=6, windows=3)
+    assert engine.reference == blackbox.reference
+    for probe in ("quant", "gauss"):
+        a, b = engine.gammas(probe), blackbox.gammas(probe)
+        names = list(a)
+        if len(names) >= 3:
+            assert spearmanr([a[n] for n in names], [b[n] for n in names]).statistic >= 0.99, probe
+        assert np.allclose([a[n] for n in names], [b[n] for n in names], atol=5e-3), probe
