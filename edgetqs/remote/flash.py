@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -71,6 +71,9 @@ class FlashResult:
     uploaded_bytes: int
     pruned: list[str]
     already_current: bool = False
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "summary": self.summary()}
 
     def summary(self) -> str:
         if self.already_current:

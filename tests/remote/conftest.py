@@ -202,15 +202,26 @@ def host_firmware(**overrides) -> Firmware:
 
 
 @pytest.fixture
-def sshd_board(tmp_path, ssh_keys):
-    board = SshdBoard(workdir=tmp_path / "sshd", keys=ssh_keys)
-    board.start()
-    try:
-        yield board
-    finally:
+def sshd_board_factory(tmp_path, ssh_keys):
+    """make(name) -> another running SshdBoard (for fleets); all stopped at teardown."""
+    boards = []
+
+    def make(name: str = "sshd") -> SshdBoard:
+        board = SshdBoard(workdir=tmp_path / name, keys=ssh_keys)
+        board.start()
+        boards.append(board)
+        return board
+
+    yield make
+    for board in boards:
         board.kill()
         if os.environ.get("EDGETQS_SSHD_LOG"):
             print(board.log.read_text())
+
+
+@pytest.fixture
+def sshd_board(sshd_board_factory) -> SshdBoard:
+    return sshd_board_factory("sshd")
 
 
 @pytest.fixture
