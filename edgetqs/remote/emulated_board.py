@@ -17,6 +17,7 @@ emulated Pi over the same SSH as a real one.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import shutil
@@ -24,22 +25,29 @@ import subprocess
 from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.remote.boards import REPO_ROOT, Firmware
+from edgetqs.remote.boards import REPO_ROOT, Firmware, load_firmware
 
 BUILD_SCRIPT = REPO_ROOT / ".ci" / "make_arm64_board.sh"
 QEMU = "qemu-aarch64-static"
 CPU = "cortex-a72"  # the Raspberry Pi 4's core (BCM2711)
 PYTHON = "usr/bin/python3.11"
-LITERT_VERSION = "2.3.0"  # runs under qemu-user once the root describes an ARM CPU
+FIRMWARE = "rpios-bookworm-arm64"  # the real Pi OS config the emulated board stands for
+# ai-edge-litert 2.3.0 runs under qemu-user once the root describes an ARM CPU.
+DEFAULT_RUNTIME = ("ai-edge-litert", "2.3.0", "2.1.3")  # (distribution, version, numpy)
+# tflite-runtime 2.14.0 needs numpy < 2; it computes AEQ's int8 dynamic
+# FULLY_CONNECTED wrongly (capability matrix): a board validation must fail.
+OLD_TFLITE_RUNTIME = ("tflite-runtime", "2.14.0", "1.26.4")
 
 
-def build_root(timeout: float = 900) -> Path:
-    """Build the arm64 root if it is not cached yet; return its path."""
+def build_root(runtime: tuple[str, str, str] = DEFAULT_RUNTIME, timeout: float = 900) -> Path:
+    """Build the arm64 root with ``runtime`` if it is not cached yet; return its path."""
     if not shutil.which(QEMU):
         raise EdgeTQSError(f"{QEMU} is not installed, so no arm64 board can be emulated",
                            "apt-get install -y qemu-user-static")
+    distribution, version, numpy_version = runtime
+    env = dict(os.environ, EDGETQS_ARM64_RUNTIME=f"{distribution}=={version}", EDGETQS_ARM64_NUMPY=numpy_version)
     try:
-        done = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         raise EdgeTQSError(f"building the arm64 board root took longer than {timeout:g} s",
                            f"run {BUILD_SCRIPT} by hand to see where it stalls") from None
@@ -69,13 +77,14 @@ def install_shim(install_dir: Path, root: Path, cpu: str = CPU) -> Path:
     return shim
 
 
-def firmware(install_dir: Path) -> Firmware:
-    """The firmware config of the emulated board: Pi OS bookworm arm64's Python and LiteRT."""
-    return Firmware(name="rpi4-emulated", python="3.11", runtime="ai-edge-litert",
-                    runtime_version=LITERT_VERSION, install_dir=str(install_dir), arch="aarch64")
+def firmware(install_dir: Path, runtime: tuple[str, str, str] = DEFAULT_RUNTIME) -> Firmware:
+    """Pi OS bookworm arm64's firmware config, its venv being the shim's directory."""
+    distribution, version, _ = runtime
+    return dataclasses.replace(load_firmware(FIRMWARE), install_dir=str(install_dir),
+                               runtime=distribution, runtime_version=version)
 
 
-def make_board_python(install_dir: Path, cpu: str = CPU) -> Firmware:
+def make_board_python(install_dir: Path, runtime: tuple[str, str, str] = DEFAULT_RUNTIME, cpu: str = CPU) -> Firmware:
     """Build (or reuse) the root, install the shim under ``install_dir``; return the firmware."""
-    install_shim(install_dir, build_root(), cpu)
-    return firmware(install_dir)
+    install_shim(install_dir, build_root(runtime), cpu)
+    return firmware(install_dir, runtime)

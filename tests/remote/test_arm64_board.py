@@ -7,7 +7,6 @@ built once and cached (.ci/make_arm64_board.sh); qemu is slow, so horizons are s
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import pytest
@@ -15,6 +14,7 @@ from forecast_bundle import CONTEXTS, HORIZON, build_forecaster, write_forecast_
 
 from edgetqs.remote import emulated_board
 from edgetqs.remote.flash import flash
+from edgetqs.remote.provision import provision, require_runtime
 from edgetqs.remote.report import write_report
 from edgetqs.remote.transport import Transport
 from edgetqs.remote.validate import validate
@@ -24,10 +24,6 @@ pytestmark = [
     pytest.mark.skipif(not shutil.which(emulated_board.QEMU), reason="apt-get install -y qemu-user-static"),
 ]
 
-# tflite-runtime 2.14.0 loads and runs AEQ's per-channel int8 dynamic FULLY_CONNECTED
-# but computes it wrongly (planner/data/capability_matrix.json): a real runtime
-# that must fail validation on numbers, not on a crash.
-WRONG_RUNTIME = {"EDGETQS_ARM64_RUNTIME": "tflite-runtime==2.14.0", "EDGETQS_ARM64_NUMPY": "1.26.4"}
 
 
 @pytest.fixture(scope="module")
@@ -35,20 +31,22 @@ def bundle(tmp_path_factory):
     return write_forecast_bundle(tmp_path_factory.mktemp("arm64") / "bundle", build_forecaster())
 
 
-def emulated_pi(sshd_board, tmp_path, monkeypatch, runtime_env=None):
-    for name, value in (runtime_env or {}).items():
-        monkeypatch.setenv(name, value)
-    firmware = emulated_board.make_board_python(tmp_path / "pi-python")
+def emulated_pi(sshd_board, tmp_path, runtime=emulated_board.DEFAULT_RUNTIME):
+    firmware = emulated_board.make_board_python(tmp_path / "pi-python", runtime)
     return sshd_board.connection(name="rpi4-emulated", firmware=firmware)
 
 
-def test_flash_and_validate_on_the_emulated_pi(sshd_board, bundle, tmp_path, monkeypatch):
-    board = emulated_pi(sshd_board, tmp_path, monkeypatch)
+def test_provision_flash_and_validate_on_the_emulated_pi(sshd_board, bundle, tmp_path):
+    board = emulated_pi(sshd_board, tmp_path)
     with Transport(board) as t:
         arch = t.check(f"{board.firmware.venv_python} -c 'import platform; print(platform.machine())'")
         assert arch.stdout.strip() == "aarch64"
+        report = provision(t, board.firmware, install=True)  # already there: nothing to install
+        assert report.ok and report.actions == [], report.summary()
+        python = require_runtime(t, board.firmware)
+        assert python == board.firmware.venv_python  # the qemu shim
         flash(t, bundle)
-        result = validate(t, bundle, tmp_path / "v")  # runs <install_dir>/bin/python: the qemu shim
+        result = validate(t, bundle, tmp_path / "v", python=python)
     assert result.passed, result.message()
     facts, runtime = result.board.results["board"], result.board.results["runtime"]
     assert facts["machine"] == "aarch64" and "Raspberry Pi 4" in facts["model"]
@@ -61,9 +59,13 @@ def test_flash_and_validate_on_the_emulated_pi(sshd_board, bundle, tmp_path, mon
     assert "PASS" in page and "aarch64" in page and "emulated" in page
 
 
-def test_a_runtime_that_computes_wrongly_fails_validation(sshd_board, bundle, tmp_path, monkeypatch):
-    board = emulated_pi(sshd_board, tmp_path, monkeypatch, WRONG_RUNTIME)
+def test_a_runtime_that_computes_wrongly_fails_validation(sshd_board, bundle, tmp_path):
+    # tflite-runtime 2.14.0 loads and runs AEQ's per-channel int8 dynamic FULLY_CONNECTED
+    # but computes it wrongly (planner/data/capability_matrix.json): a real runtime
+    # that must fail validation on its numbers, not on a crash.
+    board = emulated_pi(sshd_board, tmp_path, emulated_board.OLD_TFLITE_RUNTIME)
     with Transport(board) as t:
+        assert provision(t, board.firmware).ok  # the board is as its firmware config says
         flash(t, bundle)
         result = validate(t, bundle, tmp_path / "v", contexts=2, horizon=4)
     assert result.board.results["runtime"]["name"] == "tflite_runtime"
