@@ -297,9 +297,12 @@ class Transport:
         stdout, stderr, pending = bytearray(), bytearray(), bytearray()
         deadline = time.monotonic() + wall_limit
         while True:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline:  # the board's own `timeout` should have ended it long ago
                 channel.close()
-                raise socket.timeout(f"no end of command after {wall_limit:g} s")
+                raise CommandTimedOut(
+                    f"`{bounded[:120]}` on {self.board.name} gave no exit status within {wall_limit:g} s",
+                    "check that coreutils `timeout` exists on the board and that the network is not stalled",
+                )
             select.select([channel], [], [], 0.2)
             got = False
             while channel.recv_ready():
@@ -347,7 +350,7 @@ class Transport:
         except OSError as exc:
             if not self._connected():  # "Socket is closed": the link died, not the write
                 raise EOFError(f"connection lost: {exc}") from exc
-            if _is_no_space(exc):
+            if self._out_of_space(exc, remote):
                 raise DiskFull(
                     f"{self.board.name} ran out of disk space while writing {remote}",
                     "free space on the board (old models: edgetqs flash --keep 1) or use a bigger card",
@@ -366,6 +369,16 @@ class Transport:
                     self.sftp().mkdir(path)
 
         self._with_retry(make, f"creating {remote}")
+
+    def _out_of_space(self, exc: OSError, remote: str) -> bool:
+        """SFTP v3 reports ENOSPC as a bare "Failure" (or, with pipelined writes, only
+        as a short file), so when a write fails for a vague reason, ask df."""
+        if exc.errno == 28 or "no space" in str(exc).lower():
+            return True
+        directory = remote.rsplit("/", 1)[0] or "/"
+        result = self.run(f"df -Pk {shlex.quote(directory)} | tail -n 1", timeout=30)
+        fields = result.stdout.split()
+        return result.exit == 0 and len(fields) > 3 and fields[3].isdigit() and int(fields[3]) < 64
 
     def get(self, remote: str, local: str | Path) -> None:
         def fetch():
@@ -412,9 +425,6 @@ def _emit_lines(pending: bytearray, on_line) -> bytearray:
     return bytearray(rest)
 
 
-def _is_no_space(exc: OSError) -> bool:
-    # SFTP reports ENOSPC as a generic failure; the text is all there is to go on.
-    return exc.errno == 28 or "no space" in str(exc).lower() or str(exc).strip() == "Failure"
 
 
 def stderr_tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:

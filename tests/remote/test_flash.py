@@ -125,3 +125,31 @@ def test_full_disk_is_refused_before_upload(sshd_board, make_bundle):
         assert os.listdir(models) == []  # nothing was sent
     finally:
         subprocess.run(["umount", str(models)], check=True)
+
+
+def test_disk_filling_up_during_the_upload_is_disk_full_and_current_untouched(sshd_board, make_bundle):
+    """df said there was room, then something else filled the card mid-upload."""
+    models = sshd_board.root / "models"
+    models.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(models)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()}); the full-disk test needs one")
+    filler = models / "filler"
+    try:
+        with Transport(sshd_board.connection()) as t:
+            small = make_bundle("small", seed=1, size=16 * 1024)
+            flash(t, small)
+
+            def fill_the_disk(sent, total):
+                if not filler.exists():
+                    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)
+
+            big = make_bundle("big", seed=2, size=1024 * 1024)
+            with pytest.raises(DiskFull, match="ran out of disk space"):
+                flash(t, big, on_progress=fill_the_disk)
+            assert_current_is(sshd_board, small)
+            filler.unlink()
+            flash(t, big)
+            assert_current_is(sshd_board, big)
+    finally:
+        subprocess.run(["umount", str(models)], check=True)
