@@ -109,6 +109,8 @@ class RangeEstimator:
             return self._linear(node, inputs[0])
         operands = [self._operand(i, v, carried) for i, v in zip(node.inputs, inputs)]
         op = node.opcode
+        if op == "RELU":
+            return mom.relu(operands[0])
         if op in _ELEMENTWISE:
             return mom.gaussian_map(_ELEMENTWISE[op], operands[0])
         if op == "NEG":
@@ -129,6 +131,8 @@ class RangeEstimator:
 
     def post_moments(self, node: Node, pre: Moments) -> Moments:
         code = node.option("fusedActivationFunction", 0)
+        if code == 1:
+            return mom.relu(pre)
         return mom.gaussian_map(FUSED[code], pre) if code in FUSED else pre
 
     def layout_moments(self, node: Node, carried: dict[int, Moments]) -> list[Moments] | None:

@@ -145,7 +145,7 @@ class FakeQuantEngine(Engine):
 
     def _range(self, mode, tensor, node, post, pre_moments, per_channel):
         if mode == "probabilistic" or (mode == "float" and pre_moments is not None):
-            return self.estimator.interval(node, tensor, pre_moments, per_channel)
+            return self.predicted_range(node, tensor, pre_moments, per_channel, post.shape[0])
         if mode == "static":
             lo, hi = self.static_ranges[tensor]
             batch = post.shape[0]
@@ -153,6 +153,11 @@ class FakeQuantEngine(Engine):
                 lo, hi = np.min(lo), np.max(hi)
             return np.broadcast_to(lo, (batch, np.size(lo))), np.broadcast_to(hi, (batch, np.size(hi)))
         return observed_range(post, per_channel)
+
+    def predicted_range(self, node, tensor, pre_moments, per_channel, batch):
+        """The estimator's range for each of ``batch`` samples (priors are shared by all samples)."""
+        lo, hi = self.estimator.interval(node, tensor, pre_moments, per_channel)
+        return np.broadcast_to(lo, (batch, lo.shape[-1])), np.broadcast_to(hi, (batch, hi.shape[-1]))
 
     # -- weights ---------------------------------------------------------------
     def _quantize_weights(self, bits: int) -> None:

@@ -108,6 +108,18 @@ def gaussian_map(fn, m: Moments) -> Moments:
     return Moments(mean, np.maximum(second - mean**2, 0.0))
 
 
+def relu(m: Moments) -> Moments:
+    """Moments of ``max(y, 0)`` for Gaussian ``y``, in closed form (quadrature is poor at the kink)."""
+    from scipy.special import ndtr
+
+    sd = np.maximum(m.sd(), 1e-12)
+    z = m.mean / sd
+    cdf, pdf = ndtr(z), np.exp(-0.5 * z**2) / np.sqrt(2 * np.pi)
+    mean = m.mean * cdf + sd * pdf
+    second = (m.mean**2 + sd**2) * cdf + m.mean * sd * pdf
+    return Moments(mean, np.maximum(second - mean**2, 0.0))
+
+
 def broadcast_pair(a: Moments, b: Moments) -> tuple[Moments, Moments]:
     """Two moment sets on a common channel axis (pooled when their channels do not line up)."""
     if a.channels == b.channels or 1 in (a.channels, b.channels):

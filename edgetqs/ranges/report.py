@@ -40,7 +40,7 @@ def miss_rates(engine: FakeQuantEngine, contexts: np.ndarray, horizon: int = 1) 
     counts: dict[int, list] = {}
 
     def observe(tensor, node, pre, post, pre_moments, lo, hi):
-        lo_p, hi_p = engine.estimator.interval(node, tensor, pre_moments, per_channel)
+        lo_p, hi_p = engine.predicted_range(node, tensor, pre_moments, per_channel, post.shape[0])
         shape = (post.shape[0],) + (1,) * (post.ndim - 2) + (-1,)
         lo_p = np.minimum(lo_p, 0).reshape(shape)
         hi_p = np.maximum(hi_p, 0).reshape(shape)

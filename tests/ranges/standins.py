@@ -90,3 +90,23 @@ def build_tflite(name: str, out_dir: Path, epochs: int = 3) -> Path:
     tmp.write_bytes(raw)
     tmp.rename(path)
     return path
+
+
+def build_gaussian_dense(out_dir: Path, positions: int = 256, features: int = 16, hidden: int = 32) -> Path:
+    """Two Dense layers with i.i.d. Gaussian weights applied at every position: the
+    surrogate's own assumption, for checking nominal coverage. [1, P, F] -> [1, P, F]."""
+    path = Path(out_dir) / "gaussian_dense.tflite"
+    if path.exists():
+        return path
+    import tensorflow as tf
+
+    keras = tf.keras
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((positions, features), batch_size=1)
+    init = keras.initializers.RandomNormal(mean=0.05, stddev=0.2)
+    h = keras.layers.Dense(hidden, kernel_initializer=init, bias_initializer="zeros")(inp)
+    out = keras.layers.Dense(features, kernel_initializer=init, bias_initializer="zeros")(h)
+    raw = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, out)).convert()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(raw)
+    return path
