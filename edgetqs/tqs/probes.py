@@ -62,6 +62,12 @@ def step_distances(perturbed: np.ndarray, reference: np.ndarray, patch: int) -> 
 
 
 def gamma_from_distances(d_final: np.ndarray, norm: float, horizon: int) -> float:
-    """mean over windows of (1/T) log(d_T / ||delta||)."""
+    """mean over windows of (1/T) log(d_T / ||delta||).
+
+    A zero perturbation (weights already on the quantizer's grid) moves nothing:
+    it scores the floor log(ZERO_DISTANCE) / T, and the unit comes out dead.
+    """
+    if norm <= 0:
+        return float(np.log(ZERO_DISTANCE) / horizon)
     d = np.maximum(d_final, ZERO_DISTANCE)
     return float(np.mean(np.log(d / max(norm, ZERO_DISTANCE))) / horizon)

@@ -134,16 +134,17 @@ def dead_unit_model(model_dir):
 
 @pytest.fixture(scope="session")
 def blowup_model(model_dir):
-    """x_{t+1} = y + 0.5 y^2 with y = w x (w = 1): bounded from x in (-2, 0), explodes from x > 0."""
+    """y = -0.37 x_{t-1} + x_t, x_{t+1} = y + y^2 / 2 (window 2, one feature): small states decay
+    (the linear part has |roots| 0.61), large positive ones explode through the square."""
     import tf_keras as keras
 
-    inputs = keras.Input((1, 1))
+    inputs = keras.Input((2, 1))
     x = keras.layers.Flatten()(inputs)
     layer = keras.layers.Dense(1, use_bias=False, name="gain")
     y = layer(x)
     out = keras.layers.Lambda(lambda t: t + 0.5 * t * t)(y)
     model = keras.Model(inputs, out)
-    layer.set_weights([np.array([[1.0]], np.float32)])
+    layer.set_weights([np.array([[-0.37], [1.0]], np.float32)])
     path = convert_keras(model, model_dir / "blowup.tflite")
-    card = card_for(path, "blowup-test", RolloutSpec(window=1, features=1, output_rank=2))
+    card = card_for(path, "blowup-test", RolloutSpec(window=2, features=1, output_rank=2))
     return TFLiteGraph.load(path), card

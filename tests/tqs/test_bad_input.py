@@ -95,7 +95,7 @@ def test_a_model_with_no_weights(model_dir):
 
 def test_every_window_blowing_up_is_an_error(blowup_model):
     graph, card = blowup_model
-    windows = np.array([[[0.6]], [[0.9]]], np.float32)
+    windows = np.array([[2.0, 3.0], [1.5, 2.5]], np.float32)[..., None]
     with pytest.raises(EdgeTQSError, match="blows up .* all 2"):
         score_model(graph, card, ScoreSettings(engine="litert", horizon=15, windows=2),
                     backend=LiteRTRollout(graph, card.rollout), contexts=Contexts(windows, "t"), progress=False)

@@ -75,12 +75,12 @@ def test_a_unit_multiplied_by_zero_is_dead(dead_unit_model):
 
 def test_blown_up_reference_windows_are_reported_and_left_out(blowup_model):
     graph, card = blowup_model
-    windows = np.array([[[-0.5]], [[0.8]], [[-1.0]], [[0.5]]], np.float32)
+    windows = np.array([[-0.3, -0.3], [2.0, 3.0], [0.2, -0.2], [1.5, 2.5]], np.float32)[..., None]
     scores = _score(graph, card, windows, probe="both", horizon=12, windows=4)
     assert scores.reference == {"windows_used": 2, "windows_blown_up": [1, 3]}
     unit = scores.units[0]
     assert np.isfinite(unit.gamma_quant) and np.isfinite(unit.gamma_gauss)
-    assert all(np.isfinite(unit.curve_gauss))
+    assert all(np.isfinite(unit.curve_gauss)) and not unit.dead and unit.delta_norm_quant > 0
     # The score equals the score from the bounded windows alone: nothing from the blown ones was averaged in.
     alone = _score(graph, card, windows[[0, 2]], probe="both", horizon=12, windows=2).units[0]
     assert unit.gamma_gauss == pytest.approx(alone.gamma_gauss, rel=1e-6)
@@ -117,3 +117,14 @@ def test_free_run_scores_the_mlp_with_both_probes(mlp_model):
     for unit in scores.units:
         assert np.isfinite(unit.gamma_quant) and np.isfinite(unit.gamma_gauss) and not unit.dead
         assert len(unit.curve_quant) == 8
+
+
+def test_a_perturbed_run_that_overflows_scores_high_but_finite(blowup_model):
+    """At 2 bits the -0.37 weight rounds to 0 and the perturbed model explodes where the float one decays."""
+    from edgetqs.tqs.probes import DIVERGED_DISTANCE
+
+    graph, card = blowup_model
+    windows = np.array([[0.5, 0.3]], np.float32)[..., None]
+    unit = _score(graph, card, windows, probe="quant", horizon=20, windows=1, probe_bits=2).units[0]
+    assert unit.curve_quant[-1] == DIVERGED_DISTANCE and np.isfinite(unit.gamma_quant)
+    assert unit.gamma_quant > 3 and not unit.dead
