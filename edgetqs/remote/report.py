@@ -50,6 +50,8 @@ def error_curves_png(validation: Validation) -> str:
         curves.append(("board vs truth", validation.vs_truth, "-."))
     for label, metrics, style in curves:
         values = np.asarray(metrics.rmse_per_step, dtype=float)
+        if not values.any():  # a log axis cannot show zero: say it in the legend
+            label += " (identical: 0 at every step)"
         axis.plot(steps, np.where(values > 0, values, np.nan), style, label=label, markersize=3)
     axis.set_yscale("log")
     axis.set_xlabel("horizon step")
@@ -62,10 +64,15 @@ def error_curves_png(validation: Validation) -> str:
 
 def latency_histogram_png(validation: Validation) -> str:
     figure, axis = plt.subplots(figsize=(7, 3.2))
-    for label, run in (("board", validation.board), ("host", validation.host)):
-        ms = np.asarray(run.latency_seconds, dtype=float) * 1000
+    runs = [(label, np.asarray(run.latency_seconds, dtype=float) * 1000)
+            for label, run in (("board", validation.board), ("host", validation.host))]
+    every = np.concatenate([ms for _, ms in runs if ms.size] or [np.ones(1)])
+    # Board and host can be orders of magnitude apart: log-spaced bins on a log axis.
+    bins = np.geomspace(max(every.min(), 1e-6) * 0.9, every.max() * 1.1, 40)
+    for label, ms in runs:
         if ms.size:
-            axis.hist(ms, bins=min(40, max(5, ms.size // 4)), alpha=0.6, label=f"{label} ({ms.size} steps)")
+            axis.hist(ms, bins=bins, alpha=0.6, label=f"{label} ({ms.size} steps)")
+    axis.set_xscale("log")
     p = validation.board.results.get("latency_ms", {})
     for name, style in (("p50", "-"), ("p90", "--"), ("p99", ":")):
         if name in p:
