@@ -29,7 +29,7 @@ from edgetqs.errors import EdgeTQSError
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from edgetqs.model.card import ModelCard, RolloutSpec
-from edgetqs.model.layers import infer_rollout, layer_table
+from edgetqs.model.layers import SourceNames, infer_rollout, layer_table, weight_fingerprint
 from edgetqs.model.tflite_graph import TFLiteGraph
 
 # Bump when the canonical form changes, so old cache entries are rebuilt.
@@ -111,7 +111,7 @@ def canonicalize(path: Path, source_format: str, out_dir: Path, rollout: Rollout
                  source_label: str, extra: dict | None = None) -> CanonicalModel:
     """Convert ``path`` and write model.tflite + model.card.json into ``out_dir`` atomically."""
     converters = {"keras": _from_keras, "savedmodel": _from_savedmodel, "onnx": _from_onnx, "tflite": _from_tflite}
-    tflite_bytes, known_names, reference = converters[source_format](path, rollout)
+    tflite_bytes, source_names, reference = converters[source_format](path, rollout)
     graph = TFLiteGraph.from_bytes(tflite_bytes, path)
     _check_builtin_only(graph, path)
     spec = infer_rollout(graph, rollout)
@@ -120,7 +120,7 @@ def canonicalize(path: Path, source_format: str, out_dir: Path, rollout: Rollout
     if reference is not None:
         _check_agreement(tflite_bytes, reference, source_format, path)
     card = ModelCard(name=name, source=source_label, source_format=source_format, tflite_path="",
-                     tflite_sha256=graph.sha256, rollout=spec, layers=layer_table(graph, known_names),
+                     tflite_sha256=graph.sha256, rollout=spec, layers=layer_table(graph, source_names),
                      extra=dict(extra or {}))
     return _write_atomically(out_dir, tflite_bytes, card)
 
@@ -228,11 +228,24 @@ def _tflite_from_savedmodel_dir(saved_dir: Path, path: Path) -> bytes:
                            "simplify the model's ops or export it as ONNX") from exc
 
 
-def _keras_layer_names(model) -> set[str]:
-    names = set()
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        names.add(layer.name)
-    return names
+_KERNEL_NAMES = ("kernel", "embeddings", "depthwise_kernel")
+
+
+def _keras_source_names(model) -> SourceNames:
+    """Layer names, and each weight matrix's readable unit name by value fingerprint."""
+    layers = {layer.name for layer in model._flatten_layers(include_self=False, recursive=True)}
+    weights = {}
+    for variable in model.weights:
+        if len(variable.shape) < 2:
+            continue  # biases and norms: they join their layer's main weight
+        parts = variable.path.split("/")
+        while len(parts) > 1 and parts[0] not in layers:
+            parts = parts[1:]  # the model's own name scope
+        parts = [p for p in parts if not p.endswith("_cell")]  # gru/gru_cell/kernel -> gru/kernel
+        if len(parts) > 1 and parts[-1] in _KERNEL_NAMES:
+            parts = parts[:-1]
+        weights[weight_fingerprint(np.asarray(variable))] = "/".join(parts)
+    return SourceNames(layers, weights)
 
 
 def _from_keras(path: Path, rollout: RolloutSpec | None):
@@ -254,7 +267,7 @@ def _from_keras(path: Path, rollout: RolloutSpec | None):
         with _quiet():
             model.export(tmp, format="tf_saved_model", input_signature=[tf.TensorSpec(shape, tf.float32)], verbose=False)
         tflite = _tflite_from_savedmodel_dir(Path(tmp), path)
-    return tflite, _keras_layer_names(model), (window, expected)
+    return tflite, _keras_source_names(model), (window, expected)
 
 
 def _from_savedmodel(path: Path, rollout: RolloutSpec | None):
@@ -284,7 +297,7 @@ def _from_savedmodel(path: Path, rollout: RolloutSpec | None):
     with tempfile.TemporaryDirectory() as tmp:
         tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
         tflite = _tflite_from_savedmodel_dir(Path(tmp), path)
-    return tflite, set(), (window, expected)
+    return tflite, None, (window, expected)
 
 
 # -- ONNX ---------------------------------------------------------------------
@@ -320,7 +333,7 @@ def _from_onnx(path: Path, rollout: RolloutSpec | None):
     with tempfile.TemporaryDirectory() as tmp:
         tflite_file = _run_onnx2tf(path, input_name, shape, Path(tmp))
         tflite = tflite_file.read_bytes()
-    return tflite, set(), (window, expected)
+    return tflite, None, (window, expected)
 
 
 def _run_onnx2tf(path: Path, input_name: str, shape: list[int], out_dir: Path) -> Path:
@@ -372,7 +385,7 @@ def _from_tflite(path: Path, rollout: RolloutSpec | None):
     except Exception as exc:
         raise EdgeTQSError(f"{path} does not run in the LiteRT interpreter ({type(exc).__name__}: {str(exc)[:200]})",
                            "re-export the model; the file may be damaged") from exc
-    return tflite, set(), None  # nothing to compare against: the file is its own source
+    return tflite, None, None  # nothing to compare against: the file is its own source
 
 
 @contextlib.contextmanager

@@ -8,7 +8,9 @@ sixteen). Units are addressed by weight tensor names exactly as in the .tflite.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -71,13 +73,27 @@ def _clean_component(component: str, known_names: set[str]) -> str:
     return component
 
 
-def unit_name(tensor_name: str, known_names: set[str] = frozenset()) -> str:
+# TF op names that apply a layer's weights: the fused tensor name part ending in one of these names the layer.
+_WEIGHT_OP_PATTERN = re.compile(r"^(MatMul|Tensordot|convolution|Conv\w*|Einsum\w*|einsum\w*|BatchMatMul\w*|Gemm|BiasAdd)(_\d+)?$")
+
+
+def _name_part(tensor_name: str) -> str:
+    """The part of a fused tensor name ('a/MatMul;b/Relu;...') that names the weight-applying op."""
+    parts = tensor_name.split(";")
+    for part in parts:
+        if _WEIGHT_OP_PATTERN.match(part.rsplit("/", 1)[-1]):
+            return part
+    return parts[0]
+
+
+def unit_name(tensor_name: str, known_names=frozenset()) -> str:
     """A readable, stable layer name from an op's output tensor name.
 
     'functional_1/block_1_fc1_1/MatMul;functional_1/block_1_fc1_1/Relu' -> 'block_1_fc1':
-    the first fused name, without the model wrapper and the op at the end.
+    the fused name of the weighted op, without the model wrapper and the op at the end.
+    ``known_names`` are the source's layer names (Keras), used to undo Keras' '_1' scope suffixes.
     """
-    first = tensor_name.split(";")[0]
+    first = _name_part(tensor_name)
     parts = [p for p in first.split("/") if p]
     if len(parts) > 1:
         parts = parts[:-1]  # the last part names the TF op (MatMul, BiasAdd, Conv2D ...)
@@ -94,6 +110,37 @@ def unit_name(tensor_name: str, known_names: set[str] = frozenset()) -> str:
     return re.sub(r"[^\w./-]", "_", name)
 
 
+def weight_fingerprint(values: np.ndarray) -> str:
+    """A layout-free identity of a weight: its sorted values. The TFLite converter
+    transposes and reshapes kernels but copies their values, so a source
+    framework's kernel and its .tflite tensor share this fingerprint."""
+    flat = np.sort(np.asarray(values, dtype=np.float32).ravel())
+    return hashlib.sha1(flat.tobytes()).hexdigest()
+
+
+@dataclass
+class SourceNames:
+    """What the source model (Keras) knows about its layers, to name the .tflite's weights.
+
+    ``layers``: layer names; ``weights``: weight fingerprint -> readable unit name
+    (e.g. 'block_1_attention/query', 'gru/recurrent_kernel').
+    """
+
+    layers: set = field(default_factory=set)
+    weights: dict = field(default_factory=dict)
+
+
+# Names the converter gives graph outputs and the like: they say nothing about the layer.
+_ANONYMOUS_PATTERN = re.compile(r"^(StatefulPartitionedCall|PartitionedCall|Identity|serving_default)\w*(:\d+)?$")
+
+
+def _tensor_derived_name(graph: TFLiteGraph, op: Operator, known_names: set) -> str:
+    tensor_name = graph.tensors[op.outputs[0]].name
+    if _ANONYMOUS_PATTERN.match(tensor_name.split(";")[0]):
+        return f"{op.opcode.lower()}_{op.index}"
+    return unit_name(tensor_name, known_names)
+
+
 def block_name(unit: str) -> str:
     """The block a unit belongs to: a numbered block in its name, else its top-level layer."""
     match = _BLOCK_PATTERN.search(unit)
@@ -102,8 +149,13 @@ def block_name(unit: str) -> str:
     return unit.split("/")[0]
 
 
-def layer_table(graph: TFLiteGraph, known_names: set[str] = frozenset()) -> list[LayerInfo]:
-    """One LayerInfo per distinct main weight tensor, in graph order."""
+def layer_table(graph: TFLiteGraph, source: SourceNames | None = None) -> list[LayerInfo]:
+    """One LayerInfo per distinct main weight tensor, in graph order.
+
+    Unit names come from the source's own layer names when the weights can be
+    matched to them (Keras), else from the .tflite tensor names.
+    """
+    source = source or SourceNames()
     layers: list[LayerInfo] = []
     by_main: dict[int, LayerInfo] = {}
     used_names: dict[str, int] = {}
@@ -120,7 +172,8 @@ def layer_table(graph: TFLiteGraph, known_names: set[str] = frozenset()) -> list
                     layer.weight_tensors.append(name)
                     layer.shapes.append(list(graph.tensors[b].shape))
             continue
-        name = unit_name(graph.tensors[op.outputs[0]].name, known_names)
+        name = source.weights.get(weight_fingerprint(graph.tensors[main].data)) if source.weights else None
+        name = name or _tensor_derived_name(graph, op, source.layers)
         used_names[name] = used_names.get(name, 0) + 1
         if used_names[name] > 1:
             name = f"{name}#{used_names[name]}"

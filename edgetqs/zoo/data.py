@@ -31,7 +31,7 @@ class SystemInfo:
 
 
 SYSTEMS = {
-    "lorenz96": SystemInfo("lorenz96", "Lorenz-96, 40 variables, F=8, RK4 (dt=0.01, sampled every 0.05)", 40, True, "0.05 time units"),
+    "lorenz96": SystemInfo("lorenz96", "Lorenz-96, 40 variables, F=8, RK4 (dt=0.01, sampled every 0.02)", 40, True, "0.02 time units"),
     "ks": SystemInfo("ks", "Kuramoto-Sivashinsky, L=22, 64 grid points, ETDRK4 (h=0.25, sampled every 1.0)", 64, True, "1.0 time units"),
     "sunspots": SystemInfo("sunspots", "yearly sunspot numbers 1700-2008 (statsmodels)", 1, False, "1 year"),
     "co2": SystemInfo("co2", "weekly Mauna Loa CO2 1958-2001 (statsmodels), NaN gaps interpolated", 1, False, "1 week"),
@@ -72,13 +72,14 @@ def _co2() -> np.ndarray:
 
 
 SIMULATED_STEPS = 10000
+SIMULATION_VERSION = 2  # bump when a simulation setting changes: the cached series are rebuilt
 
 
 def _simulated(system: str, seed: int) -> np.ndarray:
     """Simulate once, then read the cached series (simulation takes a few seconds)."""
     from edgetqs.model.intake import cache_dir
 
-    path = cache_dir() / "systems" / f"{system}-seed{seed}-{SIMULATED_STEPS}.npy"
+    path = cache_dir() / "systems" / f"{system}-v{SIMULATION_VERSION}-seed{seed}-{SIMULATED_STEPS}.npy"
     if path.exists():
         return np.load(path)
     simulate = systems.simulate_lorenz96 if system == "lorenz96" else systems.simulate_ks

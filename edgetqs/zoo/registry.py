@@ -19,24 +19,25 @@ class ZooEntry:
     epochs: int = 8
     horizon: int = 50  # steps of the float rollout quality check
     seed: int = 0
+    shift_copies: int = 3  # cyclic-shift copies of the training data (periodic systems only)
     description: str = ""
 
 
 ENTRIES = [
-    ZooEntry("mlp-lorenz96", "mlp", "lorenz96", 4, arch_options={"width": 128, "blocks": 2}, epochs=15, horizon=60),
-    ZooEntry("gru-lorenz96", "gru", "lorenz96", 8, arch_options={"units": 64}, epochs=10, horizon=60),
-    ZooEntry("transformer-lorenz96", "transformer", "lorenz96", 8, arch_options={"dim": 32, "heads": 2}, epochs=10, horizon=60),
-    ZooEntry("tcn-lorenz96", "tcn", "lorenz96", 8, arch_options={"channels": 32, "dilations": (1, 2)}, epochs=10, horizon=60),
-    ZooEntry("mlp-ks", "mlp", "ks", 8, arch_options={"width": 512, "blocks": 2}, epochs=8, horizon=60,
+    ZooEntry("mlp-lorenz96", "mlp", "lorenz96", 4, arch_options={"width": 128, "blocks": 2}, epochs=4, horizon=100),
+    ZooEntry("gru-lorenz96", "gru", "lorenz96", 4, arch_options={"units": 64}, epochs=3, horizon=100),
+    ZooEntry("transformer-lorenz96", "transformer", "lorenz96", 4, arch_options={"dim": 32, "heads": 2}, epochs=3, horizon=100),
+    ZooEntry("tcn-lorenz96", "tcn", "lorenz96", 4, arch_options={"channels": 32, "dilations": (1, 2)}, epochs=3, horizon=100),
+    ZooEntry("mlp-ks", "mlp", "ks", 4, arch_options={"width": 512, "blocks": 2}, epochs=3, horizon=100,
              description="the large one (>1M parameters), for speed work"),
-    ZooEntry("gru-ks", "gru", "ks", 8, arch_options={"units": 64}, epochs=10, horizon=60),
-    ZooEntry("transformer-ks", "transformer", "ks", 8, arch_options={"dim": 32, "heads": 2}, epochs=10, horizon=60),
-    ZooEntry("tcn-ks", "tcn", "ks", 8, arch_options={"channels": 32, "dilations": (1, 2)}, epochs=10, horizon=60),
-    ZooEntry("mlp-sunspots", "mlp", "sunspots", 16, arch_options={"width": 32, "blocks": 1}, epochs=60, horizon=30),
-    ZooEntry("gru-sunspots", "gru", "sunspots", 16, arch_options={"units": 16}, epochs=60, horizon=30),
-    ZooEntry("tcn-sunspots", "tcn", "sunspots", 16, arch_options={"channels": 16, "dilations": (1, 2, 4)}, epochs=60, horizon=30),
-    ZooEntry("mlp-sunspots-onnx", "mlp", "sunspots", 16, source_format="onnx", arch_options={"width": 32},
-             epochs=300, horizon=30, description="trained in torch, exported by torch.onnx, intake via onnx2tf"),
+    ZooEntry("gru-ks", "gru", "ks", 4, arch_options={"units": 64}, epochs=3, horizon=100),
+    ZooEntry("transformer-ks", "transformer", "ks", 4, arch_options={"dim": 32, "heads": 2}, epochs=3, horizon=100),
+    ZooEntry("tcn-ks", "tcn", "ks", 4, arch_options={"channels": 32, "dilations": (1, 2)}, epochs=3, horizon=100),
+    ZooEntry("mlp-sunspots", "mlp", "sunspots", 12, arch_options={"width": 32, "blocks": 1}, epochs=40, horizon=30),
+    ZooEntry("gru-sunspots", "gru", "sunspots", 12, arch_options={"units": 16}, epochs=40, horizon=30),
+    ZooEntry("tcn-sunspots", "tcn", "sunspots", 12, arch_options={"channels": 16, "dilations": (1, 2, 4)}, epochs=40, horizon=30),
+    ZooEntry("mlp-sunspots-onnx", "mlp", "sunspots", 12, source_format="onnx", arch_options={"width": 32},
+             epochs=200, horizon=30, description="trained in torch, exported by torch.onnx, intake via onnx2tf"),
     ZooEntry("mlp-co2", "mlp", "co2", 52, arch_options={"width": 64, "blocks": 1}, epochs=20, horizon=104),
     ZooEntry("tcn-co2", "tcn", "co2", 52, arch_options={"channels": 16, "dilations": (1, 4, 16)}, epochs=20, horizon=104),
     ZooEntry("transformer-co2", "transformer", "co2", 52, arch_options={"dim": 16, "heads": 2}, epochs=20, horizon=104),

@@ -17,7 +17,7 @@ def lorenz96_tendency(x: np.ndarray, forcing: float) -> np.ndarray:
 
 
 def simulate_lorenz96(steps: int, seed: int = 0, variables: int = 40, forcing: float = 8.0,
-                      dt: float = 0.01, sample_every: int = 5, burn_in: int = 1000) -> np.ndarray:
+                      dt: float = 0.01, sample_every: int = 2, burn_in: int = 1000) -> np.ndarray:
     """[steps, variables] states sampled every ``dt * sample_every`` time units (RK4).
 
     The burn-in (in integration steps) lets the state settle on the attractor
