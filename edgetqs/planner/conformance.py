@@ -149,22 +149,24 @@ def dequantized_weight(model_bytes: bytes) -> np.ndarray:
     raise EdgeTQSError("the quantized conformance model has no quantized weight", "this is a bug in the check")
 
 
-def _float_weight(model_bytes: bytes) -> np.ndarray:
+def _op_input(model_bytes: bytes, position: int) -> np.ndarray | None:
+    """Input ``position`` of the model's one weighted op, if it is a constant."""
     from edgetqs.model.tflite_graph import TFLiteGraph
 
     graph = TFLiteGraph.from_bytes(model_bytes)
-    weights = [t for t in graph.tensors if t.data is not None and t.type_name == "FLOAT32" and t.num_elements > 16]
-    return weights[0].data
+    op = next(o for o in graph.operators if o.opcode in OPS)
+    if position >= len(op.inputs) or op.inputs[position] < 0:
+        return None
+    return graph.tensors[op.inputs[position]].data
+
+
+def _float_weight(model_bytes: bytes) -> np.ndarray:
+    return _op_input(model_bytes, 1).astype(np.float32)
 
 
 def _bias(model_bytes: bytes, size: int) -> np.ndarray:
-    from edgetqs.model.tflite_graph import TFLiteGraph
-
-    graph = TFLiteGraph.from_bytes(model_bytes)
-    for t in graph.tensors:
-        if t.data is not None and t.type_name == "FLOAT32" and t.shape == (size,):
-            return t.data.astype(np.float32)
-    return np.zeros(size, np.float32)
+    bias = _op_input(model_bytes, 2)
+    return np.zeros(size, np.float32) if bias is None else bias.astype(np.float32)
 
 
 def reference_output(op: str, weight: np.ndarray, inputs: list[np.ndarray], bias: np.ndarray | None = None) -> np.ndarray:

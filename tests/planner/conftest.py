@@ -86,6 +86,12 @@ def write_scores(graph: TFLiteGraph, path: Path, gammas: list[float] | None = No
 
 
 @pytest.fixture
+def score_writer():
+    """The score-file writer, for tests that build their own graph."""
+    return write_scores
+
+
+@pytest.fixture
 def scores_for(tmp_path):
     def make(model_path: Path, **kwargs) -> tuple[TFLiteGraph, Path]:
         graph = TFLiteGraph.load(model_path)
