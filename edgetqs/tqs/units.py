@@ -2,7 +2,7 @@
 
 Units are built from the model card's layer table (``card.layers``):
 
-- ``tensor``: every float weight tensor on its own (named as in the .tflite);
+- ``tensor``: every float weight tensor on its own, named ``layer/tensor``;
 - ``layer``: all float weight tensors of one op (the card's layer names);
 - ``block``: layers grouped by the card's ``block`` field, or by a regex
   (``--block-regex``): layers whose name matches are grouped by the first
@@ -100,8 +100,7 @@ def build_units(card: ModelCard, graph: TFLiteGraph, granularity: str = "layer",
     axes = tensor_channel_axes(graph)
     layer_tensors = {layer.name: _float_weights(graph, layer.weight_tensors) for layer in card.layers}
     if granularity == "tensor":
-        groups = {t: [t] for tensors in layer_tensors.values() for t in tensors}
-        tensors_of = {t: [t] for t in groups}
+        tensors_of = _tensor_units(layer_tensors)
     else:
         groups = _group_names(card, granularity, block_regex)
         tensors_of = {key: _unique(t for layer in layers for t in layer_tensors[layer]) for key, layers in groups.items()}
@@ -113,6 +112,18 @@ def build_units(card: ModelCard, graph: TFLiteGraph, granularity: str = "layer",
             "score a float model with weights (fully connected, conv, matmul); a weight-free or already "
             "quantized model has nothing for TQS to score",
         )
+    return units
+
+
+def _tensor_units(layer_tensors: dict[str, list[str]]) -> dict[str, list[str]]:
+    """One unit per tensor, named ``layer/tensor`` by the first layer that uses it (tied weights once)."""
+    seen: set[str] = set()
+    units = {}
+    for layer, tensors in layer_tensors.items():
+        for tensor in tensors:
+            if tensor not in seen:
+                seen.add(tensor)
+                units[f"{layer}/{tensor}"] = [tensor]
     return units
 
 

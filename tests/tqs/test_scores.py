@@ -103,6 +103,8 @@ def test_units_at_every_granularity(mlp_model):
     blocks = build_units(card, graph, "block")
     assert len(layers) == 6
     assert len(tensors) == sum(len(u.weight_tensors) for u in layers)  # weights and biases
+    assert all(u.name == f"{layer.name}/{u.weight_tensors[0]}" for u in tensors for layer in layers
+               if u.weight_tensors[0] in layer.weight_tensors)
     assert [u.name for u in blocks] == ["in_proj", "block0", "block1", "out_proj"]
     assert sum(u.params for u in blocks) == sum(u.params for u in layers) == sum(u.params for u in tensors)
     by_regex = build_units(card, graph, "block", block_regex=r"(block\d)_")
