@@ -106,10 +106,11 @@ def _target_profile(name: str) -> dict:
 
 
 def load_firmware(name: str, arch: str = "") -> Firmware:
-    path = FIRMWARE_DIR / f"{name}.toml"
+    """A firmware config by name (firmware_configs/NAME.toml) or by path to a .toml."""
+    path = Path(name).expanduser() if name.endswith(".toml") else FIRMWARE_DIR / f"{name}.toml"
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in FIRMWARE_DIR.glob("*.toml")))
-        raise EdgeTQSError(f"unknown firmware config {name!r}", f"use one of: {known}")
+        raise EdgeTQSError(f"unknown firmware config {name!r}", f"use one of: {known}, or a path to a .toml")
     return firmware_from_dict(_read_toml(path), arch=arch, source=str(path))
 
 
