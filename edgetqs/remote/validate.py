@@ -42,12 +42,13 @@ DEFAULT_THRESHOLDS = {
     "max_blow_up_fraction": 0.0,
 }
 # How far board and host may differ from identical inputs (probe outputs, first
-# rollout step), relative to the outputs' RMS. With float activations only the
-# summation order differs between CPUs (~1e-6). In dynamic mode activations are
-# quantized at run time and kernels legitimately differ: LiteRT's reference
-# kernels vs XNNPACK differ by ~0.9% on the test forecaster, so we allow 3%
-# (the conformance check's tolerance). A wrong kernel or weight is O(1).
-AGREEMENT_TOLERANCE = {"float": 1e-3, "dynamic": 0.03}
+# rollout step), relative to the outputs' RMS, when the bundle does not say
+# (converter/deploy.py writes the same values into new bundles). With float
+# activations only the summation order differs between CPUs (~1e-6). In dynamic
+# mode activations are quantized at run time and kernels legitimately differ:
+# LiteRT's reference kernels vs XNNPACK differ by ~0.9% on the test forecaster.
+# A wrong kernel or weight is O(1).
+AGREEMENT_TOLERANCE = {"weight_only": 1e-3, "dynamic": 0.03, "static": 0.05}
 
 
 @dataclass
@@ -218,18 +219,16 @@ def _board_python(board) -> str:
 # -- judging --------------------------------------------------------------------
 
 def activation_mode(bundle: Bundle) -> str:
-    """"float" when activations stay float (float or weight-only models), else "dynamic".
+    """The plan's mode; "weight_only" for float models; else "dynamic".
 
     Without a plan saying so, a model with quantized weights is taken as dynamic:
     the looser tolerance then still catches O(1) errors without false alarms.
     """
-    mode = (bundle.plan or {}).get("mode")
-    if mode == "weight_only":
-        return "float"
-    if mode in ("dynamic", "static"):
-        return "dynamic"
+    mode = (bundle.plan or {}).get("mode") or bundle.runtime.get("mode")
+    if mode in AGREEMENT_TOLERANCE:
+        return mode
     formats = set((bundle.manifest.get("formats") or {}).values())
-    return "float" if formats and formats <= {"fp32", "fp16"} else "dynamic"
+    return "weight_only" if formats and formats <= {"fp32", "fp16"} else "dynamic"
 
 
 def effective_thresholds(bundle: Bundle) -> dict:
@@ -327,7 +326,9 @@ def _check_quality(validation: Validation, thresholds: dict) -> Check:
     host_vpt = validation.host_vs_float.mean_valid_prediction_time
     horizon = validation.vs_float.horizon
     if thresholds.get("min_valid_prediction_time") is not None:
-        needed, source = float(thresholds["min_valid_prediction_time"]), "the bundle's threshold"
+        # Over a horizon cut short (--horizon) a rollout is valid for at most that many steps.
+        needed = min(float(thresholds["min_valid_prediction_time"]), float(horizon))
+        source = "the bundle's threshold" + (" (capped at the horizon run)" if needed == horizon else "")
     else:  # no threshold: the board must forecast about as long as the host does with the same model
         needed, source = host_vpt - max(1.0, 0.1 * horizon), "the host's run less 10% of the horizon"
     ok = board_vpt >= needed

@@ -93,7 +93,14 @@ def test_blow_ups_and_short_forecasts_fail(bundle, tmp_path):
     assert failed == {"no blow-up", "forecast quality vs the float model"}
     assert result.vs_float.blown_up == [True, False, False]
 
-    strict = dataclasses.replace(loaded, manifest=dict(loaded.manifest, thresholds={"min_valid_prediction_time": HORIZON + 1}))
-    verdict = judge(strict, host, host)
+
+    # Off the float model's path from step 5 on (no blow-up): the forecast is too short.
+    drifted = host.trajectories.copy()
+    drifted[:, 5:] += 2.0
+    short = dataclasses.replace(host, trajectories=drifted)
+    verdict = judge(loaded, short, host)
     assert [c.name for c in verdict.failures] == ["forecast quality vs the float model"]
-    assert "the bundle's threshold" in verdict.failures[0].detail
+    assert verdict.vs_float.mean_valid_prediction_time == 5 and "the host's run" in verdict.failures[0].detail
+    with_threshold = dataclasses.replace(loaded, manifest=dict(loaded.manifest, thresholds={"min_valid_prediction_time": 6}))
+    assert "the bundle's threshold" in judge(with_threshold, short, host).failures[0].detail
+    assert judge(with_threshold, host, host).passed
