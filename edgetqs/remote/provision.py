@@ -27,7 +27,7 @@ PIP_TIMEOUT = 1800  # a runtime wheel on a Pi Zero over Wi-Fi is slow
 
 # Runs on the board under each candidate Python (3.6+, so no f-strings).
 _PROBE = """
-import importlib, json, sys
+import importlib, json, platform, sys
 def dist_version(name):
     try:
         from importlib.metadata import version
@@ -48,7 +48,8 @@ for dist in sys.argv[1:]:
     except Exception:
         pass
     packages[dist] = entry
-print(json.dumps({"version": "%d.%d.%d" % sys.version_info[:3], "packages": packages}))
+print(json.dumps({"version": "%d.%d.%d" % sys.version_info[:3], "machine": platform.machine(),
+                  "packages": packages}))
 """
 
 
@@ -161,8 +162,9 @@ def evaluate(board: str, facts: BoardFacts, firmware: Firmware, min_free: int = 
     where = runtime_at or (firmware.venv_python if firmware.venv_python in facts.pythons else system)
     packages = facts.pythons.get(where, {}).get("packages", {}) if where else {}
     install_fix = "run `edgetqs provision --install` to install it into the board's venv"
+    machine, machine_found = _machine(facts, where)
     checks = [
-        Check("architecture", firmware.arch or "any", facts.arch, not firmware.arch or facts.arch == firmware.arch,
+        Check("architecture", firmware.arch or "any", machine_found, not firmware.arch or machine == firmware.arch,
               "this board runs another OS image than its firmware config says; pick the right --target/firmware"),
         Check("python", firmware.python, python_found, system is not None,
               f"install Python {firmware.python} on the board (e.g. apt install python{firmware.python})"),
@@ -174,6 +176,16 @@ def evaluate(board: str, facts: BoardFacts, firmware: Firmware, min_free: int = 
               facts.free_bytes >= min_free, "free space on the board (old models: edgetqs flash --keep 1)"),
     ]
     return ProvisionReport(board, firmware.name, checks, python=runtime_at)
+
+
+def _machine(facts: BoardFacts, python: str | None) -> tuple[str, str]:
+    """The architecture wheels must match: what the board's Python reports, which
+    differs from `uname -m` on a 32-bit userland over a 64-bit kernel (or under
+    qemu-user); (machine, text for the report)."""
+    machine = facts.pythons.get(python, {}).get("machine") if python else None
+    if not machine or machine == facts.arch:
+        return machine or facts.arch, facts.arch
+    return machine, f"{machine} ({python}; kernel {facts.arch})"
 
 
 def _describe(package: dict | None, where: str | None) -> str:
