@@ -366,7 +366,7 @@ def _run_onnx2tf(path: Path, input_name: str, shape: list[int], out_dir: Path) -
 
 
 def _onnx2tf_reason(log: str, exc: BaseException | None) -> str:
-    ops = sorted(set(re.findall(r"(?:OP|op)[ _]?(?:type)?[:=]?\s*'?(\w+)'? is not (?:yet )?(?:implemented|supported)", log)))
+    ops = sorted(set(re.findall(r"(\w+) OP is not (?:yet )?(?:implemented|supported)", log, re.I)))
     ansi = re.compile(r"\x1b\[[0-9;]*m")
     lines = [ansi.sub("", line).strip() for line in log.splitlines() if "ERROR" in line or "Error" in line]
     if ops:

@@ -15,13 +15,17 @@ def _last_state(keras, inputs, window: int, features: int):
     return keras.layers.Reshape((features,), name="last_state")(cropped)
 
 
-def _finish(keras, inputs, features_out, window: int, features: int, name: str):
+def _finish(keras, inputs, features_out, window: int, features: int, name: str, increment_scale: float = 1.0):
     update = keras.layers.Dense(features, name="output_proj")(features_out)
+    if increment_scale != 1.0:
+        # One step changes the state by far less than its spread: scaling the
+        # learned increment to unit size lets Adam train the output layer well.
+        update = keras.layers.Rescaling(increment_scale, name="increment_scale")(update)
     outputs = keras.layers.Add(name="next_state")([_last_state(keras, inputs, window, features), update])
     return keras.Model(inputs, outputs, name=name)
 
 
-def residual_mlp(window: int, features: int, width: int = 128, blocks: int = 2, name: str = "mlp"):
+def residual_mlp(window: int, features: int, width: int = 128, blocks: int = 2, increment_scale: float = 1.0, name: str = "mlp"):
     import keras
 
     inputs = keras.Input((window, features), name="window")
@@ -32,19 +36,19 @@ def residual_mlp(window: int, features: int, width: int = 128, blocks: int = 2, 
         a = keras.layers.Dense(width, name=f"block_{b}_fc2")(a)
         h = keras.layers.Add(name=f"block_{b}_add")([h, a])
         h = keras.layers.Activation("relu", name=f"block_{b}_relu")(h)
-    return _finish(keras, inputs, h, window, features, name)
+    return _finish(keras, inputs, h, window, features, name, increment_scale)
 
 
-def gru(window: int, features: int, units: int = 64, name: str = "gru"):
+def gru(window: int, features: int, units: int = 64, increment_scale: float = 1.0, name: str = "gru"):
     import keras
 
     inputs = keras.Input((window, features), name="window")
     # unroll=True: the TFLite graph stays flat ops (no WHILE loop) for the numba engine.
     h = keras.layers.GRU(units, unroll=True, name="gru")(inputs)
-    return _finish(keras, inputs, h, window, features, name)
+    return _finish(keras, inputs, h, window, features, name, increment_scale)
 
 
-def transformer(window: int, features: int, dim: int = 32, heads: int = 2, blocks: int = 1, name: str = "transformer"):
+def transformer(window: int, features: int, dim: int = 32, heads: int = 2, blocks: int = 1, increment_scale: float = 1.0, name: str = "transformer"):
     import keras
 
     inputs = keras.Input((window, features), name="window")
@@ -59,10 +63,10 @@ def transformer(window: int, features: int, dim: int = 32, heads: int = 2, block
         h = keras.layers.LayerNormalization(name=f"block_{b}_norm2")(keras.layers.Add(name=f"block_{b}_add2")([h, f]))
     h = keras.layers.Cropping1D((window - 1, 0), name="last_token_crop")(h)
     h = keras.layers.Reshape((dim,), name="last_token")(h)
-    return _finish(keras, inputs, h, window, features, name)
+    return _finish(keras, inputs, h, window, features, name, increment_scale)
 
 
-def tcn(window: int, features: int, channels: int = 32, dilations=(1, 2, 4), name: str = "tcn"):
+def tcn(window: int, features: int, channels: int = 32, dilations=(1, 2, 4), increment_scale: float = 1.0, name: str = "tcn"):
     import keras
 
     inputs = keras.Input((window, features), name="window")
@@ -74,7 +78,7 @@ def tcn(window: int, features: int, channels: int = 32, dilations=(1, 2, 4), nam
         h = keras.layers.Activation("relu", name=f"block_{b}_relu")(keras.layers.Add(name=f"block_{b}_add")([h, a]))
     h = keras.layers.Cropping1D((window - 1, 0), name="last_step_crop")(h)
     h = keras.layers.Reshape((channels,), name="last_step")(h)
-    return _finish(keras, inputs, h, window, features, name)
+    return _finish(keras, inputs, h, window, features, name, increment_scale)
 
 
 BUILDERS = {"mlp": residual_mlp, "gru": gru, "transformer": transformer, "tcn": tcn}

@@ -61,6 +61,11 @@ def _pairs(entry: ZooEntry):
     return x, y
 
 
+def increment_scale(x: np.ndarray, y: np.ndarray) -> float:
+    """The typical size of one step's change, x[:, -1] -> y (normalised units)."""
+    return float(np.std(y - x[:, -1]))
+
+
 def train_keras(entry: ZooEntry, out_path: Path) -> float:
     """Train ``entry`` and save it as a .keras file; returns the training seconds."""
     import keras
@@ -68,7 +73,8 @@ def train_keras(entry: ZooEntry, out_path: Path) -> float:
     _make_tensorflow_deterministic(entry.seed)
     x, y = _pairs(entry)
     features = x.shape[2]
-    model = BUILDERS[entry.arch](entry.window, features, name=entry.name.replace("-", "_"), **entry.arch_options)
+    model = BUILDERS[entry.arch](entry.window, features, name=entry.name.replace("-", "_"),
+                                 increment_scale=increment_scale(x, y), **entry.arch_options)
     model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="mse")
     start = time.perf_counter()
     model.fit(x, y, batch_size=BATCH_SIZE, epochs=entry.epochs, shuffle=True, verbose=0)
@@ -87,7 +93,8 @@ def train_torch_onnx(entry: ZooEntry, out_path: Path) -> float:
     torch.set_num_threads(1)
     try:
         x, y = (torch.from_numpy(a) for a in _pairs(entry))
-        model = TorchResidualMLP(entry.window, x.shape[2], entry.arch_options.get("width", 32))
+        model = TorchResidualMLP(entry.window, x.shape[2], entry.arch_options.get("width", 32),
+                                 increment_scale(x.numpy(), y.numpy()))
         optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
         generator = torch.Generator().manual_seed(entry.seed)
         start = time.perf_counter()
@@ -112,8 +119,9 @@ def _torch_module():
 
     class _TorchResidualMLP(torch.nn.Module):
         # ReLU only: exact GELU exports as Erf, which onnx2tf turns into a Flex op.
-        def __init__(self, window: int, features: int, width: int):
+        def __init__(self, window: int, features: int, width: int, scale: float):
             super().__init__()
+            self.scale = scale
             self.input_proj = torch.nn.Linear(window * features, width)
             self.block_1_fc1 = torch.nn.Linear(width, width)
             self.block_1_fc2 = torch.nn.Linear(width, width)
@@ -122,11 +130,11 @@ def _torch_module():
         def forward(self, window):
             h = torch.relu(self.input_proj(window.flatten(1)))
             h = torch.relu(h + self.block_1_fc2(torch.relu(self.block_1_fc1(h))))
-            return window[:, -1, :] + self.output_proj(h)
+            return window[:, -1, :] + self.scale * self.output_proj(h)
 
     return _TorchResidualMLP
 
 
-def TorchResidualMLP(window: int, features: int, width: int):
+def TorchResidualMLP(window: int, features: int, width: int, scale: float = 1.0):
     """The torch twin of architectures.residual_mlp (one block), built lazily so torch loads only when needed."""
-    return _torch_module()(window, features, width)
+    return _torch_module()(window, features, width, scale)
