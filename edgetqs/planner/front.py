@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetqs.planner.plan import Problem, format_size, marginal_error_per_byte, solve, uniform_costs
+from edgetqs.planner.plan import Problem, format_size, marginal_error_per_byte, solve_many, uniform_costs
 from edgetqs.planner.planfile import Plan
 
 
@@ -57,8 +57,7 @@ def pareto_front(problem: Problem, budgets: int = 20, allocator: str = "mckp",
     low, high = problem.smallest_memory(), problem.largest_memory()
     sizes = sorted({int(b) for b in np.linspace(low, high, budgets)})
     points = []
-    for size in sizes:
-        plan = solve(problem, size, allocator)
+    for size, plan in zip(sizes, solve_many(problem, sizes, allocator)):
         if points and plan.predicted["memory_bytes"] == points[-1].memory_bytes:
             continue  # the same plan as the previous budget: not a new point
         points.append(FrontPoint(size, plan))

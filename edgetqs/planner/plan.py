@@ -27,7 +27,7 @@ import numpy as np
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.tflite_graph import TFLiteGraph
 from edgetqs.planner import costs
-from edgetqs.planner.allocators import Option, get_allocator, smallest_bytes
+from edgetqs.planner.allocators import Option, allocate_front, get_allocator, smallest_bytes
 from edgetqs.planner.boards import Target
 from edgetqs.planner.conformance import CapabilityMatrix
 from edgetqs.planner.formats import FORMATS, WeightFormat, get_format
@@ -217,9 +217,25 @@ def format_size(n: float) -> str:
 # -- solving ------------------------------------------------------------------
 def solve(problem: Problem, budget_bytes: int, allocator: str = "mckp", target: Target | None = None) -> Plan:
     """The plan of least predicted error whose memory fits ``budget_bytes``."""
-    capacity = budget_bytes - problem.fixed_memory_bytes
+    return solve_many(problem, [budget_bytes], allocator, target)[0]
+
+
+def solve_many(problem: Problem, budgets: list[int], allocator: str = "mckp",
+               target: Target | None = None) -> list[Plan]:
+    """Plans for several budgets at once (the allocator shares its preparation)."""
     options = [u.options() for u in problem.units]
-    choice = get_allocator(allocator)(options, capacity) if capacity >= 0 else None
+    capacities = [b - problem.fixed_memory_bytes for b in budgets]
+    get_allocator(allocator)  # unknown names fail before any work
+    feasible = [c >= 0 for c in capacities]
+    choices = allocate_front(allocator, options, [c for c in capacities if c >= 0]) if any(feasible) else []
+    plans, it = [], iter(choices)
+    for budget, ok in zip(budgets, feasible):
+        plans.append(_checked_plan(problem, next(it) if ok else None, budget, allocator, target))
+    return plans
+
+
+def _checked_plan(problem: Problem, choice: list[int] | None, budget_bytes: int, allocator: str,
+                  target: Target | None) -> Plan:
     if choice is None:
         smallest = problem.smallest_memory()
         raise EdgeTQSError(

@@ -47,11 +47,12 @@ def test_exact_matches_brute_force_and_beats_greedy(seed):
     assert exact_cost <= greedy_cost * (1 + 1e-12)
 
 
-@pytest.mark.parametrize("solver", ["_dp", "_milp"])
-def test_both_exact_back_ends_agree_with_brute_force(monkeypatch, solver):
-    # force one back end for the reduced problem: the DP (small tables) or HiGHS
-    monkeypatch.setattr(mckp, "DP_TABLE_LIMIT", 10**12 if solver == "_dp" else -1)
-    monkeypatch.setattr(mckp, "_reduce", lambda options, kept, capacity, ub: kept)  # no fixing: all units free
+@pytest.mark.parametrize("back_end", ["sparse_dp", "milp"])
+def test_both_exact_back_ends_agree_with_brute_force(monkeypatch, back_end):
+    # no reduced-cost fixing (every option stays), then the sparse DP or HiGHS solves it all
+    monkeypatch.setattr(mckp, "_reduced_options", lambda prep, lam, cap, ub: (
+        np.arange(prep.sizes.shape[1])[None, :] < prep.count[:, None], np.zeros(prep.sizes.shape[0])))
+    monkeypatch.setattr(mckp, "STATE_LIMIT", 10**9 if back_end == "sparse_dp" else -1)
     rng = np.random.default_rng(7)
     for _ in range(15):
         options = random_instance(rng, 5, 4)

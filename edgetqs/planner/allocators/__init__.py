@@ -40,6 +40,13 @@ def get_allocator(name: str) -> Allocator:
     return ALLOCATORS[name]
 
 
+def allocate_front(name: str, options: Sequence[Sequence[Option]], capacities: Sequence[int]) -> list["Allocation | None"]:
+    """One allocation per budget; allocators with a ``many`` attribute share work across budgets."""
+    allocator = get_allocator(name)
+    many = getattr(allocator, "many", None)
+    return many(options, capacities) if many else [allocator(options, c) for c in capacities]
+
+
 def smallest_bytes(options: Sequence[Sequence[Option]]) -> int:
     return sum(min(o.bytes for o in opts) for opts in options)
 
