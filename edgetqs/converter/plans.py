@@ -1,59 +1,27 @@
 """Reading a plan for conversion, and checking it belongs to the model.
 
 The planner owns the plan format (``edgetqs.plan`` v1, docs/ARCHITECTURE.md)
-and its loader; the converter adds the checks that need the model: the plan
+and its loader (planner/planfile.py); the converter adds the checks that need the model: the plan
 was made for this model (sha256 of the canonical float .tflite), and every
 weight tensor it names exists in it.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.tflite_graph import TFLiteGraph
-
-PLAN_FORMAT = "edgetqs.plan"
-PLAN_VERSION = 1
+from edgetqs.planner.planfile import Plan, load_plan, plan_from_dict
 
 
-def read_plan(plan: str | Path | dict) -> dict:
-    """A plan as a dict, from a path (the planner's loader when it exists) or a dict."""
+def read_plan(plan: str | Path | dict | Plan) -> dict:
+    """A plan as a dict, from a path, a Plan or a dict, checked by the planner's loader."""
+    if isinstance(plan, Plan):
+        return plan.to_dict()
     if isinstance(plan, dict):
-        data = plan
-    else:
-        data = _load(Path(plan))
-    _check_shape(data, plan if not isinstance(plan, dict) else "the plan")
-    return data
-
-
-def _load(path: Path) -> dict:
-    try:
-        from edgetqs.planner.planfile import load_plan
-    except ImportError:
-        load_plan = None
-    if load_plan is not None:
-        loaded = load_plan(path)
-        return loaded if isinstance(loaded, dict) else loaded.to_dict()
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EdgeTQSError(f"no such plan file: {path}", "make one with `edgetqs plan MODEL --scores S --target T -o plan.json`") from None
-    except ValueError as exc:
-        raise EdgeTQSError(f"{path} is not valid JSON: {exc}", "pass a plan written by `edgetqs plan`") from exc
-
-
-def _check_shape(data: dict, where) -> None:
-    if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
-        raise EdgeTQSError(f"{where} is not an edgetqs plan (format {data.get('format') if isinstance(data, dict) else None!r})",
-                           "pass a plan written by `edgetqs plan`")
-    if data.get("version") != PLAN_VERSION:
-        raise EdgeTQSError(f"{where} is plan version {data.get('version')}, this edgetqs reads version {PLAN_VERSION}",
-                           "re-run `edgetqs plan` with this edgetqs")
-    for key in ("model", "assignments"):
-        if key not in data:
-            raise EdgeTQSError(f"{where} has no '{key}'", "pass a complete plan written by `edgetqs plan`")
+        return plan_from_dict(plan).to_dict()
+    return load_plan(plan).to_dict()
 
 
 def check_plan_matches(plan: dict, graph: TFLiteGraph, model_label: str) -> None:
