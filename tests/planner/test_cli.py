@@ -58,3 +58,18 @@ def test_scores_of_another_model_refused(canonical, models, scores_for, tmp_path
     code = main(["plan", str(model.tflite_path), "--scores", str(other), "--target", "rpi4",
                  "-o", str(tmp_path / "p.json")])
     assert code == 2 and "another model" in capsys.readouterr().err
+
+
+def test_conformance_command_shows_the_matrix(capsys):
+    """`edgetqs conformance` (module edgetqs/cli/conformance.py; the lead registers it in app.py)."""
+    import argparse
+
+    from edgetqs.cli import conformance
+
+    parser = argparse.ArgumentParser()
+    conformance.register(parser.add_subparsers())
+    args = parser.parse_args(["conformance", "--json"])
+    assert args.func(args) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["format"] == "edgetqs.capability_matrix"
+    assert data["runtimes"]["tflite-runtime==2.14.0"]["FULLY_CONNECTED"]["dynamic"]["int8"]["status"] == "wrong"
