@@ -12,6 +12,7 @@ import shutil
 import pytest
 from forecast_bundle import CONTEXTS, HORIZON, build_forecaster, write_forecast_bundle
 
+from edgetqs.cli.app import main
 from edgetqs.remote import emulated_board
 from edgetqs.remote.flash import flash
 from edgetqs.remote.provision import provision, require_runtime
@@ -75,3 +76,15 @@ def test_a_runtime_that_computes_wrongly_fails_validation(sshd_board, bundle, tm
     assert "tflite_runtime 2.14.0" in probe_failure and "aarch64" in probe_failure
     assert "runs the model but computes different numbers than the host" in probe_failure
     assert "model on the board is the bundle's" not in failed  # the file is right; the runtime is not
+
+
+def test_cli_flash_then_validate_writes_the_report(sshd_board, bundle, tmp_path):
+    python = emulated_board.make_board_python(tmp_path / "pi-python").venv_python
+    board = ["--host", f"{sshd_board.user}@{sshd_board.host}:{sshd_board.port}", "--key", str(sshd_board.keys.client_key),
+             "--known-hosts", str(sshd_board.known_hosts), "--root", str(sshd_board.root)]
+    assert main(["flash", str(bundle), *board]) == 0
+    out = tmp_path / "validation"
+    assert main(["validate", str(bundle), *board, "--python", python, "--out", str(out), "--horizon", "4"]) == 0
+    [report] = out.glob("*/report.html")
+    page = report.read_text()
+    assert 'class="verdict pass">PASS' in page and "aarch64" in page and page.count("data:image/png;base64,") == 3
