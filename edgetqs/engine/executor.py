@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgetqs.engine.ops.shape_arith import static_shape
-from edgetqs.engine.registry import Node, Perturbation, UnsupportedOpError, lookup
+from edgetqs.engine.registry import Node, Perturbation, UnsupportedOpError, lookup, reset_group_rows, set_group_rows
 from edgetqs.engine.rollout import check_horizon, check_windows, roll_out
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.card import RolloutSpec
@@ -71,7 +71,11 @@ class Engine:
         def forward(x):
             return self._run(x, by_node).reshape(x.shape[0], patch, f)
 
-        return roll_out(forward, windows, horizon, self.spec).reshape(len(deltas), k, -1, f)
+        token = set_group_rows(k)
+        try:
+            return roll_out(forward, windows, horizon, self.spec).reshape(len(deltas), k, -1, f)
+        finally:
+            reset_group_rows(token)
 
     # -- execution ---------------------------------------------------------
     def _run(self, x: np.ndarray, perturbations: dict[int, list[Perturbation]]) -> np.ndarray:
@@ -185,7 +189,7 @@ class Engine:
             rows = slice(g * k, (g + 1) * k)
             for name, delta in group.items():
                 index = self._weight_index(name)
-                delta = np.ascontiguousarray(delta, dtype=np.float32)
+                delta = np.array(delta, dtype=np.float32)  # (ascontiguousarray turns 0-d into 1-d)
                 if delta.shape != self._constants[index].shape[1:]:
                     raise EdgeTQSError(
                         f"delta for '{name}' has shape {delta.shape}, the weight is {self._constants[index].shape[1:]}",

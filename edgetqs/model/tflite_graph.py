@@ -263,7 +263,7 @@ def replace_constants(graph: TFLiteGraph, new_values: dict[str, np.ndarray]) -> 
         tensor = graph.tensor_by_name(name)
         if tensor.type_name != "FLOAT32":
             raise EdgeTQSError(f"tensor '{name}' is {tensor.type_name}, not FLOAT32", "perturb only float weights")
-        value = np.ascontiguousarray(value, dtype=np.float32)
+        value = np.array(value, dtype=np.float32, order="C")  # ascontiguousarray would turn a 0-d scalar 1-d
         if value.shape != tensor.shape:
             raise EdgeTQSError(f"new value for '{name}' has shape {value.shape}, expected {tensor.shape}", "keep the shape")
         model.buffers[tensor.buffer_index].data = np.frombuffer(value.tobytes(), dtype=np.uint8)

@@ -22,6 +22,8 @@ STANDINS = {
     "gru": (8, 3, 1, 3),
     "transformer": (12, 4, 2, 3),
     "tcn": (16, 3, 1, 3),
+    # ops no zoo model uses yet: depthwise conv (multiplier 2), softmax gate, fp16 weights
+    "depthwise_fp16": (10, 4, 1, 3),
 }
 
 
@@ -76,7 +78,18 @@ def _tcn(keras, window, features, patch):
     return keras.Model(inp, out)
 
 
-_BUILDERS = {"mlp": _mlp, "gru": _gru, "transformer": _transformer, "tcn": _tcn}
+def _depthwise(keras, window, features, patch):
+    inp = keras.Input((window, features), batch_size=1)
+    h = keras.layers.DepthwiseConv1D(3, depth_multiplier=2, padding="same", activation="relu6")(inp)
+    h = keras.layers.Conv1D(8, 1)(h)
+    gate = keras.layers.Softmax(axis=-1)(h)
+    h = keras.layers.Multiply()([h, gate])
+    h = keras.layers.GlobalAveragePooling1D()(h)
+    out = keras.layers.Dense(features, activation="tanh")(h)
+    return keras.Model(inp, keras.layers.Reshape((1, features))(out))
+
+
+_BUILDERS = {"mlp": _mlp, "gru": _gru, "transformer": _transformer, "tcn": _tcn, "depthwise_fp16": _depthwise}
 
 
 def build_standin(name: str, out_dir: Path, seed: int = 0) -> tuple[Path, RolloutSpec]:
@@ -91,10 +104,14 @@ def build_standin(name: str, out_dir: Path, seed: int = 0) -> tuple[Path, Rollou
 
     keras.utils.set_random_seed(seed)
     model = _BUILDERS[name](keras, window, features, patch)
-    # Scale weights down a little so rollouts stay bounded but nontrivial.
+    # Scale weights down so rollouts stay bounded but nontrivial.
+    scale = 0.5 if name == "mlp" else 0.9
     for layer in model.layers:
-        layer.set_weights([w * 0.9 for w in layer.get_weights()])
+        layer.set_weights([w * scale for w in layer.get_weights()])
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if name.endswith("_fp16"):  # weights stored as fp16, widened by DEQUANTIZE ops in the graph
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(converter.convert())

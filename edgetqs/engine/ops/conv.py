@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgetqs.engine.ops.unary import apply_fused
-from edgetqs.engine.registry import register
+from edgetqs.engine.registry import blocked_matmul, register
 
 SAME = 0
 CONV_WEIGHT, CONV_BIAS = 1, 2
@@ -58,8 +58,8 @@ def _finish(node, z, bias, perturbations, delta_term):
 
 
 def _gemm(cols, weight):
-    """[..., K] x [O, K]^T as one 2-D BLAS GEMM (numpy would loop small ones over leading axes)."""
-    return (cols.reshape(-1, cols.shape[-1]) @ weight.T).reshape(*cols.shape[:-1], weight.shape[0])
+    """[B, ..., K] x [O, K]^T as one BLAS GEMM per probe group (numpy would loop small ones over leading axes)."""
+    return blocked_matmul(cols, weight.T)
 
 
 @register("CONV_2D", perturbable=True)

@@ -12,7 +12,7 @@ import numpy as np
 
 from edgetqs.engine.ops.binary import align_ranks
 from edgetqs.engine.ops.unary import apply_fused
-from edgetqs.engine.registry import register
+from edgetqs.engine.registry import blocked_matmul, register
 
 FC_INPUT, FC_WEIGHT, FC_BIAS = 0, 1, 2
 
@@ -23,7 +23,7 @@ def fully_connected(node, inputs, perturbations=()):
     bias = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
     batch, n_in = x.shape[0], weight.shape[1]
     rows = np.ascontiguousarray(x, dtype=np.float32).reshape(batch, -1, n_in)
-    z = (rows.reshape(-1, n_in) @ weight.T).reshape(batch, -1, weight.shape[0])
+    z = blocked_matmul(rows, weight.T)
     if bias is not None:
         z += bias.reshape(-1)
     for p in perturbations:
