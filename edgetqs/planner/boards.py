@@ -38,6 +38,7 @@ class SSHDefaults:
     port: int
     key_path: str
     known_hosts_path: str
+    root: str = "edgetqs"  # where models live on the board, relative to the login home
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ class Firmware:
     cpu_governor: str | None = None
     nvpmodel_mode: int | None = None
     jetson_clocks: bool = False
+    arch: str = ""  # `uname -m` the board must report; "" accepts any
+    pip_args: tuple[str, ...] = ()  # extra pip options for provisioning, e.g. a local wheel dir
+    extra_packages: tuple[str, ...] = ("numpy",)  # what the on-device runner needs besides the runtime
     path: Path | None = None
 
     @property
@@ -143,6 +147,10 @@ def _nonempty(v) -> str | None:
     return None if v.strip() else "it must not be empty"
 
 
+def _strings(v) -> str | None:
+    return None if all(isinstance(x, str) for x in v) else "every item must be a string"
+
+
 def _read_toml(path: Path) -> dict:
     try:
         with path.open("rb") as fh:
@@ -188,6 +196,10 @@ def load_firmware(name: str) -> Firmware:
         install_dir=f.get("install_dir", str, _nonempty),
         threads=f.get("threads", int, _positive),
         delegate=f.get("delegate", str, _one_of(DELEGATES), allowed=" / ".join(DELEGATES)),
+        arch=f.get("arch", str, lambda v: None if v in ARCHES else f"allowed: {', '.join(ARCHES)}", default=""),
+        pip_args=tuple(f.get("pip_args", list, _strings, default=[], allowed="a list of strings") or ()),
+        extra_packages=tuple(f.get("extra_packages", list, _strings, default=["numpy"],
+                                   allowed="a list of strings") or ()),
     )
     f.unknown_fields()
     s = _Fields(path, settings or {}, "settings.")
@@ -230,6 +242,7 @@ def load_target(name: str) -> Target:
             host=s.get("host", str, _nonempty), user=s.get("user", str, default=""),
             port=s.get("port", int, _port, default=22),
             key_path=s.get("key_path", str, _nonempty), known_hosts_path=s.get("known_hosts_path", str, _nonempty),
+            root=s.get("root", str, _nonempty, default="edgetqs"),
         )
         s.unknown_fields()
         problems += s.problems
