@@ -178,27 +178,41 @@ def _forward(line: str, on_event: Callable[[dict], None] | None) -> None:
 def run_on_board(transport, out_dir: str | Path, *, python: str | None = None, contexts: int | None = None,
                  horizon: int | None = None, threads: int | None = None, timeout: float = 1800,
                  on_event: Callable[[dict], None] | None = None) -> RunOutput:
-    """Run the runner on the board's ``current`` bundle and fetch its results into ``out_dir``."""
+    """Run the runner on the board's ``current`` bundle and fetch its results into ``out_dir``.
+
+    The run directory on the board is removed afterwards, whether the run
+    succeeded, failed or outlived ``timeout`` (the transport stops it there).
+    """
     board = transport.board
     python = python or _board_python(board)
-    q = shlex.quote
+    slot = current_slot_path(transport)
     run_dir = f"{board.root}/{RUNS_DIR}/{time.strftime('%Y%m%d-%H%M%S')}-{int(time.time() * 1000) % 1000:03d}"
-    current = require_current(transport)
-    transport.check(f"mkdir -p {q(run_dir)}", what="making the run directory")
-    transport.put(RUNNER, f"{run_dir}/runner.py")  # this edgetqs's runner: results format always matches
-    cmd = " ".join([q(python), q(f"{run_dir}/runner.py"), "--bundle", q(current), "--out", q(f"{run_dir}/out"),
-                    *runner_arguments(contexts, horizon, threads)])
-    result = transport.run(cmd, timeout=timeout, on_line=lambda line: _forward(line, on_event), retry=False)
-    if result.exit != 0:
-        raise EdgeTQSError(
-            f"the runner failed on {board.name} (exit {result.exit}):\n{result.stderr.strip()[-2000:]}",
-            "check the board's runtime with `edgetqs provision`, then rerun")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in (runner_module.RESULTS_JSON, runner_module.TRAJECTORIES_NPZ):
-        transport.get(f"{run_dir}/out/{name}", out_dir / name)
-    transport.run(f"rm -rf {q(run_dir)}", timeout=60)
+    transport.check(f"mkdir -p {shlex.quote(run_dir)}", what="making the run directory")
+    try:
+        transport.put(RUNNER, f"{run_dir}/runner.py")  # this edgetqs's runner: the results format always matches
+        cmd = " ".join(shlex.quote(part) for part in [
+            python, f"{run_dir}/runner.py", "--bundle", slot, "--out", f"{run_dir}/out",
+            *runner_arguments(contexts, horizon, threads)])
+        result = transport.run(cmd, timeout=timeout, on_line=lambda line: _forward(line, on_event), retry=False)
+        if result.exit != 0:
+            raise EdgeTQSError(
+                f"the runner failed on {board.name} (exit {result.exit}):\n{result.stderr.strip()[-2000:]}",
+                "check the board's runtime with `edgetqs provision`, then rerun")
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in (runner_module.RESULTS_JSON, runner_module.TRAJECTORIES_NPZ):
+            transport.get(f"{run_dir}/out/{name}", out_dir / name)
+    finally:
+        transport.run(f"rm -rf {shlex.quote(run_dir)}", timeout=60)
     return RunOutput.load(out_dir)
+
+
+def current_slot_path(transport) -> str:
+    """The slot ``current`` points at now, resolved once: a flash during the run
+    switches ``current`` but cannot mix two models' files under the runner."""
+    current = require_current(transport)
+    result = transport.check(f"cd {shlex.quote(current)} && pwd -P", what="resolving the current model")
+    return result.stdout.strip()
 
 
 def require_current(transport) -> str:

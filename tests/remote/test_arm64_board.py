@@ -8,6 +8,7 @@ built once and cached (.ci/make_arm64_board.sh); qemu is slow, so horizons are s
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 from forecast_bundle import CONTEXTS, HORIZON, build_forecaster, write_forecast_bundle
@@ -17,7 +18,7 @@ from edgetqs.remote import emulated_board
 from edgetqs.remote.flash import flash
 from edgetqs.remote.provision import provision, require_runtime
 from edgetqs.remote.report import write_report
-from edgetqs.remote.transport import Transport
+from edgetqs.remote.transport import CommandTimedOut, Transport
 from edgetqs.remote.validate import validate
 
 pytestmark = [
@@ -88,3 +89,26 @@ def test_cli_flash_then_validate_writes_the_report(sshd_board, bundle, tmp_path)
     [report] = out.glob("*/report.html")
     page = report.read_text()
     assert 'class="verdict pass">PASS' in page and "aarch64" in page and page.count("data:image/png;base64,") == 3
+
+
+def test_a_run_that_outlives_its_timeout_is_stopped_and_cleaned_up(sshd_board, bundle, tmp_path):
+    board = emulated_pi(sshd_board, tmp_path)
+    with Transport(board) as t:
+        flash(t, bundle)
+        with pytest.raises(CommandTimedOut, match="ran longer than 1 s"):
+            validate(t, bundle, tmp_path / "v", timeout=1)  # qemu alone needs longer to start Python
+    assert not list((sshd_board.root / "runs").iterdir())
+    assert processes_mentioning(f"{sshd_board.root}/runs/") == []  # stopped on the board, not left running
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of the live processes on this machine (the board) that contain ``text``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in args:
+            found.append(args)
+    return found
