@@ -27,18 +27,22 @@ def _rows() -> list[dict]:
 
 
 def _print_table(rows: list[dict]) -> None:
-    table = Table(title="edgetqs zoo (quality: float rollout vs the true system, normalised units)")
-    for column in ("name", "arch", "system", "source", "built", "params", "train s", "VPT steps", "RMSE", "blow-up"):
-        table.add_column(column, justify="right" if column in ("params", "train s", "VPT steps", "RMSE", "blow-up") else "left")
+    # Arch and system are in the name (<arch>-<system>); few, narrow columns fit 80 characters.
+    table = Table(title="edgetqs zoo: float rollout vs the true system")
+    table.add_column("name", no_wrap=True)
+    for column in ("params", "train s", "VPT/T", "RMSE", "blow-up"):
+        table.add_column(column, justify="right", no_wrap=True)
     for row in rows:
         quality = row["float_quality"] or {}
-        table.add_row(row["name"], row["arch"], row["system"], row["source_format"], "yes" if row["built"] else "no",
-                      f"{row['params']:,}" if row["params"] else "-",
-                      f"{row['training_seconds']:.1f}" if row["training_seconds"] is not None else "-",
-                      f"{quality['valid_prediction_time']:.1f}/{quality['horizon']}" if quality else "-",
-                      f"{quality['rmse']:.3f}" if quality else "-",
-                      f"{quality['blow_up_fraction']:.0%}" if quality else "-")
+        if not row["built"]:
+            table.add_row(row["name"], "not built", "-", "-", "-", "-")
+            continue
+        table.add_row(row["name"], f"{row['params']:,}", f"{row['training_seconds']:.1f}",
+                      f"{quality['valid_prediction_time']:.1f}/{quality['horizon']}", f"{quality['rmse']:.3f}",
+                      f"{quality['blow_up_fraction']:.0%}")
     console.print(table)
+    console.print("VPT/T: mean steps until the normalised error first exceeds 0.4, of a T-step rollout; "
+                  "RMSE in normalised units.")
     if not all(row["built"] for row in rows):
         console.print("build with: edgetqs zoo build NAME  (or --all)")
 

@@ -29,11 +29,11 @@ from edgetqs.errors import EdgeTQSError
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from edgetqs.model.card import ModelCard, RolloutSpec
-from edgetqs.model.layers import SourceNames, infer_rollout, layer_table, weight_fingerprint
+from edgetqs.model.layers import SourceNames, infer_rollout, layer_table
 from edgetqs.model.tflite_graph import TFLiteGraph
 
 # Bump when the canonical form changes, so old cache entries are rebuilt.
-INTAKE_VERSION = 1
+INTAKE_VERSION = 2
 # Max relative difference between the canonical model and its source on a random window.
 AGREEMENT_TOLERANCE = 1e-3
 SUPPORTED = ".keras, SavedModel directory, .onnx or float .tflite"
@@ -234,7 +234,7 @@ _KERNEL_NAMES = ("kernel", "embeddings", "depthwise_kernel")
 def _keras_source_names(model) -> SourceNames:
     """Layer names, and each weight matrix's readable unit name by value fingerprint."""
     layers = {layer.name for layer in model._flatten_layers(include_self=False, recursive=True)}
-    weights = {}
+    weights = []
     for variable in model.weights:
         if len(variable.shape) < 2:
             continue  # biases and norms: they join their layer's main weight
@@ -244,7 +244,7 @@ def _keras_source_names(model) -> SourceNames:
         parts = [p for p in parts if not p.endswith("_cell")]  # gru/gru_cell/kernel -> gru/kernel
         if len(parts) > 1 and parts[-1] in _KERNEL_NAMES:
             parts = parts[:-1]
-        weights[weight_fingerprint(np.asarray(variable))] = "/".join(parts)
+        weights.append(("/".join(parts), np.asarray(variable)))
     return SourceNames(layers, weights)
 
 
@@ -333,7 +333,28 @@ def _from_onnx(path: Path, rollout: RolloutSpec | None):
     with tempfile.TemporaryDirectory() as tmp:
         tflite_file = _run_onnx2tf(path, input_name, shape, Path(tmp))
         tflite = tflite_file.read_bytes()
-    return tflite, None, (window, expected)
+    return tflite, _onnx_source_names(proto), (window, expected)
+
+
+def _onnx_source_names(proto) -> SourceNames:
+    """onnx2tf drops ONNX names; the initializers' names (torch module paths like
+    'block_1_fc1.weight') or their consumers' node names ('/block_1_fc1/Gemm') say which layer is which."""
+    from onnx import numpy_helper
+
+    consumers = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, node.name)
+    weights = []
+    for initializer in proto.graph.initializer:
+        if len(initializer.dims) < 2:
+            continue
+        name = re.sub(r"[._](weight|kernel)$", "", initializer.name)
+        if name.startswith("onnx::") or not re.search(r"[A-Za-z]", name):  # anonymous: use the node's name
+            node_path = [p for p in consumers.get(initializer.name, "").split("/") if p]
+            name = "/".join(node_path[:-1]) or initializer.name
+        weights.append((name, numpy_helper.to_array(initializer)))
+    return SourceNames(set(), weights)
 
 
 def _run_onnx2tf(path: Path, input_name: str, shape: list[int], out_dir: Path) -> Path:

@@ -8,7 +8,6 @@ sixteen). Units are addressed by weight tensor names exactly as in the .tflite.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 
@@ -110,24 +109,35 @@ def unit_name(tensor_name: str, known_names=frozenset()) -> str:
     return re.sub(r"[^\w./-]", "_", name)
 
 
-def weight_fingerprint(values: np.ndarray) -> str:
-    """A layout-free identity of a weight: its sorted values. The TFLite converter
-    transposes and reshapes kernels but copies their values, so a source
-    framework's kernel and its .tflite tensor share this fingerprint."""
-    flat = np.sort(np.asarray(values, dtype=np.float32).ravel())
-    return hashlib.sha1(flat.tobytes()).hexdigest()
-
-
 @dataclass
 class SourceNames:
-    """What the source model (Keras) knows about its layers, to name the .tflite's weights.
+    """What the source model knows about its weights, to name the .tflite's layers.
 
-    ``layers``: layer names; ``weights``: weight fingerprint -> readable unit name
-    (e.g. 'block_1_attention/query', 'gru/recurrent_kernel').
+    ``layers``: the source's layer names (Keras), to clean tensor-derived names;
+    ``weights``: (readable unit name, weight values) of every weight matrix.
+    Converters transpose, reshape and sometimes fold a scale into a kernel
+    (a following Mul, a batch norm), but keep its values up to that scale, so
+    a .tflite weight is matched to the source weight whose sorted values are a
+    positive multiple of its own.
     """
 
     layers: set = field(default_factory=set)
-    weights: dict = field(default_factory=dict)
+    weights: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self._sorted = [(name, np.sort(np.asarray(v, np.float64).ravel())) for name, v in self.weights]
+
+    def name_of(self, values: np.ndarray | None) -> str | None:
+        if values is None or not self._sorted:
+            return None
+        mine = np.sort(np.asarray(values, np.float64).ravel())
+        for name, theirs in self._sorted:
+            if theirs.shape != mine.shape or not theirs.any():
+                continue
+            scale = float(mine @ theirs) / float(theirs @ theirs)
+            if scale > 0 and np.allclose(mine, scale * theirs, rtol=1e-4, atol=1e-6 * np.abs(mine).max()):
+                return name
+        return None
 
 
 # Names the converter gives graph outputs and the like: they say nothing about the layer.
@@ -172,8 +182,7 @@ def layer_table(graph: TFLiteGraph, source: SourceNames | None = None) -> list[L
                     layer.weight_tensors.append(name)
                     layer.shapes.append(list(graph.tensors[b].shape))
             continue
-        name = source.weights.get(weight_fingerprint(graph.tensors[main].data)) if source.weights else None
-        name = name or _tensor_derived_name(graph, op, source.layers)
+        name = source.name_of(graph.tensors[main].data) or _tensor_derived_name(graph, op, source.layers)
         used_names[name] = used_names.get(name, 0) + 1
         if used_names[name] > 1:
             name = f"{name}#{used_names[name]}"

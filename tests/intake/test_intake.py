@@ -58,6 +58,7 @@ def test_onnx_intake_keeps_layout_and_matches_onnxruntime(torch_onnx_path, windo
     expected = onnxruntime.InferenceSession(str(torch_onnx_path)).run(None, {"window": window})[0]
     np.testing.assert_allclose(run_tflite(model.tflite_path, window), expected, rtol=1e-4, atol=1e-5)
     ops = {layer.op_type for layer in model.card.layers}
+    assert [layer.name for layer in model.card.layers] == ["conv", "head"]  # torch module names survive onnx2tf
     assert model.card.total_params == FEATURES * 8 * 3 + 8 + 8 * WINDOW * FEATURES + FEATURES
     assert ops <= {"CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "DEPTHWISE_CONV_2D"}
 
