@@ -82,3 +82,59 @@ def stand_in_tflite(stand_in_dir):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# -- canonical models and plans ----------------------------------------------------
+
+@pytest.fixture(scope="session")
+def zoo_model():
+    """name -> the zoo's CanonicalModel (built once, cached in $EDGETQS_CACHE)."""
+    from edgetqs import zoo
+
+    built = {}
+
+    def get(name: str):
+        if name not in built:
+            built[name] = zoo.build(name)
+        return built[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def canonical_stand_in(stand_in_tflite):
+    """kind -> CanonicalModel of a stand-in float .tflite, through model intake (the float TFLite input path)."""
+    from edgetqs.model.intake import load_model
+
+    return lambda kind: load_model(stand_in_tflite(kind))
+
+
+def make_plan(canonical, formats, mode: str = "dynamic", predicted: bool = True) -> dict:
+    """A plan giving layer i the format ``formats[i % len(formats)]``, priced by the planner's byte costs.
+
+    ``predicted`` adds the planner's predicted model size, which verification
+    checks the artifact against (within 1%).
+    """
+    from edgetqs.planner import costs
+    from edgetqs.planner.formats import FORMATS
+    from edgetqs.planner.planfile import Assignment, Plan
+
+    graph = canonical.graph
+    tensors = costs.weight_tensors(graph)
+    assignments = []
+    for i, layer in enumerate(canonical.card.layers):
+        fmt = formats[i % len(formats)]
+        size = sum(costs.tensor_bytes(tensors[n], FORMATS[fmt], mode) for n in layer.weight_tensors)
+        assignments.append(Assignment(layer.name, list(layer.weight_tensors), fmt, size, 0.0))
+    planned = {n for a in assignments for n in a.weight_tensors}
+    outside = sum(costs.tensor_bytes(t, FORMATS["fp32"], mode) for n, t in tensors.items() if n not in planned)
+    model_bytes = costs.base_bytes(graph, tensors) + outside + sum(a.bytes for a in assignments)
+    plan = Plan(model={"name": canonical.card.name, "tflite_sha256": graph.sha256}, scores_sha256="",
+                target=None, runtime="ai-edge-litert==2.3.0", budget_bytes=0, allocator="test", mode=mode,
+                assignments=assignments, predicted={"model_bytes": model_bytes} if predicted else {})
+    return plan.to_dict()
+
+
+@pytest.fixture(scope="session")
+def plan_for():
+    return make_plan

@@ -1,0 +1,122 @@
+"""Conversion end to end: zoo and stand-in models under uniform int8, uniform
+int4 and mixed plans, each artifact verified (types, size vs the planner's
+prediction, LiteRT run, agreement with the engine's simulation) and bundled."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgetqs.bundle import load_bundle
+from edgetqs.converter import convert
+from edgetqs.engine.litert import LiteRTRunner
+from edgetqs.model.tflite_graph import TFLiteGraph
+
+from conftest import make_plan
+
+PLANS = {"int8": ["int8"], "int4": ["int4"], "mixed": ["int4", "int8", "fp16"]}
+EXPECTED_TYPE = {"int8": "INT8", "int4": "INT4", "fp16": "FLOAT16"}
+
+# The planner's byte costs take the float file's size as the base, but AI Edge
+# Quantizer re-serialises the flatbuffer and even an empty recipe shrinks it
+# (gru-lorenz96: -1908 B, transformer-lorenz96: -624 B), so its predictions miss
+# these two by 1.2-4%. Reported to the planner; these models convert without the
+# size check here, and test_planner_size_prediction_gap keeps the gap visible.
+SIZE_GAP_MODELS = {"gru-lorenz96", "transformer-lorenz96"}
+ZOO_MODELS = ["mlp-sunspots", "tcn-lorenz96", "gru-lorenz96", "transformer-lorenz96"]
+
+
+def exported_types(model_path, tensors) -> dict[str, str]:
+    graph = TFLiteGraph.load(model_path)
+    return {name: next(t.type_name for t in graph.tensors if t.name == name and t.is_constant) for name in tensors}
+
+
+def check_bundle(path, plan, canonical, mode):
+    bundle = load_bundle(path)
+    manifest = bundle.manifest
+    assert manifest["source_model_sha256"] == canonical.graph.sha256
+    assert manifest["plan"]["assignments"] == plan["assignments"]
+    assert manifest["rollout"]["window"] == canonical.rollout.window
+    # Every planned quantizable weight has the planned type in the shipped model.
+    verified = manifest["extra"]["verification"]["tensors"]
+    types = exported_types(bundle.model_path, verified)
+    formats = manifest["formats"]
+    for name, type_name in types.items():
+        assert type_name == EXPECTED_TYPE[formats[name]], (name, formats[name], verified[name])
+    # The probe outputs are what host LiteRT computes with this very file.
+    runner = LiteRTRunner(bundle.model_path, canonical.rollout)
+    np.testing.assert_allclose(runner.forward(bundle.probes["x"]), bundle.probes["y"], rtol=1e-5, atol=1e-6)
+    # References: the host rollout of this model, the float model, same contexts.
+    contexts = bundle.contexts
+    np.testing.assert_allclose(runner.rollout(contexts["contexts"], bundle.horizon), contexts["reference_host"],
+                               rtol=1e-4, atol=1e-5)
+    assert contexts["reference_float"].shape == contexts["reference_host"].shape
+    assert bundle.thresholds["probe_tolerance"] > 0 and bundle.thresholds["min_valid_prediction_time"] >= 0
+    assert bundle.runtime["verified_on_host"] == "ai-edge-litert==2.3.0"
+    if mode != "static":  # the capability matrix covers weight-only and dynamic modes
+        assert "ai-edge-litert==2.3.0" in bundle.runtime["runtimes"]
+    assert manifest["extra"]["verification"]["simulation_rel_error"] <= manifest["extra"]["verification"]["tolerance"]
+    return bundle
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("plan_name", list(PLANS))
+@pytest.mark.parametrize("model_name", ZOO_MODELS)
+def test_zoo_model_converts_and_verifies(zoo_model, tmp_path, model_name, plan_name):
+    canonical = zoo_model(model_name)
+    plan = make_plan(canonical, PLANS[plan_name], "dynamic", predicted=model_name not in SIZE_GAP_MODELS)
+    result = convert(canonical, plan, tmp_path / "bundle", horizon=8, windows=4)
+    assert result.model_bytes < result.float_bytes
+    if plan["predicted"]:
+        assert abs(result.model_bytes - plan["predicted"]["model_bytes"]) <= 0.01 * plan["predicted"]["model_bytes"]
+    check_bundle(tmp_path / "bundle", plan, canonical, "dynamic")
+
+
+@pytest.mark.slow
+def test_planner_size_prediction_gap(zoo_model, tmp_path):
+    """Documents the planner/AEQ byte gap above: with the prediction, the converter refuses the artifact."""
+    from edgetqs.errors import EdgeTQSError
+
+    canonical = zoo_model("gru-lorenz96")
+    with pytest.raises(EdgeTQSError, match="the plan predicted"):
+        convert(canonical, make_plan(canonical, ["int8"]), tmp_path / "b", horizon=4, windows=2)
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("mode", ["weight_only", "dynamic", "static"])
+def test_modes_on_a_keras_zoo_model(zoo_model, tmp_path, mode):
+    canonical = zoo_model("mlp-sunspots")
+    # The planner's byte costs do not model static mode's activation
+    # quantization parameters and QUANTIZE ops, so static plans carry no size prediction.
+    plan = make_plan(canonical, PLANS["mixed"], mode, predicted=mode != "static")
+    result = convert(canonical, plan, tmp_path / "bundle.tar.gz", mode=mode, horizon=8, windows=4)
+    bundle = check_bundle(result.out, plan, canonical, mode)
+    graph = TFLiteGraph.load(bundle.model_path)
+    opcodes = {op.opcode for op in graph.operators}
+    if mode == "weight_only":
+        assert "DEQUANTIZE" in opcodes and "QUANTIZE" not in opcodes
+    if mode == "static":
+        assert "QUANTIZE" in opcodes  # float input quantized to int8 activations
+        activations = [t for t in graph.tensors if not t.is_constant and t.type_name == "INT8"]
+        assert activations, "static mode must leave int8 activations"
+
+
+def test_onnx_zoo_model(zoo_model, tmp_path):
+    canonical = zoo_model("mlp-sunspots-onnx")
+    assert canonical.card.source_format == "onnx"
+    plan = make_plan(canonical, PLANS["int4"])
+    convert(canonical, plan, tmp_path / "bundle", horizon=8, windows=4)
+    check_bundle(tmp_path / "bundle", plan, canonical, "dynamic")
+
+
+@pytest.mark.parametrize("kind", ["mlp", "conv1d", "attention"])
+def test_float_tflite_stand_ins_by_path(canonical_stand_in, tmp_path, kind):
+    """A float .tflite given as a path goes through intake; int8 plans verify on MLP, Conv1D and attention."""
+    canonical = canonical_stand_in(kind)
+    plan = make_plan(canonical, PLANS["int8"])
+    result = convert(canonical, plan, tmp_path / "model.tflite", horizon=4, windows=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite"]
+    types = exported_types(result.out, result.verification.tensors)
+    assert set(types.values()) == {"INT8"}
+    if kind == "conv1d":  # the conv bias is planned int8 but LiteRT keeps biases float: reported, not hidden
+        assert any("stays float" in f.message and "bias" in f.message for f in result.findings)
