@@ -114,6 +114,11 @@ def _text(value) -> str:
     return str(value)
 
 
+def _thermal_value(facts: dict, key: str):
+    value = facts.get(key)
+    return "none (all clear)" if key == "throttled_flags" and value == [] else value
+
+
 def _image(b64: str, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
 
@@ -123,7 +128,7 @@ def render_html(validation: Validation) -> str:
     verdict = "PASS" if validation.passed else "FAIL"
     runtime = data["runtime"] or {}
     manifest = validation.bundle_manifest
-    thermal = (data.get("thermal") or {}).get("after") or {}
+    thermal = data.get("thermal") or {}
     metric_rows = [(name, *(data[key][m] if data[key] else None for key in
                             ("vs_float", "host_vs_float", "vs_host", "vs_truth")))
                    for name, m in (("RMSE (horizon)", "rmse"), ("RMSE step 1", "rmse_step1"),
@@ -149,11 +154,14 @@ def render_html(validation: Validation) -> str:
         "<h2>Board and runtime</h2>",
         _table([(k, v) for k, v in (data["board_facts"] or {}).items()]
                + [(f"runtime {k}", v) for k, v in runtime.items()]),
-        "<h2>Temperature and throttling (after the run)</h2>",
-        _table([("thermal zones (°C)", thermal.get("thermal_zones_c")),
-                ("vcgencmd measure_temp", thermal.get("vcgencmd_temp")),
-                ("vcgencmd get_throttled", thermal.get("vcgencmd_throttled")),
-                ("tegrastats", thermal.get("tegrastats"))]),
+        "<h2>Temperature and throttling</h2>",
+        _table([(label, *(_thermal_value(thermal.get(when) or {}, key) for when in ("before", "after")))
+                for label, key in (("thermal zones (°C)", "thermal_zones_c"),
+                                   ("vcgencmd measure_temp", "vcgencmd_temp"),
+                                   ("vcgencmd get_throttled", "vcgencmd_throttled"),
+                                   ("throttling flags", "throttled_flags"),
+                                   ("tegrastats", "tegrastats"))],
+               ["", "before the rollouts", "after"]),
         "<h2>Thresholds</h2>", _table(sorted(validation.thresholds.items())),
     ]
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"

@@ -223,6 +223,24 @@ def peak_memory_kib():
     return None
 
 
+# vcgencmd get_throttled bits (Raspberry Pi firmware): now (0-3) and since boot (16-19).
+THROTTLED_BITS = {0: "under-voltage", 1: "arm frequency capped", 2: "throttled", 3: "soft temperature limit",
+                  16: "under-voltage occurred", 17: "arm frequency capping occurred",
+                  18: "throttling occurred", 19: "soft temperature limit occurred"}
+
+
+def decode_throttled(text):
+    """``throttled=0x50005`` -> the names of the bits set (empty list: all clear)."""
+    key, _, value = (text or "").partition("=")
+    if key.strip() != "throttled":
+        return None
+    try:
+        value = int(value.strip(), 16)
+    except ValueError:
+        return None
+    return [name for bit, name in sorted(THROTTLED_BITS.items()) if value >> bit & 1]
+
+
 def thermal_facts():
     """CPU temperatures and throttling, from whatever this board exposes."""
     zones = {}
@@ -231,10 +249,12 @@ def thermal_facts():
         if temp and temp.lstrip("-").isdigit():
             kind = _read(os.path.join(zone, "type")) or os.path.basename(zone)
             zones[kind] = int(temp) / 1000.0
+    throttled = _command(["vcgencmd", "get_throttled"])
     return {
         "thermal_zones_c": zones,
         "vcgencmd_temp": _command(["vcgencmd", "measure_temp"]),
-        "vcgencmd_throttled": _command(["vcgencmd", "get_throttled"]),
+        "vcgencmd_throttled": throttled,
+        "throttled_flags": decode_throttled(throttled),
         "tegrastats": _command(["tegrastats", "--interval", "200"], timeout=1.5),
     }
 

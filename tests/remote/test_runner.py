@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 
@@ -44,7 +45,8 @@ def test_runner_streams_progress_and_writes_results(bundle, tmp_path):
     assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
     assert results["peak_memory_kib"] > 10_000  # the interpreter and numpy are resident
     assert results["board"]["machine"] == "x86_64" and results["board"]["cpus"] >= 1
-    assert set(results["thermal"]["after"]) == {"thermal_zones_c", "vcgencmd_temp", "vcgencmd_throttled", "tegrastats"}
+    assert set(results["thermal"]["after"]) == {"thermal_zones_c", "vcgencmd_temp", "vcgencmd_throttled",
+                                                 "throttled_flags", "tegrastats"}
 
 
 def test_runner_trajectories_are_the_hosts_rollouts(bundle, tmp_path):
@@ -92,3 +94,31 @@ def test_runner_keeps_to_python_3_8_syntax():
     imports = {node.names[0].name.split(".")[0] for node in ast.walk(ast.parse(RUNNER.read_text()))
                if isinstance(node, ast.Import)}
     assert "edgetqs" not in imports and imports <= set(sys.stdlib_module_names) | {"numpy", "tflite_runtime", "tensorflow"}
+
+
+def test_runner_reads_the_boards_thermal_tools(bundle, tmp_path):
+    # No Raspberry Pi or Jetson firmware tools exist on this machine, so stand-ins
+    # print what they print on a board; tegrastats, like the real one, never stops.
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    scripts = {
+        "vcgencmd": 'case "$1" in measure_temp) echo "temp=61.3\'C";; get_throttled) echo "throttled=0x50005";; esac',
+        "tegrastats": 'while true; do echo "RAM 1432/7772MB CPU [12%@1190,8%@1190] cpu@48.5C"; sleep 0.2; done',
+    }
+    for name, body in scripts.items():
+        (tools / name).write_text(f"#!/bin/sh\n{body}\n")
+        (tools / name).chmod(0o755)
+    env = dict(os.environ, PATH=f"{tools}:{os.environ['PATH']}")
+    done = subprocess.run([sys.executable, str(RUNNER), "--bundle", str(bundle), "--out", str(tmp_path / "out"),
+                           "--contexts", "1", "--horizon", "2"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    thermal = RunOutput.load(tmp_path / "out").results["thermal"]["after"]
+    assert thermal["vcgencmd_temp"] == "temp=61.3'C"
+    assert thermal["throttled_flags"] == ["under-voltage", "throttled", "under-voltage occurred", "throttling occurred"]
+    assert thermal["tegrastats"].startswith("RAM 1432/7772MB")  # the first line, then stopped
+
+
+def test_throttled_bits_are_named():
+    assert runner.decode_throttled("throttled=0x0") == []
+    assert runner.decode_throttled("throttled=0x80008") == ["soft temperature limit", "soft temperature limit occurred"]
+    assert runner.decode_throttled("error=1") is None and runner.decode_throttled(None) is None
