@@ -11,14 +11,12 @@ from __future__ import annotations
 import getpass
 import re
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TARGETS_DIR = REPO_ROOT / "targets"
-FIRMWARE_DIR = REPO_ROOT / "firmware_configs"
+from edgetqs.planner import boards as planner_boards
+from edgetqs.planner.boards import REPO_ROOT, list_firmware  # noqa: F401  (REPO_ROOT: emulated_board uses it)
 
 # Where models live on the board, relative to the login user's home directory
 # (SFTP and the login shell both start there, so a relative path needs no $HOME).
@@ -27,7 +25,9 @@ DEFAULT_ROOT = "edgetqs"
 
 @dataclass(frozen=True)
 class Firmware:
-    """The runtime setup a board is checked against (firmware_configs/*.toml)."""
+    """What provisioning needs of a firmware config: planner.boards.Firmware
+    (the validated file) reduced to the runtime setup, with ``install_dir``
+    relative to the login home, or one built by hand for a one-off board."""
 
     name: str
     python: str  # "3.11": the major.minor the board's Python must have
@@ -64,7 +64,6 @@ class BoardConnection:
     connect_timeout: float = 10.0
     retries: int = 3  # attempts after the first on a transport fault
     backoff: float = 0.5  # seconds before the first retry; doubles each time
-    extra: dict = field(default_factory=dict, compare=False)
 
     @property
     def address(self) -> str:
@@ -84,8 +83,20 @@ def parse_host(spec: str) -> tuple[str | None, str, int | None]:
     return match["user"], match["v6"] or match["addr"], port
 
 
-def known_targets() -> list[str]:
-    return sorted(p.stem for p in TARGETS_DIR.glob("*.toml"))
+def load_firmware(name: str, arch: str = "") -> Firmware:
+    """A firmware config by name (firmware_configs/NAME.toml, validated by the
+    planner's loader) or by path to a .toml of one's own (for a one-off board)."""
+    if name.endswith(".toml"):
+        path = Path(name).expanduser()
+        if not path.exists():
+            raise EdgeTQSError(f"no firmware config at {path}", f"use a name from {', '.join(list_firmware())}, or a path")
+        return firmware_from_dict(_read_toml(path), arch=arch, source=str(path))
+    config = planner_boards.load_firmware(name)
+    return Firmware(
+        name=config.name, python=config.python, runtime=config.runtime, runtime_version=config.runtime_version,
+        install_dir=home_relative(config.install_dir), arch=config.arch or arch,
+        pip_args=config.pip_args, extra_packages=config.extra_packages,
+    )
 
 
 def _read_toml(path: Path) -> dict:
@@ -93,25 +104,6 @@ def _read_toml(path: Path) -> dict:
         return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise EdgeTQSError(f"{path} is not valid TOML: {exc}", f"fix the syntax of {path}") from exc
-
-
-def _target_profile(name: str) -> dict:
-    path = TARGETS_DIR / f"{name}.toml"
-    if not path.exists():
-        raise EdgeTQSError(
-            f"unknown target {name!r}",
-            f"use one of: {', '.join(known_targets())}, or give --host user@ADDR",
-        )
-    return _read_toml(path)
-
-
-def load_firmware(name: str, arch: str = "") -> Firmware:
-    """A firmware config by name (firmware_configs/NAME.toml) or by path to a .toml."""
-    path = Path(name).expanduser() if name.endswith(".toml") else FIRMWARE_DIR / f"{name}.toml"
-    if not path.exists():
-        known = ", ".join(sorted(p.stem for p in FIRMWARE_DIR.glob("*.toml")))
-        raise EdgeTQSError(f"unknown firmware config {name!r}", f"use one of: {known}, or a path to a .toml")
-    return firmware_from_dict(_read_toml(path), arch=arch, source=str(path))
 
 
 def firmware_from_dict(data: dict, arch: str = "", source: str = "firmware config") -> Firmware:
@@ -135,6 +127,12 @@ def home_relative(path: str) -> str:
     return path[2:] if path.startswith("~/") else path
 
 
+def _existing_key(path: str | None) -> str | None:
+    """A profile's default key only if it exists: otherwise the agent (or
+    ~/.ssh/id_*) is asked, as ssh itself would. An explicit --key must exist."""
+    return path if path and Path(path).expanduser().exists() else None
+
+
 def resolve_board(
     target: str | None = None,
     host: str | None = None,
@@ -149,20 +147,19 @@ def resolve_board(
         raise EdgeTQSError(
             "no board given", "name one with --target NAME (see targets/) or --host user@ADDR[:PORT]"
         )
-    profile = _target_profile(target) if target else {}
-    ssh = profile.get("ssh", {})
-    user, address, port = parse_host(host) if host else (None, ssh.get("host", ""), None)
-    user = user or ssh.get("user") or getpass.getuser()
-    firmware_name = firmware or profile.get("firmware")
+    profile = planner_boards.load_target(target) if target else None
+    ssh = profile.ssh if profile and profile.ssh else None
+    user, address, port = parse_host(host) if host else (None, ssh.host if ssh else "", None)
+    firmware_name = firmware or (profile.firmware_name if profile else None)
     board = BoardConnection(
         name=target or address,
         host=address,
-        user=user,
-        port=port or int(ssh.get("port", 22)),
-        key_path=key or ssh.get("key_path") or ssh.get("key"),
-        known_hosts=known_hosts or ssh.get("known_hosts_path") or ssh.get("known_hosts") or "~/.ssh/known_hosts",
-        root=home_relative(root or ssh.get("root") or DEFAULT_ROOT),
-        firmware=load_firmware(firmware_name, arch=profile.get("arch", "")) if firmware_name else None,
+        user=user or (ssh.user if ssh else "") or getpass.getuser(),
+        port=port or (ssh.port if ssh else 22),
+        key_path=key or _existing_key(ssh.key_path if ssh else None),
+        known_hosts=known_hosts or (ssh.known_hosts_path if ssh else "~/.ssh/known_hosts"),
+        root=home_relative(root or (ssh.root if ssh else DEFAULT_ROOT)),
+        firmware=load_firmware(firmware_name, arch=profile.arch if profile else "") if firmware_name else None,
     )
     if jump:
         jump_user, jump_addr, jump_port = parse_host(jump)

@@ -42,20 +42,20 @@ def test_flash_fills_a_slot_points_current_at_it_and_is_idempotent(sshd_board, m
 
 
 def test_keeps_the_newest_versions_and_rolls_back(sshd_board, make_bundle):
-    bundles = [make_bundle(f"v{i}", seed=i) for i in range(4)]
+    bundles = [make_bundle(f"v{i}", seed=i) for i in range(3)]
     with Transport(sshd_board.connection()) as t:
         results = [flash(t, b, keep=2) for b in bundles]
-        assert read_state(t).slots == [results[2].slot, results[3].slot]
-        assert results[3].pruned == [results[1].slot]
-        assert rollback(t) == (results[3].slot, results[2].slot)
-        assert_current_is(sshd_board, bundles[2])
+        assert read_state(t).slots == [results[1].slot, results[2].slot]
+        assert results[2].pruned == [results[0].slot]
+        assert rollback(t) == (results[2].slot, results[1].slot)
+        assert_current_is(sshd_board, bundles[1])
         with pytest.raises(EdgeTQSError, match="oldest version"):
             rollback(t)
-        assert rollback(t, to=results[3].slot) == (results[2].slot, results[3].slot)
+        assert rollback(t, to=results[2].slot) == (results[1].slot, results[2].slot)
         with pytest.raises(EdgeTQSError, match="no version"):
             rollback(t, to="0001-000000000000")
         # keep=1 leaves only the new current.
-        newest = flash(t, make_bundle("v4", seed=4), keep=1)
+        newest = flash(t, make_bundle("v3", seed=3), keep=1)
         assert read_state(t).slots == [newest.slot]
 
 
