@@ -23,12 +23,17 @@ KEY="bookworm-py311-numpy${NUMPY_VERSION}-${RUNTIME_SPEC//==/}-v2"
 CACHE="${EDGETQS_CACHE:-$HOME/.cache/edgetqs}"
 ROOT="${1:-$CACHE/arm64-root-$KEY}"
 
+log() { echo "[make_arm64_board] $*" >&2; }
+
+mkdir -p "$CACHE"
+# One build at a time per cache: a second caller waits, then finds the root ready.
+exec 9>"$CACHE/arm64-build.lock"
+flock 9
+
 if [ -f "$ROOT/.edgetqs-board-ready" ]; then
   echo "$ROOT"
   exit 0
 fi
-
-log() { echo "[make_arm64_board] $*" >&2; }
 
 if ! command -v qemu-aarch64-static >/dev/null; then
   log "installing qemu-user-static"
