@@ -153,27 +153,57 @@ def build_problem(graph: TFLiteGraph, scores, scores_sha256: str, runtime: str, 
     kept_float = _keep_float_names(scores, keep_float or KeepFloat(), float_bytes)
     norm_cache: dict = {}
     units = []
-    for u in scores.units:
-        unit_tensors = [tensors[n] for n in u.weight_tensors]
-        gamma = _unit_gamma(u)
-        candidates = ["fp32"] if u.name in kept_float else [
+    for group in _share_groups(scores.units):
+        member_tensors = [[tensors[n] for n in u.weight_tensors] for u in group]
+        unit_tensors = list({t.name: t for ts in member_tensors for t in ts}.values())
+        dead = all(u.dead for u in group)
+        gamma = max(_unit_gamma(u) for u in group)
+        in_float = any(u.name in kept_float for u in group)
+        candidates = ["fp32"] if in_float else [
             name for name, fmt in FORMATS.items()
             if _bottom_ok(fmt, bottom_fmt) and _allowed(unit_tensors, fmt, runtime, mode, matrix)]
-        amplification = math.exp(min(gamma * horizon, MAX_EXPONENT)) if not u.dead else 0.0
+        amplification = [0.0 if u.dead else math.exp(min(_unit_gamma(u) * horizon, MAX_EXPONENT)) for u in group]
         options = []
         for name in candidates:
             fmt = FORMATS[name]
             file_b = sum(costs.tensor_bytes(t, fmt, mode) for t in unit_tensors)
             mem_b = file_b + sum(costs.dequantized_copy_bytes(t, fmt, mode) for t in unit_tensors)
-            norm = math.sqrt(sum(_residual_norm(graph, t, fmt, norm_cache) ** 2 for t in unit_tensors))
-            options.append((name, file_b, mem_b, amplification * norm))
-        if u.dead:  # its perturbation never reaches the output: the cheapest format
+            # members sharing a tensor each feel its residual with their own amplification
+            cost = sum(a * math.sqrt(sum(_residual_norm(graph, t, fmt, norm_cache) ** 2 for t in ts))
+                       for a, ts in zip(amplification, member_tensors))
+            options.append((name, file_b, mem_b, cost))
+        if dead:  # its perturbation never reaches the output: the cheapest format
             options = [min(options, key=lambda o: o[2])]
-        units.append(UnitOptions(u.name, list(u.weight_tensors), gamma, u.dead, *map(list, zip(*options))))
+        label = group[0].name if len(group) == 1 else f"{group[0].name} (+{len(group) - 1} sharing its weights)"
+        units.append(UnitOptions(label, [t.name for t in unit_tensors], gamma, dead, *map(list, zip(*options))))
     in_units = {n for u in scores.units for n in u.weight_tensors}
     outside = sum(costs.tensor_bytes(t, FORMATS["fp32"], mode) for n, t in tensors.items() if n not in in_units)
     fixed = costs.base_bytes(graph, tensors) + outside
     return Problem(graph, scores, scores_sha256, runtime, mode, units, fixed, costs.arena_bytes(graph))
+
+
+def _share_groups(units: list) -> list[list]:
+    """Score units grouped so that units sharing a weight tensor (tied or unrolled
+    weights, e.g. a GRU cell per step) are planned as one: a tensor has one format."""
+    parent = list(range(len(units)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[str, int] = {}
+    for i, u in enumerate(units):
+        for name in u.weight_tensors:
+            if name in owner:
+                parent[root(i)] = root(owner[name])
+            else:
+                owner[name] = i
+    groups: dict[int, list] = {}
+    for i, u in enumerate(units):
+        groups.setdefault(root(i), []).append(u)
+    return list(groups.values())
 
 
 def check_scores_match(graph: TFLiteGraph, scores) -> None:

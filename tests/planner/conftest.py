@@ -42,11 +42,20 @@ def _conv(tf, seed: int):
     return tf.keras.Model(inputs, out)
 
 
+def _tied(tf, seed: int):
+    """One Dense layer applied twice (as an unrolled RNN does): two ops read one weight tensor."""
+    tf.keras.utils.set_random_seed(seed)
+    inputs = tf.keras.Input((64,), batch_size=1)
+    shared = tf.keras.layers.Dense(64, activation="tanh", name="shared")
+    out = tf.keras.layers.Dense(8, name="head")(shared(shared(inputs)))
+    return tf.keras.Model(inputs, out)
+
+
 @pytest.fixture(scope="session")
 def models(tmp_path_factory) -> dict[str, Path]:
     """name -> float .tflite: an MLP whose fan-ins are multiples of 64 (blockwise applies),
-    an odd-sized MLP (blockwise does not), a conv model, and a 300 KiB MLP (AEQ's
-    external-buffer serialisation)."""
+    an odd-sized MLP (blockwise does not), a conv model, a 300 KiB MLP (AEQ's
+    external-buffer serialisation) and a model with one weight read by two ops."""
     import tensorflow as tf
 
     d = tmp_path_factory.mktemp("planner_models")
@@ -55,6 +64,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
         "mlp_odd": _convert(_mlp(tf, 7, 5, [48, 40], 1), d / "mlp_odd.tflite"),
         "conv": _convert(_conv(tf, 2), d / "conv.tflite"),
         "mlp_big": _convert(_mlp(tf, 16, 16, [256, 256], 3), d / "mlp_big.tflite"),
+        "tied": _convert(_tied(tf, 4), d / "tied.tflite"),
     }
 
 
