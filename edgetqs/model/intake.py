@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from edgetqs.model.layers import SourceNames, infer_rollout, layer_table
 from edgetqs.model.tflite_graph import TFLiteGraph
 
 # Bump when the canonical form changes, so old cache entries are rebuilt.
-INTAKE_VERSION = 2
+INTAKE_VERSION = 3
 # Max relative difference between the canonical model and its source on a random window.
 AGREEMENT_TOLERANCE = 1e-3
 SUPPORTED = ".keras, SavedModel directory, .onnx or float .tflite"
@@ -232,9 +233,11 @@ _KERNEL_NAMES = ("kernel", "embeddings", "depthwise_kernel")
 
 
 def _keras_source_names(model) -> SourceNames:
-    """Layer names, and each weight matrix's readable unit name by value fingerprint."""
+    """Layer names, and each weight matrix with a readable unit name ('block_1_fc1',
+    'block_1_attention/query'; a layer with several matrices names each: 'gru/kernel',
+    'gru/recurrent_kernel')."""
     layers = {layer.name for layer in model._flatten_layers(include_self=False, recursive=True)}
-    weights = []
+    paths = []
     for variable in model.weights:
         if len(variable.shape) < 2:
             continue  # biases and norms: they join their layer's main weight
@@ -242,9 +245,14 @@ def _keras_source_names(model) -> SourceNames:
         while len(parts) > 1 and parts[0] not in layers:
             parts = parts[1:]  # the model's own name scope
         parts = [p for p in parts if not p.endswith("_cell")]  # gru/gru_cell/kernel -> gru/kernel
-        if len(parts) > 1 and parts[-1] in _KERNEL_NAMES:
+        paths.append((parts, np.asarray(variable)))
+    matrices_per_layer = Counter("/".join(parts[:-1]) for parts, _ in paths)
+    weights = []
+    for parts, values in paths:
+        alone = matrices_per_layer["/".join(parts[:-1])] == 1
+        if alone and len(parts) > 1 and parts[-1] in _KERNEL_NAMES:
             parts = parts[:-1]
-        weights.append(("/".join(parts), np.asarray(variable)))
+        weights.append(("/".join(parts), values))
     return SourceNames(layers, weights)
 
 

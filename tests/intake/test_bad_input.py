@@ -120,3 +120,16 @@ def test_cli_bad_inputs_exit_nonzero_without_traceback(tmp_path, float_tflite_pa
         assert result.returncode != 0, args
         assert "Traceback" not in result.stderr
         assert "error:" in result.stderr and "fix:" in result.stderr
+
+
+def test_model_needing_select_tf_ops_names_the_op(tmp_path):
+    """Erf has no TFLite builtin (it would need the Flex delegate, which boards lack)."""
+    import keras
+
+    inputs = keras.Input((8, 2))
+    h = keras.layers.Dense(2)(keras.layers.Flatten()(inputs))
+    outputs = keras.layers.Lambda(lambda t: keras.ops.erf(t))(h)
+    keras.Model(inputs, outputs).export(str(tmp_path / "erf"), format="tf_saved_model", verbose=False)
+    with pytest.raises(EdgeTQSError, match="not TFLite builtins: Erf") as info:
+        load_model(tmp_path / "erf")
+    assert "builtin-only" in info.value.fix
