@@ -15,6 +15,8 @@ quantized by AEQ through the converter's recipe to compare sizes.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import platform
 import resource
@@ -124,7 +126,8 @@ def zoo(names: list[str]) -> None:
         size_errors = []
         for point in (front.points[0], front.points[front.knee], front.points[len(front.points) // 2]):
             recipe = build_recipe(model.graph, point.plan.to_dict(), "dynamic")
-            actual = len(quantizer.Quantizer(str(model.tflite_path), recipe).quantize().quantized_model)
+            with contextlib.redirect_stdout(io.StringIO()):  # AEQ prints a summary per run
+                actual = len(quantizer.Quantizer(str(model.tflite_path), recipe).quantize().quantized_model)
             size_errors.append(abs(point.plan.predicted["model_bytes"] - actual) / actual)
         ratio_text = f"{np.mean(ratios):.4f}, {np.max(ratios):.4f}" if ratios else "-"
         print(f"  {name:24s} {len(problem.units):5d} {model.graph.size_bytes:9d} {ratio_text:>26s} "

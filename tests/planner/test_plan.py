@@ -128,3 +128,27 @@ def test_parse_size(text, value):
 def test_parse_size_rejects(text):
     with pytest.raises(EdgeTQSError, match="384KiB"):
         parse_size(text)
+
+
+@pytest.mark.slow
+def test_zoo_model_with_real_scores_plans_within_one_percent(tmp_path):
+    """A zoo model scored by the real TQS engine, planned, quantized by AEQ: sizes agree."""
+    import contextlib
+    import io
+
+    from ai_edge_quantizer import quantizer
+
+    from edgetqs.converter.recipe import build_recipe
+    from edgetqs.model.intake import load_model
+    from edgetqs.tqs.score import ScoreSettings, score_model
+
+    model = load_model("zoo:mlp-sunspots")
+    scores = score_model(model.graph, model.card, ScoreSettings(horizon=10, windows=2), progress=False)
+    path = scores.save(tmp_path / "scores.json")
+    _, problem = make_plan(model.graph, path, load_target("rpi-zero2w"))
+    front = pareto_front(problem, budgets=6)
+    for point in front.points:
+        recipe = build_recipe(model.graph, point.plan.to_dict(), point.plan.mode)
+        with contextlib.redirect_stdout(io.StringIO()):
+            produced = quantizer.Quantizer(str(model.tflite_path), recipe).quantize().quantized_model
+        assert abs(len(produced) - point.plan.predicted["model_bytes"]) / len(produced) < 0.01
