@@ -19,7 +19,7 @@ from edgetqs.zoo.registry import ZooEntry
 BATCH_SIZE = 64
 LEARNING_RATE = 2e-3
 # Small input noise makes the one-step model forgiving of its own errors in a rollout.
-INPUT_NOISE = 0.01
+INPUT_NOISE = 0.03
 
 
 def _make_tensorflow_deterministic(seed: int) -> None:
