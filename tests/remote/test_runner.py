@@ -122,3 +122,12 @@ def test_throttled_bits_are_named():
     assert runner.decode_throttled("throttled=0x0") == []
     assert runner.decode_throttled("throttled=0x80008") == ["soft temperature limit", "soft temperature limit occurred"]
     assert runner.decode_throttled("error=1") is None and runner.decode_throttled(None) is None
+
+
+@pytest.mark.slow  # imports TensorFlow in the runner process
+def test_runner_uses_tensorflow_lite_where_that_is_the_runtime(bundle, tmp_path):
+    done = run_runner(bundle, tmp_path / "out", "--runtime", "tensorflow", "--contexts", "1", "--horizon", "3")
+    assert done.returncode == 0, done.stderr
+    results = RunOutput.load(tmp_path / "out").results
+    assert results["runtime"]["name"] == "tensorflow" and results["runtime"]["version"].startswith("2.")
+    assert results["probes"]["normalised"] < 0.03  # TF's own TFLite build: same ops, its own kernels
