@@ -11,6 +11,19 @@ from __future__ import annotations
 import numpy as np
 
 
+def _sample(step, state, steps: int, sample_every: int, burn_in: int, observe) -> np.ndarray:
+    """Integrate ``burn_in`` steps to reach the attractor, then record ``observe(state)``
+    every ``sample_every`` integration steps, ``steps`` times."""
+    for _ in range(burn_in):
+        state = step(state)
+    out = []
+    for _ in range(steps):
+        for _ in range(sample_every):
+            state = step(state)
+        out.append(observe(state))
+    return np.asarray(out)
+
+
 def lorenz96_tendency(x: np.ndarray, forcing: float) -> np.ndarray:
     """dx_i/dt = (x_{i+1} - x_{i-2}) x_{i-1} - x_i + F, cyclic in i."""
     return (np.roll(x, -1) - np.roll(x, 2)) * np.roll(x, 1) - x + forcing
@@ -33,14 +46,7 @@ def simulate_lorenz96(steps: int, seed: int = 0, variables: int = 40, forcing: f
         k4 = lorenz96_tendency(state + dt * k3, forcing)
         return state + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
 
-    for _ in range(burn_in):
-        x = rk4(x)
-    out = np.empty((steps, variables))
-    for i in range(steps):
-        for _ in range(sample_every):
-            x = rk4(x)
-        out[i] = x
-    return out
+    return _sample(rk4, x, steps, sample_every, burn_in, observe=lambda state: state)
 
 
 def _etdrk4_coefficients(linear: np.ndarray, h: float, contour_points: int = 16):
@@ -83,11 +89,4 @@ def simulate_ks(steps: int, seed: int = 0, grid_points: int = 64, length: float 
         nc = nonlinear(c)
         return e * v + nv * f1 + 2 * (na + nb) * f2 + nc * f3
 
-    for _ in range(burn_in):
-        v = step(v)
-    out = np.empty((steps, grid_points))
-    for i in range(steps):
-        for _ in range(sample_every):
-            v = step(v)
-        out[i] = np.fft.irfft(v, n=grid_points)
-    return out
+    return _sample(step, v, steps, sample_every, burn_in, observe=lambda spectrum: np.fft.irfft(spectrum, n=grid_points))
