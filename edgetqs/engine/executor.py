@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgetqs.engine.ops.shape_arith import static_shape
-from edgetqs.engine.registry import Node, Perturbation, UnsupportedOpError, lookup, reset_group_rows, set_group_rows
+from edgetqs.engine.registry import Node, Perturbation, UnsupportedOpError, lookup
 from edgetqs.engine.rollout import check_horizon, check_windows, roll_out
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.card import RolloutSpec
@@ -71,11 +71,7 @@ class Engine:
         def forward(x):
             return self._run(x, by_node).reshape(x.shape[0], patch, f)
 
-        token = set_group_rows(k)
-        try:
-            return roll_out(forward, windows, horizon, self.spec).reshape(len(deltas), k, -1, f)
-        finally:
-            reset_group_rows(token)
+        return roll_out(forward, windows, horizon, self.spec).reshape(len(deltas), k, -1, f)
 
     # -- execution ---------------------------------------------------------
     def _run(self, x: np.ndarray, perturbations: dict[int, list[Perturbation]]) -> np.ndarray:

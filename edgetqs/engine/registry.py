@@ -20,7 +20,6 @@ A new op is one new module in ``edgetqs/engine/ops`` that calls ``register``.
 
 from __future__ import annotations
 
-import contextvars
 from dataclasses import dataclass
 from typing import Callable
 
@@ -120,30 +119,3 @@ class UnsupportedOpError(EdgeTQSError):
             "or add a kernel module for the op in edgetqs/engine/ops/",
         )
 
-
-# Rows per probe group in the running batch. GEMM kernels multiply each group's
-# rows in a separate, equal-sized BLAS call: BLAS rounds a row differently
-# depending on where it sits in the matrix, and a group whose delta is zero
-# must reproduce the reference bit for bit (chaos would amplify one-ulp noise).
-_GROUP_ROWS: contextvars.ContextVar[int | None] = contextvars.ContextVar("group_rows", default=None)
-
-
-def group_rows(batch: int) -> int:
-    rows = _GROUP_ROWS.get()
-    return rows if rows and batch % rows == 0 else batch
-
-
-def set_group_rows(rows: int | None):
-    return _GROUP_ROWS.set(rows)
-
-
-def reset_group_rows(token) -> None:
-    _GROUP_ROWS.reset(token)
-
-
-def blocked_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a [B, ..., K] @ b [K, N] -> [B, ..., N], one BLAS GEMM per probe group's rows."""
-    batch, n_in = a.shape[0], a.shape[-1]
-    per_group = group_rows(batch)
-    stacked = np.ascontiguousarray(a, dtype=np.float32).reshape(batch // per_group, -1, n_in)
-    return np.matmul(stacked, b).reshape(*a.shape[:-1], b.shape[-1])

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from edgetqs.engine.ops.unary import apply_fused
-from edgetqs.engine.registry import blocked_matmul, register
+from edgetqs.engine import gemm
+from edgetqs.engine.registry import register
 
 SAME = 0
 CONV_WEIGHT, CONV_BIAS = 1, 2
@@ -58,8 +59,8 @@ def _finish(node, z, bias, perturbations, delta_term):
 
 
 def _gemm(cols, weight):
-    """[B, ..., K] x [O, K]^T as one BLAS GEMM per probe group (numpy would loop small ones over leading axes)."""
-    return blocked_matmul(cols, weight.T)
+    """[B, ..., K] x [O, K]^T as one GEMM over all rows (numpy would loop small ones over leading axes)."""
+    return gemm.matmul(cols, weight.T)
 
 
 @register("CONV_2D", perturbable=True)

@@ -3,7 +3,8 @@
 Both are linear in each operand, which is what makes probes cheap: the batch
 of all probe groups shares one GEMM ``x · W`` and each group that perturbs W
 adds ``x_rows · delta`` for its own rows only, before the bias and fused
-activation. GEMMs go to numpy's BLAS (multi-threaded sgemm).
+activation. FULLY_CONNECTED runs on the engine's row-exact GEMM (gemm.py);
+BATCH_MATMUL on numpy's matmul, which multiplies each trajectory's own slices.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import numpy as np
 
 from edgetqs.engine.ops.binary import align_ranks
 from edgetqs.engine.ops.unary import apply_fused
-from edgetqs.engine.registry import blocked_matmul, register
+from edgetqs.engine import gemm
+from edgetqs.engine.registry import register
 
 FC_INPUT, FC_WEIGHT, FC_BIAS = 0, 1, 2
 
@@ -23,12 +25,12 @@ def fully_connected(node, inputs, perturbations=()):
     bias = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
     batch, n_in = x.shape[0], weight.shape[1]
     rows = np.ascontiguousarray(x, dtype=np.float32).reshape(batch, -1, n_in)
-    z = blocked_matmul(rows, weight.T)
+    z = gemm.matmul(rows, weight.T)
     if bias is not None:
         z += bias.reshape(-1)
     for p in perturbations:
         if p.input_position == FC_WEIGHT:
-            z[p.rows] += rows[p.rows] @ p.delta.T
+            z[p.rows] += gemm.matmul(rows[p.rows], p.delta.T)
         elif p.input_position == FC_BIAS:
             z[p.rows] += p.delta.reshape(-1)
         else:
