@@ -140,7 +140,8 @@ def render_html(validation: Validation) -> str:
         f'<p class="verdict {verdict.lower()}">{verdict}</p>',
         f"<p>model sha256 <code>{html.escape(manifest['model']['sha256'])}</code>, "
         f"bundle created {html.escape(str(manifest.get('created')))}, "
-        f"{data['vs_float']['horizon']} steps from {len(validation.board.trajectories)} context windows.</p>",
+        f"{data['vs_float']['horizon']} steps from {len(validation.board.trajectories)} context windows; "
+        f"the host run differs from the bundle's host reference by at most {data['host_vs_bundle_reference']:.3g}.</p>",
         "<h2>Checks</h2>",
         _table([(c.name, "ok" if c.passed else "FAIL", c.detail) for c in validation.checks],
                ["check", "verdict", "detail"]),

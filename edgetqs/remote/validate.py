@@ -100,6 +100,9 @@ class Validation:
     vs_host: RolloutMetrics  # board vs host: does the runtime compute the same numbers?
     checks: list[Check] = field(default_factory=list)
     vs_truth: RolloutMetrics | None = None
+    # Largest |host run - bundle's reference_host|: 0 when this host reproduces the
+    # converter's rollouts; information about the host, not a verdict on the board.
+    host_vs_bundle_reference: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -131,6 +134,7 @@ class Validation:
             "host_vs_float": self.host_vs_float.summary(),
             "vs_host": self.vs_host.summary(),
             "vs_truth": self.vs_truth.summary() if self.vs_truth else None,
+            "host_vs_bundle_reference": self.host_vs_bundle_reference,
         }
 
 
@@ -269,6 +273,9 @@ def judge(bundle: Bundle, board: RunOutput, host: RunOutput, board_name: str = "
     )
     if "truth" in bundle.contexts:
         validation.vs_truth = rollout_metrics(board.trajectories, bundle.contexts["truth"][:k, :t], threshold=vpt)
+    with np.errstate(invalid="ignore"):
+        validation.host_vs_bundle_reference = float(np.nanmax(np.abs(
+            host.trajectories.astype(np.float64) - bundle.contexts["reference_host"][:k, :t])))
     validation.checks = [
         _check_model_identity(bundle, board),
         _check_probes(bundle, board, thresholds),

@@ -34,6 +34,7 @@ def test_honest_board_passes_and_the_verdict_is_saved(sshd_board, bundle, tmp_pa
     assert [e["event"] for e in events][:2] == ["runtime", "probes"] and events[-1]["event"] == "done"
     assert result.board.trajectories.shape == (CONTEXTS, HORIZON, 3)
     assert result.vs_host.rmse == 0.0  # the same runtime on the same CPU
+    assert result.host_vs_bundle_reference == 0.0  # and this host reproduces the bundle's references
     saved = json.loads((tmp_path / "v" / "validation.json").read_text())
     assert saved["passed"] is True and len(saved["checks"]) == 5
     assert saved["runtime"]["name"] == "ai_edge_litert" and saved["latency_ms"]["p99"] > 0
