@@ -324,13 +324,8 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    started = time.time()
-    manifest = json.load(open(os.path.join(args.bundle, "manifest.json")))
-    model_path = os.path.join(args.bundle, manifest["model"]["file"])
-    spec = manifest["rollout"]
-
+def open_model(args, model_path):
+    """Load the runtime and the model; announce which runtime and whether XNNPACK is on."""
     name, version, interpreter_class, resolver_type = load_runtime(args.runtime)
     load_start = time.perf_counter()
     interpreter = make_interpreter(interpreter_class, resolver_type, model_path, args.threads, not args.no_xnnpack)
@@ -338,24 +333,42 @@ def main(argv=None):
                "load_seconds": time.perf_counter() - load_start}
     runtime.update(delegate_facts(interpreter))
     emit("runtime", **runtime)
-    model = Model(interpreter)
+    return Model(interpreter), runtime
 
-    probes = load_npz(os.path.join(args.bundle, "probes.npz"))
-    probe_outputs = run_probes(model, probes["x"])
-    agreement = probe_agreement(probe_outputs, probes["y"])
-    emit("probes", **agreement)
 
-    ctx = load_npz(os.path.join(args.bundle, "contexts.npz"))
-    contexts = ctx["contexts"][: args.contexts]
-    horizon = int(ctx["horizon"]) if args.horizon is None else min(args.horizon, int(ctx["horizon"]))
-    thermal_before = thermal_facts()
+def run_rollouts(model, contexts, horizon, patch):
+    """Every context rolled out; one progress line per context. (trajectories [K,T,F], step seconds)"""
     trajectories, latencies = [], []
     for k, context in enumerate(contexts):
-        trajectory, step_seconds = rollout(model, context, horizon, int(spec.get("patch", 1)))
+        trajectory, step_seconds = rollout(model, context, horizon, patch)
         trajectories.append(trajectory)
         latencies.extend(step_seconds)
         emit("rollout", done=k + 1, of=len(contexts), steps=len(step_seconds),
              finite=bool(np.isfinite(trajectory).all()))
+    features = np.shape(contexts)[-1]
+    return np.asarray(trajectories, np.float32).reshape(len(contexts), horizon, features), latencies
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    started = time.time()
+    with open(os.path.join(args.bundle, "manifest.json")) as handle:
+        manifest = json.load(handle)
+    model_path = os.path.join(args.bundle, manifest["model"]["file"])
+    patch = int(manifest["rollout"].get("patch", 1))
+    model, runtime = open_model(args, model_path)
+
+    probes = load_npz(os.path.join(args.bundle, "probes.npz"))
+    probe_outputs = run_probes(model, probes["x"])  # also warms the interpreter up before timing
+    agreement = probe_agreement(probe_outputs, probes["y"])
+    emit("probes", **agreement)
+
+    bundle_contexts = load_npz(os.path.join(args.bundle, "contexts.npz"))
+    contexts = bundle_contexts["contexts"][: args.contexts]
+    horizon = int(bundle_contexts["horizon"])
+    horizon = horizon if args.horizon is None else min(args.horizon, horizon)
+    thermal_before = thermal_facts()
+    trajectories, latencies = run_rollouts(model, contexts, horizon, patch)
 
     results = {
         "format": RESULTS_FORMAT, "version": RESULTS_VERSION,
@@ -363,7 +376,7 @@ def main(argv=None):
         "model_sha256": sha256_file(model_path),
         "manifest_model_sha256": manifest["model"]["sha256"],
         "probes": agreement,
-        "rollouts": {"contexts": len(contexts), "horizon": horizon, "patch": int(spec.get("patch", 1))},
+        "rollouts": {"contexts": len(contexts), "horizon": horizon, "patch": patch},
         "latency_ms": percentiles_ms(latencies),
         "peak_memory_kib": peak_memory_kib(),
         "thermal": {"before": thermal_before, "after": thermal_facts()},
@@ -371,8 +384,8 @@ def main(argv=None):
     }
     os.makedirs(args.out, exist_ok=True)
     write_atomically(os.path.join(args.out, TRAJECTORIES_NPZ), lambda handle: np.savez(
-        handle, trajectories=np.asarray(trajectories, np.float32).reshape(len(contexts), horizon, -1),
-        probe_outputs=probe_outputs, latency_seconds=np.asarray(latencies, np.float64)))
+        handle, trajectories=trajectories, probe_outputs=probe_outputs,
+        latency_seconds=np.asarray(latencies, np.float64)))
     write_atomically(os.path.join(args.out, RESULTS_JSON),
                      lambda handle: handle.write(json.dumps(results, indent=2, default=_plain).encode()))
     emit("done", out=args.out, seconds=results["seconds"])
