@@ -85,21 +85,25 @@ def working_memory(engine: FakeQuantEngine) -> dict[str, int]:
     """Bytes each activation mode needs beyond the quantized model, for one sample.
 
     static: two float32 per site (its range; per channel when granularity is channel);
-    dynamic: the largest float32 output any site must buffer before its range is known;
-    probabilistic: the estimator's weight statistics (two float32 per output channel),
-    alpha/beta per site, and the running fan-in sums (three float32: E[S], E[S^2], E[Q])
-    per weighted layer.
+    dynamic: the same ranges plus the largest float32 output any site must buffer
+    whole before its range is known;
+    probabilistic: alpha/beta per site (in place of the ranges), the estimator's
+    weight statistics (two float32 per output channel of each weight tensor; an
+    unrolled RNN's shared weights count once), and the fan-in sums of the layer
+    being estimated (three float32: E[S], E[S^2], E[Q]).
     """
     per_channel = engine.config.granularity == "channel"
     shapes = {t.index: t.shape for t in engine.graph.tensors}
     site_shapes = [shapes[engine.graph.inputs[0] if s == INPUT_SITE else s] for s in engine.sites]
     range_floats = sum((shape[-1] if per_channel and shape else 1) for shape in site_shapes)
     largest = max(int(np.prod(shape)) for shape in site_shapes)
-    stats = sum(s.nbytes_float32 for s in engine.estimator.weight_stats.values())
+    estimator = engine.estimator
+    per_weight = {n.inputs[1]: estimator.weight_stats[n.index] for n in estimator.nodes if n.index in estimator.weight_stats}
+    stats = sum(s.nbytes_float32 for s in per_weight.values())
     return {
         "static": 4 * 2 * range_floats,
         "dynamic": 4 * largest + 4 * 2 * range_floats,
-        "probabilistic": stats + 4 * 2 * range_floats + 4 * 3 * len(engine.estimator.weight_stats),
+        "probabilistic": 4 * 2 * range_floats + stats + 4 * 3,
     }
 
 
