@@ -167,8 +167,9 @@ def run_tflite(tflite: bytes | Path, window: np.ndarray) -> np.ndarray:
     from ai_edge_litert.interpreter import Interpreter
 
     content = tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes()
-    interpreter = Interpreter(model_content=content, num_threads=1)
-    interpreter.allocate_tensors()
+    with quiet_stderr():  # LiteRT announces its XNNPACK delegate on fd 2
+        interpreter = Interpreter(model_content=content, num_threads=1)
+        interpreter.allocate_tensors()
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], np.asarray(window, np.float32))
     interpreter.invoke()
     return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
@@ -213,7 +214,7 @@ def _fixed_input_shape(shape, rollout: RolloutSpec | None, path: Path) -> list[i
 
 
 def _tflite_from_savedmodel_dir(saved_dir: Path, path: Path) -> bytes:
-    import tensorflow as tf
+    tf = import_tensorflow_quietly()
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_dir))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -257,8 +258,8 @@ def _keras_source_names(model) -> SourceNames:
 
 
 def _from_keras(path: Path, rollout: RolloutSpec | None):
+    tf = import_tensorflow_quietly()
     import keras
-    import tensorflow as tf
 
     try:
         model = keras.models.load_model(path, compile=False)
@@ -279,10 +280,11 @@ def _from_keras(path: Path, rollout: RolloutSpec | None):
 
 
 def _from_savedmodel(path: Path, rollout: RolloutSpec | None):
-    import tensorflow as tf
+    tf = import_tensorflow_quietly()
 
     try:
-        loaded = tf.saved_model.load(str(path))
+        with _quiet():
+            loaded = tf.saved_model.load(str(path))
         signature = loaded.signatures["serving_default"]
     except Exception as exc:
         raise EdgeTQSError(f"{path} is not a loadable SavedModel with a serving_default signature ({exc})",
@@ -303,7 +305,8 @@ def _from_savedmodel(path: Path, rollout: RolloutSpec | None):
     module.serve = tf.function(lambda x: signature(**{input_name: x})[output_name],
                                input_signature=[tf.TensorSpec(shape, tf.float32)])
     with tempfile.TemporaryDirectory() as tmp:
-        tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
+        with _quiet():
+            tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
         tflite = _tflite_from_savedmodel_dir(Path(tmp), path)
     return tflite, None, (window, expected)
 
@@ -327,6 +330,7 @@ def _onnx_input(path: Path):
 
 
 def _from_onnx(path: Path, rollout: RolloutSpec | None):
+    import_tensorflow_quietly()  # onnx2tf imports it
     import onnxruntime
 
     proto, input_name, dims = _onnx_input(path)
@@ -418,14 +422,44 @@ def _from_tflite(path: Path, rollout: RolloutSpec | None):
 
 
 @contextlib.contextmanager
+def quiet_stderr():
+    """TensorFlow and the converters print straight to file descriptor 2 (CUDA
+    probing, MLIR diagnostics we turn into EdgeTQSErrors anyway): keep that off
+    the user's terminal. Python exceptions still propagate."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow (and Keras) without their start-up chatter on stderr."""
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    with quiet_stderr():
+        import keras  # noqa: F401
+        import tensorflow
+    return tensorflow
+
+
+@contextlib.contextmanager
 def _quiet():
-    """TensorFlow and the converters print pages of logs on fd 1/2; keep the CLI readable."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    """Conversion without TensorFlow's logs, on the Python side and on fd 2."""
     import logging
 
     previous = logging.getLogger("tensorflow").level
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     try:
-        yield
+        with quiet_stderr():
+            yield
     finally:
         logging.getLogger("tensorflow").setLevel(previous)

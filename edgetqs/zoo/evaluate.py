@@ -21,8 +21,11 @@ def litert_rollout(tflite_path: str | Path, spec: RolloutSpec, contexts: np.ndar
     """Roll the model out from each context [K, window, F] for ``horizon`` steps -> [K, horizon, F]."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(tflite_path), num_threads=1)
-    interpreter.allocate_tensors()
+    from edgetqs.model.intake import quiet_stderr
+
+    with quiet_stderr():  # LiteRT announces its XNNPACK delegate on fd 2
+        interpreter = Interpreter(model_path=str(tflite_path), num_threads=1)
+        interpreter.allocate_tensors()
     input_index = interpreter.get_input_details()[0]["index"]
     output_index = interpreter.get_output_details()[0]["index"]
     results = np.empty((len(contexts), horizon, spec.features), np.float32)

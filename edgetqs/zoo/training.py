@@ -23,8 +23,10 @@ INPUT_NOISE = 0.03
 
 
 def _make_tensorflow_deterministic(seed: int) -> None:
+    from edgetqs.model.intake import import_tensorflow_quietly
+
+    tf = import_tensorflow_quietly()
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
