@@ -14,6 +14,7 @@ from forecast_bundle import build_forecaster, tamper_output_bias, write_forecast
 from edgetqs.cli.app import main
 
 pytestmark = pytest.mark.slow
+SHORT = ["--contexts", "2", "--horizon", "4"]  # the verdict, not the statistics, is under test
 
 
 def board_args(board, firmware: Path) -> list[str]:
@@ -38,13 +39,13 @@ def test_provision_flash_validate_through_the_cli(sshd_board, tmp_path, capsys):
 
     assert main(["flash", str(bundle), *args]) == 0
     assert "FAILED" not in capsys.readouterr().out
-    assert main(["validate", str(bundle), *args, "--out", str(tmp_path / "v"), "--json"]) == 0
+    assert main(["validate", str(bundle), *args, "--out", str(tmp_path / "v"), "--json", *SHORT]) == 0
     verdict = json.loads(capsys.readouterr().out)[0]
     assert verdict["ok"] and "PASS" in verdict["detail"]
     report = tmp_path / "v" / "127.0.0.1" / "report.html"  # an ad hoc board is named by its address
     assert report.exists() and json.loads((report.parent / "validation.json").read_text())["passed"]
 
     tamper_output_bias(sshd_board.root / "current" / "model.tflite", files)
-    assert main(["validate", str(bundle), *args, "--out", str(tmp_path / "v2"), "--json"]) == 1
+    assert main(["validate", str(bundle), *args, "--out", str(tmp_path / "v2"), "--json", *SHORT]) == 1
     failed = json.loads(capsys.readouterr().out)[0]
     assert not failed["ok"] and "computes different numbers than the host" in failed["detail"]
