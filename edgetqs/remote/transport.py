@@ -154,6 +154,9 @@ class Transport:
             try:
                 self._connect_once()
                 return
+            except EdgeTQSError:
+                self.close()  # refused keys etc.: no retry, but no half-open connection either
+                raise
             except TRANSPORT_FAULTS as exc:
                 self.close()
                 if attempt == self.board.retries:
@@ -194,16 +197,16 @@ class Transport:
             )
         except paramiko.BadHostKeyException as exc:
             raise self._mismatch(exc, known_hosts) from exc
+        except paramiko.ssh_exception.PasswordRequiredException as exc:  # before its base class below
+            raise AuthRefused(
+                f"the key {key} is encrypted", "load it into ssh-agent (ssh-add KEY) and drop --key"
+            ) from exc
         except paramiko.AuthenticationException as exc:
             raise AuthRefused(
                 f"{board.name} ({board.address}) refused the key {key or '(agent/default keys)'}: {exc}",
                 f"add the public key to ~{board.user}/.ssh/authorized_keys on the board "
                 f"(ssh-copy-id -i {key or '~/.ssh/id_ed25519'} -p {board.port} {board.user}@{board.host}), "
                 "or give the right one with --key FILE",
-            ) from exc
-        except paramiko.ssh_exception.PasswordRequiredException as exc:
-            raise AuthRefused(
-                f"the key {key} is encrypted", "load it into ssh-agent (ssh-add KEY) and drop --key"
             ) from exc
 
     def _mismatch(self, exc: paramiko.BadHostKeyException, known_hosts: str) -> HostKeyMismatch:
