@@ -12,7 +12,9 @@ dir, so a test can look at what landed "on the board" directly on disk.
         sshd_board.kill()                        # the server and every session dies now
         sshd_board.start()                       # up again, same port and host key
 
-Set EDGETQS_SSHD_LOG=1 to keep sshd's log next to the test's tmp dir.
+Also: ``sshd_board_factory(name)`` for more boards (fleets), ``make_bundle(name,
+seed=, size=)`` for a real bundle directory, ``fake_runtime_wheel`` for a pip
+install with no network. Set EDGETQS_SSHD_LOG=1 to print sshd's log at teardown.
 """
 
 from __future__ import annotations

@@ -139,3 +139,13 @@ def test_key_from_ssh_agent_when_no_key_file_is_given(sshd_board, tmp_path, monk
     finally:
         agent.kill()
         agent.wait()
+
+
+def test_encrypted_key_without_agent_says_to_use_the_agent(sshd_board, tmp_path):
+    import subprocess
+
+    key = tmp_path / "locked_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret", "-f", str(key)], check=True)
+    with pytest.raises(AuthRefused, match="encrypted") as info:
+        Transport(sshd_board.connection(key_path=str(key))).connect()
+    assert "ssh-add" in info.value.fix  # never a password prompt, never a stored passphrase
