@@ -48,12 +48,14 @@ class Verification:
     predicted_bytes: int | None = None
     simulation_rel_error: float = 0.0
     tolerance: float = 0.0
+    stayed_float: list[str] = field(default_factory=list)  # planned below fp32, FLOAT32 in the file (lint says why)
     outputs: np.ndarray | None = None  # exported model's outputs on the probes
     simulated: np.ndarray | None = None
 
     def summary(self) -> dict:
         return {"tensors": self.tensors, "size_bytes": self.size_bytes, "predicted_bytes": self.predicted_bytes,
-                "simulation_rel_error": self.simulation_rel_error, "tolerance": self.tolerance}
+                "simulation_rel_error": self.simulation_rel_error, "tolerance": self.tolerance,
+                "stayed_float": self.stayed_float}
 
 
 def expected_type(fmt: str) -> str:
@@ -72,6 +74,7 @@ def verify_export(float_graph: TFLiteGraph, exported: bytes, targets: list[OpTar
         result.tensors[name] = described
         if problem:
             problems.append(problem)
+    result.stayed_float = stayed_float(graph, plan)
     predicted = (plan.get("predicted") or {}).get("model_bytes")
     if predicted:
         result.predicted_bytes = int(predicted)
@@ -114,6 +117,12 @@ def check_tensor(graph: TFLiteGraph, name: str, fmt: str) -> tuple[str | None, s
     if spec.granularity == "channel" and (q.block_size or len(q.scales) != tensor.shape[q.axis]):
         return f"tensor '{name}' is {described}, planned one scale per output channel", described
     return None, described
+
+
+def stayed_float(graph: TFLiteGraph, plan: dict) -> list[str]:
+    """Planned tensors (any unit, below fp32) that are still FLOAT32 constants in the exported file."""
+    planned = {n for a in plan["assignments"] if a["format"] != "fp32" for n in a["weight_tensors"]}
+    return sorted(n for n in planned if (t := constant_named(graph, n)) is not None and t.type_name == "FLOAT32")
 
 
 def constant_named(graph: TFLiteGraph, name: str) -> Tensor | None:

@@ -101,4 +101,8 @@ def test_float_tflite_stand_ins_by_path(canonical_stand_in, tmp_path, kind):
     types = exported_types(result.out, result.verification.tensors)
     assert set(types.values()) == {"INT8"}
     if kind == "conv1d":  # the conv bias is planned int8 but LiteRT keeps biases float: reported, not hidden
-        assert any("stays float" in f.message and "bias" in f.message for f in result.findings)
+        bias = canonical.card.layers[0].weight_tensors[1]
+        assert any(f.tensor == bias and "stays float" in f.message and "bias" in f.message for f in result.findings)
+        assert result.verification.stayed_float == [bias]
+    else:
+        assert result.verification.stayed_float == []
