@@ -54,6 +54,8 @@ def boards_from_args(args: argparse.Namespace) -> list[BoardConnection]:
 
 
 def finish(args, outcomes, title: str) -> int:
+    if len(outcomes) == 1 and outcomes[0].error and not args.json:
+        raise outcomes[0].error  # one board: the plain error message reads better than a table
     if args.json:
         print_json([outcome.to_json() for outcome in outcomes])
     else:
@@ -99,8 +101,10 @@ def checks_table(report):
 # -- flash / rollback ---------------------------------------------------------
 
 def cmd_flash(args) -> int:
+    from edgetqs.bundle import load_bundle
     from edgetqs.remote.flash import flash
 
+    load_bundle(args.bundle)  # a bad bundle is one error, not one per board
     boards = boards_from_args(args)
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
     with Progress(*columns, console=console, disable=args.json, transient=True) as progress:
@@ -149,6 +153,10 @@ def cmd_validate(args) -> int:
         return False, "FAIL — " + "; ".join(check.detail for check in verdict.failures)
 
     outcomes = run_fleet(boards_from_args(args), action, describe)
+    if not args.json:
+        for outcome in outcomes:
+            if outcome.result is not None:
+                console.print(outcome.result.message(), highlight=False)
     return finish(args, outcomes, "validate")
 
 

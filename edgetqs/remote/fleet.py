@@ -41,6 +41,7 @@ class BoardOutcome:
     detail: str  # the action's summary, or the error (problem + fix)
     seconds: float
     result: Any = None
+    error: EdgeTQSError | None = None  # the expected error that failed this board
 
     def to_json(self) -> dict:
         result = self.result.to_json() if hasattr(self.result, "to_json") else self.result
@@ -97,16 +98,16 @@ def run_fleet(
     lock = threading.Lock()
 
     def one(board: BoardConnection) -> BoardOutcome:
-        started = time.monotonic()
+        started, error = time.monotonic(), None
         try:
             with Transport(board) as transport:
                 result = action(transport)
             ok, detail = describe(result)
         except EdgeTQSError as exc:
-            result, ok, detail = None, False, f"{exc.problem}" + (f" — fix: {exc.fix}" if exc.fix else "")
+            result, ok, detail, error = None, False, exc.problem + (f" — fix: {exc.fix}" if exc.fix else ""), exc
         except Exception as exc:  # a bug on one board must not hide the others' results
             result, ok, detail = None, False, f"unexpected {type(exc).__name__}: {exc}"
-        outcome = BoardOutcome(board.name, board.address, ok, detail, time.monotonic() - started, result)
+        outcome = BoardOutcome(board.name, board.address, ok, detail, time.monotonic() - started, result, error)
         if on_done:
             with lock:
                 on_done(outcome)

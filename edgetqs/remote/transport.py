@@ -83,6 +83,7 @@ class CommandResult(NamedTuple):
 # Faults of the connection itself, worth a retry; anything else is not.
 TRANSPORT_FAULTS = (
     ConnectionError,  # refused, reset, aborted
+    socket.gaierror,  # name lookup: mDNS names (rpi4.local) come and go
     socket.timeout,
     TimeoutError,
     EOFError,
