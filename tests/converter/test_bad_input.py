@@ -90,3 +90,10 @@ def test_cli_converts_and_reports_errors_without_traceback(mlp, tmp_path, capsys
     err = capsys.readouterr().err
     assert code == 2 and "not an edgetqs plan" in err and "Traceback" not in err
     assert not (tmp_path / "other").exists()
+
+
+def test_target_whose_runtime_computes_a_format_wrong(mlp, tmp_path):
+    """jetson-nano runs tflite-runtime 2.14.0, which the capability matrix caught computing dynamic int8 FC wrong."""
+    with pytest.raises(EdgeTQSError, match="tflite-runtime==2.14.0 does not execute int8 FULLY_CONNECTED correctly"):
+        convert(mlp, make_plan(mlp, ["int8"]), tmp_path / "out", target="jetson-nano")
+    assert_nothing_written(tmp_path)

@@ -106,3 +106,17 @@ def test_float_tflite_stand_ins_by_path(canonical_stand_in, tmp_path, kind):
         assert result.verification.stayed_float == [bias]
     else:
         assert result.verification.stayed_float == []
+
+
+def test_runtime_requirement_follows_the_capability_matrix(canonical_stand_in, tmp_path):
+    """The manifest lists exactly the runtimes the matrix says execute every quantized op of the model."""
+    from edgetqs.planner.conformance import CapabilityMatrix
+
+    matrix = CapabilityMatrix.load()
+    canonical = canonical_stand_in("mlp")
+    for formats in (["int4"], ["int8"]):
+        convert(canonical, make_plan(canonical, formats), tmp_path / formats[0], horizon=4, windows=2)
+        runtime = load_bundle(tmp_path / formats[0]).runtime
+        expected = [spec for spec in matrix.runtimes if matrix.supports(spec, "FULLY_CONNECTED", "dynamic", formats[0])]
+        assert runtime["runtimes"] == expected
+        assert runtime["needs"] == [{"op": "FULLY_CONNECTED", "format": formats[0]}]
