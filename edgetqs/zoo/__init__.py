@@ -73,7 +73,8 @@ def _train_and_intake(item: ZooEntry, directory: Path):
     from edgetqs.zoo.training import train_keras, train_torch_onnx
 
     data = system_data(item.system, item.seed)
-    spec = RolloutSpec(window=item.window, features=data.features, patch=1,
+    spec = RolloutSpec(window=item.window, features=data.features, patch=item.patch,
+                       output_rank=2 if item.patch == 1 else 3,
                        norm_mean=[float(v) for v in data.mean], norm_std=[float(v) for v in data.std])
     with tempfile.TemporaryDirectory(dir=directory.parent) as tmp:
         source = Path(tmp) / f"{item.name}.{item.source_format}"

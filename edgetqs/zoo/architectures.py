@@ -1,6 +1,7 @@
 """Keras builders for the zoo's forecasters. Each maps a window [batch, W, F]
-to the next state [batch, F] and adds the last state back (it learns the
-increment), which makes short training give stable rollouts.
+to the next state [batch, F] (or, with ``patch`` > 1, the next states
+[batch, patch, F]) and adds the last state back (it learns the increment),
+which makes short training give stable rollouts.
 
 Layer names carry the block structure (input_proj, block_1_..., output_proj):
 the model card's block detection reads them.
@@ -15,17 +16,24 @@ def _last_state(keras, inputs, window: int, features: int):
     return keras.layers.Reshape((features,), name="last_state")(cropped)
 
 
-def _finish(keras, inputs, features_out, window: int, features: int, name: str, increment_scale: float = 1.0):
-    update = keras.layers.Dense(features, name="output_proj")(features_out)
+def _finish(keras, inputs, features_out, window: int, features: int, name: str, increment_scale: float = 1.0,
+            patch: int = 1):
+    update = keras.layers.Dense(features * patch, name="output_proj")(features_out)
     if increment_scale != 1.0:
         # One step changes the state by far less than its spread: scaling the
         # learned increment to unit size lets Adam train the output layer well.
         update = keras.layers.Rescaling(increment_scale, name="increment_scale")(update)
-    outputs = keras.layers.Add(name="next_state")([_last_state(keras, inputs, window, features), update])
+    if patch == 1:
+        last = _last_state(keras, inputs, window, features)
+    else:  # [batch, patch, F] increments, each from the last state (ADD broadcasts [batch, 1, F])
+        update = keras.layers.Reshape((patch, features), name="patch")(update)
+        last = keras.layers.Cropping1D((window - 1, 0), name="last_state_crop")(inputs)
+    outputs = keras.layers.Add(name="next_state")([last, update])
     return keras.Model(inputs, outputs, name=name)
 
 
-def residual_mlp(window: int, features: int, width: int = 128, blocks: int = 2, increment_scale: float = 1.0, name: str = "mlp"):
+def residual_mlp(window: int, features: int, width: int = 128, blocks: int = 2, increment_scale: float = 1.0,
+                 name: str = "mlp", patch: int = 1):
     import keras
 
     inputs = keras.Input((window, features), name="window")
@@ -36,7 +44,7 @@ def residual_mlp(window: int, features: int, width: int = 128, blocks: int = 2, 
         a = keras.layers.Dense(width, name=f"block_{b}_fc2")(a)
         h = keras.layers.Add(name=f"block_{b}_add")([h, a])
         h = keras.layers.Activation("relu", name=f"block_{b}_relu")(h)
-    return _finish(keras, inputs, h, window, features, name, increment_scale)
+    return _finish(keras, inputs, h, window, features, name, increment_scale, patch)
 
 
 def gru(window: int, features: int, units: int = 64, increment_scale: float = 1.0, name: str = "gru"):

@@ -14,6 +14,7 @@ class ZooEntry:
     arch: str  # mlp | gru | transformer | tcn
     system: str  # lorenz96 | ks | sunspots | co2
     window: int
+    patch: int = 1  # output steps per model call (> 1: [batch, patch, features] output)
     source_format: str = "keras"  # keras | onnx (trained in torch, exported by torch.onnx)
     arch_options: dict = field(default_factory=dict, hash=False)
     epochs: int = 8
@@ -33,6 +34,8 @@ ENTRIES = [
     ZooEntry("gru-ks", "gru", "ks", 4, arch_options={"units": 64}, epochs=3, horizon=100),
     ZooEntry("transformer-ks", "transformer", "ks", 4, arch_options={"dim": 32, "heads": 2}, epochs=3, horizon=100),
     ZooEntry("tcn-ks", "tcn", "ks", 4, arch_options={"channels": 32, "dilations": (1, 2)}, epochs=3, horizon=100),
+    ZooEntry("mlp-lorenz96-patch4", "mlp", "lorenz96", 8, patch=4, arch_options={"width": 128, "blocks": 2}, epochs=4,
+             horizon=100, description="emits 4 steps per call: exercises patch feedback"),
     ZooEntry("mlp-sunspots", "mlp", "sunspots", 12, arch_options={"width": 32, "blocks": 1}, epochs=40, horizon=30),
     ZooEntry("gru-sunspots", "gru", "sunspots", 12, arch_options={"units": 16}, epochs=40, horizon=30),
     ZooEntry("tcn-sunspots", "tcn", "sunspots", 12, arch_options={"channels": 16, "dilations": (1, 2, 4)}, epochs=40, horizon=30),

@@ -44,18 +44,23 @@ PERIODIC_SYSTEMS = {"lorenz96", "ks"}
 
 
 def _cyclic_shift_copies(x: np.ndarray, y: np.ndarray, copies: int, rng: np.random.Generator):
-    shifts = rng.integers(0, x.shape[2], size=len(x) * copies)
-    columns = (np.arange(x.shape[2])[None, :] + shifts[:, None]) % x.shape[2]
+    shifts = rng.integers(0, x.shape[-1], size=len(x) * copies)
     x_all, y_all = np.concatenate([x] * copies), np.concatenate([y] * copies)
-    x_all = np.take_along_axis(x_all, np.repeat(columns[:, None, :], x.shape[1], axis=1), axis=2)
-    y_all = np.take_along_axis(y_all, columns, axis=1)
-    return np.concatenate([x, x_all]), np.concatenate([y, y_all])
+    return np.concatenate([x, _roll_features(x_all, shifts)]), np.concatenate([y, _roll_features(y_all, shifts)])
+
+
+def _roll_features(values: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Roll the last (feature) axis of each sample by its own shift."""
+    columns = (np.arange(values.shape[-1]) + shifts[:, None]) % values.shape[-1]
+    columns = columns.reshape((len(values),) + (1,) * (values.ndim - 2) + (values.shape[-1],))
+    return np.take_along_axis(values, np.broadcast_to(columns, values.shape), axis=-1)
 
 
 def _pairs(entry: ZooEntry):
+    """Training windows x [N, W, F] and targets y [N, F] (patch 1) or [N, patch, F]."""
     data = system_data(entry.system, entry.seed)
-    x, y = training_pairs(data.train, entry.window)
-    y = y[:, 0, :]
+    x, y = training_pairs(data.train, entry.window, entry.patch)
+    y = y[:, 0, :] if entry.patch == 1 else y
     rng = np.random.default_rng(entry.seed)
     if entry.system in PERIODIC_SYSTEMS and entry.shift_copies:
         x, y = _cyclic_shift_copies(x, y, entry.shift_copies, rng)
@@ -65,7 +70,8 @@ def _pairs(entry: ZooEntry):
 
 def increment_scale(x: np.ndarray, y: np.ndarray) -> float:
     """The typical size of one step's change, x[:, -1] -> y (normalised units)."""
-    return float(np.std(y - x[:, -1]))
+    last = x[:, -1] if y.ndim == 2 else x[:, -1:]
+    return float(np.std(y - last))
 
 
 def train_keras(entry: ZooEntry, out_path: Path) -> float:
@@ -75,8 +81,9 @@ def train_keras(entry: ZooEntry, out_path: Path) -> float:
     _make_tensorflow_deterministic(entry.seed)
     x, y = _pairs(entry)
     features = x.shape[2]
+    patch = {"patch": entry.patch} if entry.patch > 1 else {}
     model = BUILDERS[entry.arch](entry.window, features, name=entry.name.replace("-", "_"),
-                                 increment_scale=increment_scale(x, y), **entry.arch_options)
+                                 increment_scale=increment_scale(x, y), **patch, **entry.arch_options)
     model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="mse")
     start = time.perf_counter()
     model.fit(x, y, batch_size=BATCH_SIZE, epochs=entry.epochs, shuffle=True, verbose=0)
