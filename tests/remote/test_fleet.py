@@ -89,3 +89,20 @@ def test_cli_flash_rollback_and_fleet_exit_codes(sshd_board_factory, make_bundle
     assert main(["flash", str(second), "--fleet", str(group), "--retries", "0", "--json"]) == 1
     outcomes = json.loads(capsys.readouterr().out)
     assert [(o["board"], o["ok"]) for o in outcomes] == [("cli", True), ("gone", False)]
+
+
+def test_boards_are_worked_on_at_the_same_time(sshd_board_factory):
+    import threading
+
+    boards = [replace(sshd_board_factory(f"c{i}").connection(), name=f"c{i}") for i in range(3)]
+    # Each board's action waits until all three are inside it: sequential work would time out.
+    everyone_in = threading.Barrier(len(boards), timeout=60)
+
+    def action(t):
+        t.run("true")
+        everyone_in.wait()
+        return threading.current_thread().name
+
+    outcomes = run_fleet(boards, action, lambda name: (True, name))
+    assert all(o.ok for o in outcomes), [o.detail for o in outcomes]
+    assert len({o.detail for o in outcomes}) == 3  # three worker threads

@@ -149,3 +149,29 @@ def test_encrypted_key_without_agent_says_to_use_the_agent(sshd_board, tmp_path)
     with pytest.raises(AuthRefused, match="encrypted") as info:
         Transport(sshd_board.connection(key_path=str(key))).connect()
     assert "ssh-add" in info.value.fix  # never a password prompt, never a stored passphrase
+
+
+def test_connection_dropped_mid_command_reconnects_and_reruns_it(sshd_board):
+    marker = sshd_board.root / "attempts"
+    restarted = []
+
+    def drop_the_link_once(line):
+        if line == "started" and not restarted:
+            restarted.append(True)
+            sshd_board.kill()  # every session dies: a transport fault, not the command's failure
+            sshd_board.start()
+
+    with Transport(sshd_board.connection()) as t:
+        result = t.run(f"echo x >> {marker}; echo started; sleep 1; echo finished", timeout=20,
+                       on_line=drop_the_link_once)
+    assert result.exit == 0 and result.stdout.endswith("finished\n")
+    assert marker.read_text().count("x") >= 2  # ran again after reconnecting
+
+
+def test_no_retry_when_asked_not_to(sshd_board):
+    def drop(line):
+        sshd_board.kill()
+
+    with Transport(sshd_board.connection()) as t:
+        with pytest.raises(HostUnreachable, match="lost the connection"):
+            t.run("echo started; sleep 5", timeout=20, on_line=drop, retry=False)
