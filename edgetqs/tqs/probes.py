@@ -21,6 +21,8 @@ PROBE_CHOICES = ("quant", "gauss", "both")
 # A perturbed trajectory that overflows still diverged: its distance is pinned
 # to the largest float32 instead of poisoning the mean with inf/NaN.
 DIVERGED_DISTANCE = float(np.finfo(np.float32).max)
+# Residuals this small relative to the weights are float32 round-off of an exact grid.
+ROUNDOFF_RELATIVE = 1e-6
 # log() of an exactly-zero distance (a unit that never reaches the output).
 ZERO_DISTANCE = 1e-30
 
@@ -34,7 +36,7 @@ def unit_delta(unit: Unit, weights: dict[str, np.ndarray], probe: str, bits: int
     fmt = probe_format(bits)
     delta = {}
     for name in unit.weight_tensors:
-        quant_residual = residual(weights[name], fmt, unit.channel_axes.get(name, 0))
+        quant_residual = _snap_roundoff(residual(weights[name], fmt, unit.channel_axes.get(name, 0)), weights[name])
         if probe == "quant":
             delta[name] = quant_residual
         else:
@@ -42,6 +44,20 @@ def unit_delta(unit: Unit, weights: dict[str, np.ndarray], probe: str, bits: int
             rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
             delta[name] = (rms * rng.standard_normal(quant_residual.shape)).astype(np.float32)
     return delta
+
+
+def _snap_roundoff(quant_residual: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """A residual at float32 round-off is an exact quantization: make it exactly zero.
+
+    A tensor with one weight per output channel (a 1-feature input projection,
+    a 1x1 conv on one channel) sits on the per-channel grid by construction;
+    its residual is a few ulps of ``q * scale`` vs ``w``, and scoring that
+    noise would rank it at random. Zeroed, the unit scores the floor and is dead:
+    quantizing it at the probe format costs nothing.
+    """
+    if np.linalg.norm(quant_residual) <= ROUNDOFF_RELATIVE * np.linalg.norm(weights):
+        return np.zeros_like(quant_residual)
+    return quant_residual
 
 
 def delta_norm(delta: dict[str, np.ndarray]) -> float:
