@@ -21,13 +21,22 @@ def print_card(card: ModelCard) -> None:
     console.print(f"rollout: window={spec.window} features={spec.features} patch={spec.patch} "
                   f"feedback={spec.feedback}  input [1, {spec.window}, {spec.features}] -> output {output}"
                   + ("  (normalised inputs)" if spec.norm_mean else ""))
-    table = Table(title=f"{len(card.layers)} weighted layers, {card.total_params:,} parameters")
-    for column in ("#", "layer", "block", "op", "weight tensors (main first)", "shapes", "params", "float bytes"):
-        table.add_column(column, justify="right" if column in ("#", "params", "float bytes") else "left")
+    total_bytes = sum(layer.float_bytes for layer in card.layers)
+    table = Table(title=f"{len(card.layers)} weighted layers, {card.total_params:,} parameters, "
+                        f"{total_bytes:,} float bytes")
+    # Tensor names are long; a narrow terminal gets the table without them (--json has everything).
+    show_tensors = console.width >= 120
+    columns = ["#", "layer", "block", "op"] + (["weight tensors (main first)"] if show_tensors else []) + ["shape", "params"]
+    for column in columns:
+        table.add_column(column, justify="right" if column in ("#", "params") else "left",
+                         overflow="fold" if column.startswith("weight") else "ellipsis", no_wrap=column != columns[4])
     for i, layer in enumerate(card.layers):
-        table.add_row(str(i), layer.name, layer.block, layer.op_type, "\n".join(layer.weight_tensors),
-                      "\n".join(str(s) for s in layer.shapes), f"{layer.params:,}", f"{layer.float_bytes:,}")
+        tensors = ["\n".join(layer.weight_tensors)] if show_tensors else []
+        table.add_row(str(i), layer.name, layer.block, layer.op_type, *tensors,
+                      "\n".join("x".join(map(str, s)) for s in layer.shapes), f"{layer.params:,}")
     console.print(table)
+    if not show_tensors:
+        console.print("weight tensor names: widen the terminal (>= 120 columns) or use --json")
     quality = card.extra.get("float_quality")
     if quality:
         console.print(f"float rollout vs truth ({card.extra.get('system')}): " +

@@ -34,7 +34,7 @@ from edgetqs.model.layers import SourceNames, infer_rollout, layer_table
 from edgetqs.model.tflite_graph import TFLiteGraph
 
 # Bump when the canonical form changes, so old cache entries are rebuilt.
-INTAKE_VERSION = 3
+INTAKE_VERSION = 4
 # Max relative difference between the canonical model and its source on a random window.
 AGREEMENT_TOLERANCE = 1e-3
 SUPPORTED = ".keras, SavedModel directory, .onnx or float .tflite"
@@ -247,7 +247,7 @@ def _keras_source_names(model) -> SourceNames:
             parts = parts[1:]  # the model's own name scope
         parts = [p for p in parts if not p.endswith("_cell")]  # gru/gru_cell/kernel -> gru/kernel
         paths.append((parts, np.asarray(variable)))
-    matrices_per_layer = Counter("/".join(parts[:-1]) for parts, _ in paths)
+    matrices_per_layer = Counter("/".join(parts[:-1]) for parts, _ in paths if "bias" not in parts[-1])
     weights = []
     for parts, values in paths:
         alone = matrices_per_layer["/".join(parts[:-1])] == 1
