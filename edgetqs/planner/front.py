@@ -53,9 +53,11 @@ class Front:
 
 def pareto_front(problem: Problem, budgets: int = 20, allocator: str = "mckp",
                  board_budget: int | None = None) -> Front:
-    """Plans at ``budgets`` memory sizes evenly spaced from the smallest to the largest reachable."""
+    """Plans at ``budgets`` memory sizes evenly spaced from the smallest to the largest reachable,
+    plus the sizes of the uniform plans (all int8, all int4, ...) so the front shows what mixing buys there."""
     low, high = problem.smallest_memory(), problem.largest_memory()
-    sizes = sorted({int(b) for b in np.linspace(low, high, budgets)})
+    uniform = [size for size, _ in uniform_costs(problem).values() if low <= size <= high]
+    sizes = sorted({int(b) for b in np.linspace(low, high, budgets)} | set(uniform))
     points = []
     for size, plan in zip(sizes, solve_many(problem, sizes, allocator)):
         if points and plan.predicted["memory_bytes"] == points[-1].memory_bytes:
@@ -88,7 +90,8 @@ def plot_front(front: Front, problem: Problem, path: str | Path, title: str = ""
     # error 0 (all float) has no place on a log axis: it is named in the legend instead
     shown = [p for p in front.points if p.total_cost > 0]
     exact = [p for p in front.points if p.total_cost <= 0]
-    ax.plot([p.memory_bytes / 1024 for p in shown], [p.total_cost for p in shown], "o-",
+    # a staircase: the best error within a budget holds until the next plan fits
+    ax.plot([p.memory_bytes / 1024 for p in shown], [p.total_cost for p in shown], "o-", drawstyle="steps-post",
             label="TQS plans (exact MCKP)", color="C0")
     if exact:
         ax.plot([], [], " ", label=f"error 0 (all float) from {format_size(exact[0].memory_bytes)}")
