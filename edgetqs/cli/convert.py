@@ -10,12 +10,17 @@ from edgetqs.cli.common import add_command, add_json_flag, add_model_argument, c
 def run(args) -> int:
     from edgetqs.converter import convert
 
+    ranges = None
+    if args.ranges:
+        from edgetqs.ranges.export import read_ranges_json
+
+        ranges = read_ranges_json(args.ranges)
     status = console.status("converting", spinner="dots")
     status.start()
     try:
         result = convert(args.model, args.plan, args.output, mode=args.mode, calibration=args.calibration,
                          target=args.target, horizon=args.horizon, windows=args.windows, seed=args.seed,
-                         overwrite=args.force, on_step=lambda text: status.update(text))
+                         activation_ranges=ranges, overwrite=args.force, on_step=lambda text: status.update(text))
     finally:
         status.stop()
     if args.json:
@@ -58,6 +63,9 @@ def register(subparsers):
     parser.add_argument("--calibration", metavar="FILE",
                         help="series (.csv/.npy, [time, features]) for context windows and static ranges; "
                              "default: the model's own free run (data-free)")
+    parser.add_argument("--ranges", metavar="FILE",
+                        help="static mode: activation ranges from the probabilistic estimator (edgetqs.activation_ranges "
+                             "JSON), written over min/max calibration (tensors it lacks keep min/max)")
     parser.add_argument("--target", help="board to lint formats for (default: the plan's runtime)")
     parser.add_argument("--horizon", type=int, default=32, help="model calls in the reference rollouts (default 32)")
     parser.add_argument("--windows", type=int, default=8, help="context windows in the bundle (default 8)")

@@ -72,6 +72,9 @@ def convert(model, plan, out: str | Path, *, mode: str | None = None, calibratio
     plan = read_plan(plan)
     check_plan_matches(plan, graph, str(model) if isinstance(model, (str, Path)) else canonical.card.name)
     mode = check_mode(mode or plan.get("mode") or "dynamic")
+    if activation_ranges and mode != "static":
+        raise EdgeTQSError(f"activation ranges were given but the mode is {mode}; only static mode quantizes activations",
+                           "pass --mode static, or drop the activation ranges")
 
     on_step("linting the plan")
     runtime_spec, matrix = target_runtime(target, plan), deploy.load_matrix()

@@ -97,3 +97,9 @@ def test_target_whose_runtime_computes_a_format_wrong(mlp, tmp_path):
     with pytest.raises(EdgeTQSError, match="tflite-runtime==2.14.0 does not execute int8 FULLY_CONNECTED correctly"):
         convert(mlp, make_plan(mlp, ["int8"]), tmp_path / "out", target="jetson-nano")
     assert_nothing_written(tmp_path)
+
+
+def test_activation_ranges_outside_static_mode(mlp, tmp_path):
+    with pytest.raises(EdgeTQSError, match="only static mode quantizes activations"):
+        convert(mlp, make_plan(mlp, ["int8"]), tmp_path / "out", activation_ranges={"x": (0.0, 1.0)})
+    assert_nothing_written(tmp_path)

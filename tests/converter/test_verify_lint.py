@@ -116,3 +116,20 @@ def test_calibration_from_ranges_keeps_the_base_and_checks_ranges():
     assert float(merged["b"]["min"]) == 0.0 and float(merged["b"]["max"]) == 3.0  # ranges include 0
     with pytest.raises(EdgeTQSError, match="low <= high"):
         calibration_from_ranges({"b": (3.0, 1.0)}, base)
+
+
+def test_cli_reads_an_activation_range_file(mlp, tmp_path):
+    import json
+
+    from edgetqs.cli.app import main
+    from edgetqs.ranges.export import write_ranges_json
+
+    hidden = next(t.name for t in mlp.graph.tensors if t.name.endswith("dense_1/MatMul"))
+    ranges = write_ranges_json({hidden: (-1.0, 3.0)}, tmp_path / "ranges.json", mlp.graph.sha256)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(make_plan(mlp, ["int8"], "static", predicted=False)))
+    out = tmp_path / "m.tflite"
+    assert main(["convert", str(mlp.tflite_path), "--plan", str(plan), "-o", str(out), "--ranges", str(ranges),
+                 "--horizon", "4", "--windows", "3"]) == 0
+    tensor = next(t for t in TFLiteGraph.load(out).tensors if t.name == hidden)
+    assert tensor.quantization.scales[0] == pytest.approx(4.0 / 255, rel=1e-3)
