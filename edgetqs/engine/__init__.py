@@ -4,7 +4,7 @@ batched over many trajectories and probe groups at once.
 API (stable; the TQS scorer codes against it)::
 
     from edgetqs.engine import Engine
-    eng = Engine(graph: TFLiteGraph, spec: RolloutSpec)
+    eng = Engine(graph: TFLiteGraph, spec: RolloutSpec)   # exact_rows=False: BLAS GEMMs, see below
     y = eng.forward(x)                      # x [B, window, F] float32 -> [B, patch, F]
     traj = eng.rollout(contexts, horizon)   # [K, window, F] -> [K, horizon*patch, F]; horizon = model calls
     trajs = eng.rollout_probes(contexts, horizon, deltas)
@@ -26,12 +26,24 @@ K rows of that batch. Linear ops (FULLY_CONNECTED, BATCH_MATMUL, CONV_2D,
 DEPTHWISE_CONV_2D) compute ``x·W`` once for all rows with BLAS and add
 ``x_rows·delta`` only for the rows of groups that perturb W; other ops with a
 perturbed constant re-run just those rows. Elementwise transcendental kernels
-are numba (``parallel=True``, ``cache=True``: compiled once per machine, reused
-across processes); thread count follows NUMBA_NUM_THREADS / the BLAS settings
-(default: all cores).
+are numba (``cache=True``: compiled once per machine, reused across
+processes). FULLY_CONNECTED and CONV_2D use the engine's own GEMM (gemm.py),
+whose rounding of a row never depends on the other rows, so a zero delta
+reproduces the reference bit for bit; it runs on all cores (``prange``,
+NUMBA_NUM_THREADS, default = cores) when the product is big enough.
+OMP_WAIT_POLICY defaults to PASSIVE (see below). ``Engine(..., exact_rows=False)``
+uses numpy's BLAS instead: faster on big layers, but then a zero-delta group
+matches the reference only to float32 rounding, which chaos amplifies.
 """
 
-from edgetqs.engine.executor import Engine
-from edgetqs.engine.registry import UnsupportedOpError, supported_ops
+import os
+
+# numba's OpenMP workers otherwise spin after each parallel region, stealing
+# the core the main thread needs next; on a busy 2-core machine that made a
+# forward pass 100x slower. Passive waiting costs nothing when idle.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from edgetqs.engine.executor import Engine  # noqa: E402
+from edgetqs.engine.registry import UnsupportedOpError, supported_ops  # noqa: E402
 
 __all__ = ["Engine", "UnsupportedOpError", "supported_ops"]

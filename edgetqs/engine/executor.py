@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgetqs.engine import gemm
 from edgetqs.engine.ops.shape_arith import static_shape
 from edgetqs.engine.registry import Node, Perturbation, UnsupportedOpError, lookup
 from edgetqs.engine.rollout import check_horizon, check_windows, roll_out
@@ -23,13 +24,18 @@ _FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64")
 class Engine:
     """Batched, probe-aware execution of one model. See the package docstring for the API."""
 
-    def __init__(self, graph: TFLiteGraph, spec: RolloutSpec):
+    def __init__(self, graph: TFLiteGraph, spec: RolloutSpec, exact_rows: bool = True):
+        """``exact_rows=False`` runs the weight GEMMs on numpy's BLAS: faster on big
+        layers, but a row's rounding then depends on its place in the batch, so
+        probe groups with a zero delta match the reference only to float32 rounding."""
         self.graph, self.spec = graph, spec.validate()
+        self.exact_rows = exact_rows
         self._check_io()
         self._nodes = [self._node(op) for op in graph.operators]
         missing = sorted({n.opcode for n in self._nodes if lookup(n.opcode) is None})
         if missing:
             raise UnsupportedOpError(missing)
+        self._entries = {n.index: lookup(n.opcode) for n in self._nodes}
         self._constants = {t.index: self._constant_value(t) for t in graph.tensors if t.is_constant}
         self._weights = {t.name: t.index for t in graph.tensors if t.is_constant and t.type_name in _FLOAT_TYPES}
         self._fold_constants()
@@ -75,6 +81,13 @@ class Engine:
 
     # -- execution ---------------------------------------------------------
     def _run(self, x: np.ndarray, perturbations: dict[int, list[Perturbation]]) -> np.ndarray:
+        token = gemm.ROW_EXACT.set(self.exact_rows)
+        try:
+            return self._run_nodes(x, perturbations)
+        finally:
+            gemm.ROW_EXACT.reset(token)
+
+    def _run_nodes(self, x: np.ndarray, perturbations: dict[int, list[Perturbation]]) -> np.ndarray:
         values: dict[int, np.ndarray] = dict(self._constants)
         values[self.graph.inputs[0]] = x.reshape(x.shape[0], *self.graph.tensors[self.graph.inputs[0]].shape)
         for node in self._nodes:
@@ -87,7 +100,7 @@ class Engine:
         return values[self.graph.outputs[0]]
 
     def _run_node(self, node: Node, inputs: list, perturbations) -> list[np.ndarray]:
-        entry = lookup(node.opcode)
+        entry = self._entries[node.index]
         if not perturbations:
             return entry.kernel(node, inputs)
         if entry.perturbable:

@@ -15,13 +15,15 @@ vectorised (and the same code for every row, hence the same rounding).
 
 from __future__ import annotations
 
+import contextvars
+from collections import OrderedDict
+
 import numba
 import numpy as np
 
 TILE_ROWS = 8
 
 
-@numba.njit(parallel=True, fastmath={"contract"}, cache=True)
 def _gemm(x, w_t, out):
     m, k_dim = x.shape
     n = w_t.shape[1]
@@ -41,10 +43,47 @@ def _gemm(x, w_t, out):
             out[i0 + r] = acc[r]
 
 
+# Threads pay off only for big products; below this many multiply-adds one
+# core finishes before the other would have woken up. Both versions run the
+# same loop body, so a row's rounding does not depend on which one ran.
+PARALLEL_MIN_WORK = 1 << 21
+_gemm_parallel = numba.njit(parallel=True, fastmath={"contract"}, cache=True)(_gemm)
+_gemm_serial = numba.njit(fastmath={"contract"}, cache=True)(_gemm)
+
+
+_TRANSPOSED: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+_TRANSPOSED_KEEP = 512
+
+
+def transposed(w: np.ndarray, out_dim: int) -> np.ndarray:
+    """A weight [out_dim, ...] as a contiguous [fan_in, out_dim], made once per weight array.
+
+    (Copying per call cost a fifth of a rollout.) Keyed by the identity of the
+    array the engine holds; the entry keeps ``w`` alive so its id stays unique.
+    """
+    entry = _TRANSPOSED.get(id(w))
+    if entry is not None and entry[0] is w:
+        _TRANSPOSED.move_to_end(id(w))
+        return entry[1]
+    w_t = np.ascontiguousarray(w.reshape(out_dim, -1).T, dtype=np.float32)
+    _TRANSPOSED[id(w)] = (w, w_t)
+    if len(_TRANSPOSED) > _TRANSPOSED_KEEP:
+        _TRANSPOSED.popitem(last=False)
+    return w_t
+
+
+# Engine(exact_rows=False) trades the bit-exact rows for numpy's BLAS (faster
+# on big layers); a zero delta then matches the reference only to rounding.
+ROW_EXACT: contextvars.ContextVar[bool] = contextvars.ContextVar("row_exact", default=True)
+
+
 def matmul(a: np.ndarray, w_t: np.ndarray) -> np.ndarray:
-    """a [..., K] @ w_t [K, N] -> [..., N], float32, row-independent rounding."""
+    """a [..., K] @ w_t [K, N] -> [..., N], float32, row-independent rounding (unless ROW_EXACT is off)."""
     x = np.ascontiguousarray(a, dtype=np.float32).reshape(-1, a.shape[-1])
     w_t = np.ascontiguousarray(w_t, dtype=np.float32)
+    if not ROW_EXACT.get():
+        return (x @ w_t).reshape(*a.shape[:-1], w_t.shape[1])
     out = np.empty((x.shape[0], w_t.shape[1]), np.float32)
-    _gemm(x, w_t, out)
+    kernel = _gemm_parallel if x.shape[0] * x.shape[1] * w_t.shape[1] >= PARALLEL_MIN_WORK else _gemm_serial
+    kernel(x, w_t, out)
     return out.reshape(*a.shape[:-1], w_t.shape[1])

@@ -82,8 +82,14 @@ def supported_ops() -> list[str]:
     return sorted(_REGISTRY)
 
 
+_LOADED = False
+
+
 def _load_op_modules() -> None:
     """Import every module of the ops package once, so each registers its kernels."""
+    global _LOADED
+    if _LOADED:
+        return
     import importlib
     import pkgutil
 
@@ -91,6 +97,7 @@ def _load_op_modules() -> None:
 
     for module in pkgutil.iter_modules(ops.__path__):
         importlib.import_module(f"{ops.__name__}.{module.name}")
+    _LOADED = True
 
 
 def graph_axis(axis: int, rank: int) -> int:

@@ -82,3 +82,13 @@ def test_fp16_weights_can_be_probed(standin_dir):
     fp16 = [n for n in engine.weight_names() if model.graph.tensor_by_name(n).type_name == "FLOAT16"]
     trajs = engine.rollout_probes(model.contexts, HORIZON, probe_deltas(engine, fp16))
     assert all(np.abs(trajs[g] - trajs[0]).max() > 0 for g in range(1, len(trajs)))
+
+
+def test_blas_mode_agrees_with_the_exact_mode(standin_dir):
+    from conftest import standin_model
+
+    model = standin_model("transformer", standin_dir)
+    exact, blas = Engine(model.graph, model.spec), Engine(model.graph, model.spec, exact_rows=False)
+    deltas = probe_deltas(exact, float32_weights(model, exact))[:4]
+    np.testing.assert_allclose(blas.rollout_probes(model.contexts, HORIZON, deltas),
+                               exact.rollout_probes(model.contexts, HORIZON, deltas), rtol=1e-4, atol=1e-5)

@@ -58,11 +58,6 @@ def _finish(node, z, bias, perturbations, delta_term):
     return [z]
 
 
-def _gemm(cols, weight):
-    """[B, ..., K] x [O, K]^T as one GEMM over all rows (numpy would loop small ones over leading axes)."""
-    return gemm.matmul(cols, weight.T)
-
-
 @register("CONV_2D", perturbable=True)
 def conv_2d(node, inputs, perturbations=()):
     x, weight = np.asarray(inputs[0], np.float32), inputs[1][0]  # weight [O, KH, KW, C]
@@ -70,8 +65,12 @@ def conv_2d(node, inputs, perturbations=()):
     n_out, kh, kw, c = weight.shape
     cols = patches(node, x, kh, kw)
     cols = cols.reshape(*cols.shape[:-2], kh * kw * c)
-    z = _gemm(cols, weight.reshape(n_out, -1))
-    return _finish(node, z, bias, perturbations, lambda p: _gemm(cols[p.rows], p.delta.reshape(n_out, -1)))
+    z = gemm.matmul(cols, gemm.transposed(inputs[1], n_out))
+
+    def delta_term(p):
+        return gemm.matmul(cols[p.rows], gemm.transposed(p.delta, n_out))
+
+    return _finish(node, z, bias, perturbations, delta_term)
 
 
 @register("DEPTHWISE_CONV_2D", perturbable=True)

@@ -25,12 +25,12 @@ def fully_connected(node, inputs, perturbations=()):
     bias = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
     batch, n_in = x.shape[0], weight.shape[1]
     rows = np.ascontiguousarray(x, dtype=np.float32).reshape(batch, -1, n_in)
-    z = gemm.matmul(rows, weight.T)
+    z = gemm.matmul(rows, gemm.transposed(inputs[1], weight.shape[0]))
     if bias is not None:
         z += bias.reshape(-1)
     for p in perturbations:
         if p.input_position == FC_WEIGHT:
-            z[p.rows] += gemm.matmul(rows[p.rows], p.delta.T)
+            z[p.rows] += gemm.matmul(rows[p.rows], gemm.transposed(p.delta, weight.shape[0]))
         elif p.input_position == FC_BIAS:
             z[p.rows] += p.delta.reshape(-1)
         else:

@@ -10,9 +10,9 @@ import numpy as np
 from edgetqs.engine.registry import register
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def _softmax_rows(x, beta, out):
-    for r in numba.prange(x.shape[0]):
+    for r in range(x.shape[0]):
         row_max = x[r, 0]
         for j in range(1, x.shape[1]):
             row_max = max(row_max, x[r, j])

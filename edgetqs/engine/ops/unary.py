@@ -1,4 +1,8 @@
-"""Activations (also as fused epilogues) and unary math; the transcendental ones as numba kernels."""
+"""Activations (also as fused epilogues) and unary math; the transcendental ones as numba kernels.
+
+Elementwise kernels run on one core: they are cheap next to the GEMMs, and a
+thread hand-off costs more than it saves at these sizes.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +16,15 @@ from edgetqs.engine.registry import register
 NONE, RELU, RELU_N1_TO_1, RELU6, TANH, SIGN_BIT = 0, 1, 2, 3, 4, 5
 
 
-@numba.njit(parallel=True, cache=True, fastmath=False)
-def _clamp_inplace(flat, low, high):
-    for i in numba.prange(flat.size):
-        v = flat[i]
-        flat[i] = min(max(v, low), high)
-
-
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def _tanh(flat, out):
-    for i in numba.prange(flat.size):
+    for i in range(flat.size):
         out[i] = math.tanh(flat[i])
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def _logistic(flat, out):
-    for i in numba.prange(flat.size):
+    for i in range(flat.size):
         v = flat[i]
         # split by sign so exp never overflows
         if v >= 0:
@@ -37,16 +34,16 @@ def _logistic(flat, out):
             out[i] = e / (1.0 + e)
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def _gelu_exact(flat, out):
-    for i in numba.prange(flat.size):
+    for i in range(flat.size):
         v = np.float64(flat[i])
         out[i] = 0.5 * v * (1.0 + math.erf(v * 0.7071067811865476))
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def _gelu_tanh(flat, out):
-    for i in numba.prange(flat.size):
+    for i in range(flat.size):
         v = np.float64(flat[i])
         out[i] = 0.5 * v * (1.0 + math.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)))
 
@@ -78,10 +75,8 @@ def apply_fused(x: np.ndarray, code: int | None) -> np.ndarray:
         return tanh(x)
     if code == SIGN_BIT:
         return np.sign(x).astype(np.float32)
-    low, high = {RELU: (0.0, np.inf), RELU_N1_TO_1: (-1.0, 1.0), RELU6: (0.0, 6.0)}[code]
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    _clamp_inplace(x.reshape(-1), np.float32(low), np.float32(high))
-    return x
+    low, high = {RELU: (0.0, None), RELU_N1_TO_1: (-1.0, 1.0), RELU6: (0.0, 6.0)}[code]
+    return np.clip(x, low, high, out=x)
 
 
 @register("TANH")
