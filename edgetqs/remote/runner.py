@@ -318,10 +318,19 @@ def parse_args(argv=None):
     parser.add_argument("--out", required=True, help="directory for results.json and trajectories.npz")
     parser.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the runtime's)")
     parser.add_argument("--contexts", type=int, default=None, help="roll out only the first K context windows")
-    parser.add_argument("--horizon", type=int, default=None, help="roll out at most T steps")
+    parser.add_argument("--horizon", type=int, default=None,
+                        help="roll out at most T steps (default: as many as the bundle's references)")
     parser.add_argument("--runtime", choices=RUNTIMES, default=None, help="force one runtime")
     parser.add_argument("--no-xnnpack", action="store_true", help="run without the default delegate")
     return parser.parse_args(argv)
+
+
+def rollout_steps(bundle_contexts, patch):
+    """Steps per rollout: as many as the host's references have (the bundle's
+    ``horizon`` counts model calls, each adding ``patch`` steps)."""
+    if "reference_float" in bundle_contexts:
+        return int(bundle_contexts["reference_float"].shape[1])
+    return int(bundle_contexts["horizon"]) * patch
 
 
 def open_model(args, model_path):
@@ -365,7 +374,7 @@ def main(argv=None):
 
     bundle_contexts = load_npz(os.path.join(args.bundle, "contexts.npz"))
     contexts = bundle_contexts["contexts"][: args.contexts]
-    horizon = int(bundle_contexts["horizon"])
+    horizon = rollout_steps(bundle_contexts, patch)
     horizon = horizon if args.horizon is None else min(args.horizon, horizon)
     thermal_before = thermal_facts()
     trajectories, latencies = run_rollouts(model, contexts, horizon, patch)

@@ -22,7 +22,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-WINDOW, FEATURES, HORIZON, CONTEXTS, PROBES = 8, 3, 12, 3, 4
+WINDOW, FEATURES, HORIZON, CONTEXTS, PROBES = 8, 3, 12, 3, 4  # HORIZON: steps (model calls x patch)
 
 
 @dataclass
@@ -30,24 +30,28 @@ class ForecasterFiles:
     float_tflite: bytes
     int8_tflite: bytes
     output_bias: np.ndarray  # float32 bytes of this vector sit in both files: the tamper target
+    patch: int = 1  # steps per model call: output [1, features] for 1, else [1, patch, features]
 
 
-@functools.lru_cache(maxsize=1)  # one TensorFlow conversion per test session
-def build_forecaster() -> ForecasterFiles:
+@functools.lru_cache(maxsize=None)  # one TensorFlow conversion per model and test session
+def build_forecaster(patch: int = 1) -> ForecasterFiles:
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(7)
     inputs = tf.keras.Input((WINDOW, FEATURES), batch_size=1)
     x = tf.keras.layers.Flatten()(inputs)
     x = tf.keras.layers.Dense(64, activation="tanh")(x)
-    output_layer = tf.keras.layers.Dense(FEATURES, activation="tanh")
-    model = tf.keras.Model(inputs, output_layer(x))
+    output_layer = tf.keras.layers.Dense(FEATURES * patch, activation="tanh")
+    outputs = output_layer(x)
+    if patch > 1:
+        outputs = tf.keras.layers.Reshape((patch, FEATURES))(outputs)
+    model = tf.keras.Model(inputs, outputs)
     kernel, _ = output_layer.get_weights()
-    bias = np.array([0.31, -0.27, 0.19], np.float32)
+    bias = np.tile(np.array([0.31, -0.27, 0.19], np.float32), patch)
     output_layer.set_weights([kernel * 2.0, bias])  # stronger feedback: rollouts move, not settle
 
     float_tflite = tf.lite.TFLiteConverter.from_keras_model(model).convert()
-    return ForecasterFiles(float_tflite, aeq_int8_dynamic(float_tflite), bias)
+    return ForecasterFiles(float_tflite, aeq_int8_dynamic(float_tflite), bias, patch)
 
 
 def aeq_int8_dynamic(float_tflite: bytes) -> bytes:
@@ -63,7 +67,7 @@ def aeq_int8_dynamic(float_tflite: bytes) -> bytes:
     return bytes(q.quantize().quantized_model)
 
 
-def _rollouts(model_bytes: bytes, contexts: np.ndarray, horizon: int) -> np.ndarray:
+def _rollouts(model_bytes: bytes, contexts: np.ndarray, steps: int, patch: int) -> np.ndarray:
     from ai_edge_litert.interpreter import Interpreter
 
     from edgetqs.remote import runner
@@ -71,7 +75,7 @@ def _rollouts(model_bytes: bytes, contexts: np.ndarray, horizon: int) -> np.ndar
     interpreter = Interpreter(model_content=model_bytes)
     interpreter.allocate_tensors()
     model = runner.Model(interpreter)
-    return np.stack([runner.rollout(model, c, horizon, 1)[0] for c in contexts]).astype(np.float32)
+    return np.stack([runner.rollout(model, c, steps, patch)[0] for c in contexts]).astype(np.float32)
 
 
 def write_forecast_bundle(out: Path, files: ForecasterFiles, *, model_bytes: bytes | None = None,
@@ -84,7 +88,7 @@ def write_forecast_bundle(out: Path, files: ForecasterFiles, *, model_bytes: byt
     model_bytes = files.int8_tflite if model_bytes is None else model_bytes
     rng = np.random.default_rng(seed)
     noise = rng.uniform(-1, 1, (CONTEXTS, WINDOW, FEATURES)).astype(np.float32)
-    burn_in = _rollouts(files.float_tflite, noise, 40)
+    burn_in = _rollouts(files.float_tflite, noise, 40, files.patch)
     contexts = burn_in[:, -WINDOW:]
     probes_x = (contexts[rng.integers(0, CONTEXTS, PROBES)]
                 + 0.05 * rng.standard_normal((PROBES, WINDOW, FEATURES))).astype(np.float32)
@@ -93,10 +97,11 @@ def write_forecast_bundle(out: Path, files: ForecasterFiles, *, model_bytes: byt
     model = runner.Model(interpreter)
     probes_y = np.stack([model(x) for x in probes_x])
     return write_bundle(
-        out, model=model_bytes, rollout={"window": WINDOW, "features": FEATURES, "patch": 1, "output_rank": 2},
-        probes_x=probes_x, probes_y=probes_y, contexts=contexts, horizon=HORIZON,
-        reference_float=_rollouts(files.float_tflite, contexts, HORIZON),
-        reference_host=_rollouts(model_bytes, contexts, HORIZON),
+        out, model=model_bytes,
+        rollout={"window": WINDOW, "features": FEATURES, "patch": files.patch, "output_rank": 2 if files.patch == 1 else 3},
+        probes_x=probes_x, probes_y=probes_y, contexts=contexts, horizon=HORIZON // files.patch,  # model calls
+        reference_float=_rollouts(files.float_tflite, contexts, HORIZON, files.patch),
+        reference_host=_rollouts(model_bytes, contexts, HORIZON, files.patch),
         thresholds=thresholds, extra={"made_by": "tests/remote/forecast_bundle.py"},
     )
 
@@ -104,6 +109,6 @@ def write_forecast_bundle(out: Path, files: ForecasterFiles, *, model_bytes: byt
 def tamper_output_bias(model_file: Path, files: ForecasterFiles, shift: float = 0.5) -> None:
     """Change the model's output bias in place, as a bad copy or a bad runtime port would."""
     data = model_file.read_bytes()
-    needle = files.output_bias.astype("<f4").tobytes()
+    needle = files.output_bias.astype("<f4").tobytes()  # patch 1: the 3-vector is unique in the file
     assert data.count(needle) == 1, "the output bias must sit exactly once in the model file"
     model_file.write_bytes(data.replace(needle, (files.output_bias + shift).astype("<f4").tobytes()))

@@ -131,3 +131,28 @@ def test_runner_uses_tensorflow_lite_where_that_is_the_runtime(bundle, tmp_path)
     results = RunOutput.load(tmp_path / "out").results
     assert results["runtime"]["name"] == "tensorflow" and results["runtime"]["version"].startswith("2.")
     assert results["probes"]["normalised"] < 0.03  # TF's own TFLite build: same ops, its own kernels
+
+
+def test_runner_feeds_patches_back_as_the_host_does(tmp_path):
+    files = build_forecaster(patch=2)
+    bundle = write_forecast_bundle(tmp_path / "bundle", files)
+    assert run_runner(bundle, tmp_path / "out").returncode == 0
+    run = RunOutput.load(tmp_path / "out")
+    assert run.trajectories.shape == (CONTEXTS, HORIZON, FEATURES)
+    assert run.results["latency_ms"]["count"] == CONTEXTS * HORIZON // 2  # one call per 2 steps
+
+    # The same rollout written out by hand: append both steps, drop the oldest two.
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=files.int8_tflite)
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    window = load_bundle(bundle).contexts["contexts"][0].copy()
+    expected = []
+    for _ in range(HORIZON // 2):
+        interpreter.set_tensor(inp["index"], window[None])
+        interpreter.invoke()
+        steps = interpreter.get_tensor(out["index"])[0]  # [2, features]
+        expected.extend(steps)
+        window = np.concatenate([window[2:], steps])
+    np.testing.assert_array_equal(run.trajectories[0], np.stack(expected))
