@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/remote_flash.py              # 8 MiB model, 3 repeats
     .venv/bin/python benchmarks/remote_flash.py --mib 32 --repeats 5
 
-Against a real sshd on 127.0.0.1 (the test fixture's board), in one run:
+Against a real sshd on 127.0.0.1 (edgetqs.remote.local_board, the tests' board), in one run:
 
 * baseline: SFTP put of the bundle's files into a directory, nothing else;
 * flash: survey + upload + sha256 on the board + slot rename + current switch + prune;
@@ -32,13 +32,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "remote"))  # the sshd board fixture
 
 import numpy as np  # noqa: E402
-from conftest import SshdBoard, SshKeys, _keygen  # noqa: E402
 
 from edgetqs.bundle import write_bundle  # noqa: E402
-from edgetqs.remote.flash import bundle_files, flash, rollback  # noqa: E402
+from edgetqs.remote.flash import flash, rollback, slot_files  # noqa: E402
+from edgetqs.remote.local_board import LocalBoard, make_keys  # noqa: E402
 from edgetqs.remote.transport import Transport  # noqa: E402
 
 
@@ -68,24 +67,19 @@ def main() -> None:
           f"python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        keys = SshKeys(*(_keygen(tmp / name) for name in ("host", "other", "client", "stranger")))
-        board = SshdBoard(workdir=tmp / "board", keys=keys)
-        board.start()
-        try:
+        with LocalBoard(workdir=tmp / "board", keys=make_keys(tmp / "keys")) as board:
             run(board, tmp, int(args.mib * 2**20), args.repeats)
-        finally:
-            board.kill()
 
 
-def run(board: SshdBoard, tmp: Path, model_bytes: int, repeats: int) -> None:
+def run(board: LocalBoard, tmp: Path, model_bytes: int, repeats: int) -> None:
     bundles = [make_bundle(tmp / f"bundle{i}", model_bytes, i) for i in range(repeats + 1)]
-    total = sum(path.stat().st_size for path in bundle_files(bundles[0])[1].values())
+    total = slot_files(bundles[0], tmp).total_bytes
     times = {"baseline SFTP put": [], "flash (verified, atomic)": [], "re-flash current": [], "rollback": [],
              "one remote command (true)": []}
     with Transport(board.connection()) as t:
         flash(t, bundles[0])
         for i, bundle in enumerate(bundles[1:], 1):
-            _, files, _ = bundle_files(bundle)
+            files = slot_files(bundle, tmp).paths
             plain = f"{board.root}/plain{i}"
             t.makedirs(plain)
             times["baseline SFTP put"].append(timed(lambda: [t.put(p, f"{plain}/{n}") for n, p in files.items()]))

@@ -20,11 +20,13 @@ from __future__ import annotations
 import hashlib
 import re
 import shlex
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from edgetqs.bundle import load_bundle, sha256_file
+from edgetqs.bundle import Bundle, load_bundle, sha256_file
 from edgetqs.errors import EdgeTQSError
 from edgetqs.remote.transport import DiskFull, RemoteError, Transport
 
@@ -88,16 +90,32 @@ def runner_path() -> Path | None:
     return path if path.exists() else None
 
 
-def bundle_files(bundle_path: str | Path) -> tuple[str, dict[str, Path], dict[str, str]]:
-    """(bundle id, name -> local path, name -> sha256) of what goes into a slot."""
+@dataclass
+class SlotFiles:
+    """What goes into a slot: name -> local path and sha256, and the bundle id.
+    Holds the loaded bundle, whose unpacked archive lives as long as it does."""
+
+    bundle: Bundle
+    bundle_id: str
+    paths: dict[str, Path]
+    hashes: dict[str, str]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(path.stat().st_size for path in self.paths.values())
+
+
+def slot_files(bundle_path: str | Path, staging: Path) -> SlotFiles:
+    """The bundle's files (hash-checked) plus a snapshot of the runner taken
+    into ``staging``, so what is hashed here is exactly what gets uploaded."""
     bundle = load_bundle(bundle_path)  # checks every file against its manifest hash
-    files = {path.name: path for path in bundle.files()}
+    paths = {path.name: path for path in bundle.files()}
     runner = runner_path()
     if runner is not None:
-        files[RUNNER_FILE] = runner
-    hashes = {name: sha256_file(path) for name, path in files.items()}
-    bundle_id = hashlib.sha256(files["manifest.json"].read_bytes()).hexdigest()[:12]
-    return bundle_id, files, hashes
+        paths[RUNNER_FILE] = Path(shutil.copy(runner, staging / RUNNER_FILE))
+    hashes = {name: sha256_file(path) for name, path in paths.items()}
+    bundle_id = hashlib.sha256(paths["manifest.json"].read_bytes()).hexdigest()[:12]
+    return SlotFiles(bundle, bundle_id, paths, hashes)
 
 
 # -- board state ------------------------------------------------------------
@@ -188,8 +206,12 @@ def flash(
     """Flash one bundle onto the board behind ``t``; see the module doc for the steps."""
     if keep < 1:
         raise EdgeTQSError(f"--keep {keep} would delete the model being flashed", "keep at least 1 version")
-    hooks = hooks or FlashHooks()
-    bundle_id, files, hashes = bundle_files(bundle_path)
+    with tempfile.TemporaryDirectory(prefix="edgetqs-flash-") as staging:
+        return _flash(t, slot_files(bundle_path, Path(staging)), keep, on_progress, hooks or FlashHooks())
+
+
+def _flash(t: Transport, content: SlotFiles, keep: int, on_progress, hooks: FlashHooks) -> FlashResult:
+    bundle_id, files, hashes = content.bundle_id, content.paths, content.hashes
     state = survey(t, bundle_id, list(files))
     if state.current and state.current.endswith(bundle_id) and state.hashes.get(state.current) == hashes:
         return FlashResult(t.board.name, state.current, state.current, [], [], 0, [], already_current=True)

@@ -1,4 +1,5 @@
-"""A real OpenSSH server on 127.0.0.1 as a board, for the remote tests.
+"""A real OpenSSH server on 127.0.0.1 as a board, for the remote tests
+(edgetqs.remote.local_board.LocalBoard).
 
 ``sshd_board`` starts ``/usr/sbin/sshd -D -e -f CONFIG`` on a free port with a
 throwaway host key and authorized_keys, logging in as the current user (root
@@ -19,188 +20,23 @@ install with no network. Set EDGETQS_SSHD_LOG=1 to print sshd's log at teardown.
 
 from __future__ import annotations
 
-import getpass
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 
-from edgetqs.remote.boards import BoardConnection, Firmware
+from edgetqs.remote.local_board import SSHD, LocalBoard, SshKeys, local_firmware, make_keys
 
-SSHD = "/usr/sbin/sshd"
-
-
-def _keygen(path: Path, kind: str = "ed25519") -> Path:
-    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", path.name, "-f", str(path)], check=True)
-    return path
-
-
-@dataclass
-class SshKeys:
-    """Key material shared by every board of a session."""
-
-    host_key: Path  # the board's host key (private; .pub beside it)
-    other_host_key: Path  # a different host key, for the 'host key changed' fault
-    client_key: Path  # authorized on the board
-    stranger_key: Path  # not authorized
+# The board itself lives in the library so a demo can use it too.
+SshdBoard = LocalBoard
+host_firmware = local_firmware
 
 
 @pytest.fixture(scope="session")
 def ssh_keys(tmp_path_factory) -> SshKeys:
     if not Path(SSHD).exists():
         pytest.skip(f"{SSHD} is missing: apt-get update && apt-get install -y openssh-server")
-    keys = tmp_path_factory.mktemp("ssh-keys")
-    return SshKeys(
-        host_key=_keygen(keys / "host_ed25519"),
-        other_host_key=_keygen(keys / "other_host_ed25519"),
-        client_key=_keygen(keys / "client_ed25519"),
-        stranger_key=_keygen(keys / "stranger_ed25519"),
-    )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (sshd's per-connection children call setsid,
-    so a process-group kill would miss them)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-@dataclass
-class SshdBoard:
-    """One running sshd acting as a board."""
-
-    workdir: Path
-    keys: SshKeys
-    port: int = field(default_factory=_free_port)
-    user: str = field(default_factory=getpass.getuser)
-    host: str = "127.0.0.1"
-    process: subprocess.Popen | None = None
-
-    def __post_init__(self):
-        self.root = self.workdir / "board"  # the board's edgetqs root
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.known_hosts = self.workdir / "known_hosts"
-        self.authorized_keys = self.workdir / "authorized_keys"
-        shutil.copy(f"{self.keys.client_key}.pub", self.authorized_keys)
-        self.trust_host_key(self.keys.host_key)
-        self.config = self.workdir / "sshd_config"
-        self.config.write_text(self._config_text(self.keys.host_key))
-        self.log = self.workdir / "sshd.log"
-
-    def _config_text(self, host_key: Path) -> str:
-        return "\n".join([
-            f"Port {self.port}",
-            "ListenAddress 127.0.0.1",
-            f"HostKey {host_key}",
-            f"PidFile {self.workdir / 'sshd.pid'}",
-            f"AuthorizedKeysFile {self.authorized_keys}",
-            "UsePAM no",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "PubkeyAuthentication yes",
-            "PermitRootLogin prohibit-password",
-            "StrictModes no",
-            "AllowTcpForwarding yes",  # the jump-host test goes through this same server
-            "Subsystem sftp internal-sftp",
-            "MaxStartups 50",
-            "LogLevel VERBOSE",
-            "",
-        ])
-
-    def trust_host_key(self, host_key: Path) -> None:
-        """Write known_hosts so that it trusts ``host_key`` (and only it) for this board."""
-        key_type, key_b64 = Path(f"{host_key}.pub").read_text().split()[:2]
-        self.known_hosts.write_text(f"[{self.host}]:{self.port} {key_type} {key_b64}\n")
-
-    def use_host_key(self, host_key: Path) -> None:
-        """Serve a different host key from now on (restart to apply)."""
-        self.config.write_text(self._config_text(host_key))
-
-    def start(self) -> None:
-        Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation dir
-        log = open(self.log, "ab")
-        self.process = subprocess.Popen(
-            [SSHD, "-D", "-e", "-f", str(self.config)], stdout=log, stderr=log, start_new_session=True
-        )
-        log.close()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"sshd exited at start: {self.log.read_text()[-2000:]}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
-                    if sock.recv(4).startswith(b"SSH-"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"sshd did not listen on {self.port}: {self.log.read_text()[-2000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL the server and every session it serves, as a power cut would."""
-        if self.process is None:
-            return
-        for pid in [self.process.pid, *_descendants(self.process.pid)]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.process.wait(timeout=10)
-        self.process = None
-
-    stop = kill
-
-    def connection(self, **overrides) -> BoardConnection:
-        """A BoardConnection for this board; fast retries so fault tests stay quick."""
-        board = BoardConnection(
-            name="sshd-board",
-            host=self.host,
-            user=self.user,
-            port=self.port,
-            key_path=str(self.keys.client_key),
-            known_hosts=str(self.known_hosts),
-            root=str(self.root),
-            firmware=host_firmware(install_dir=str(self.workdir / "venv")),
-            connect_timeout=5.0,
-            retries=2,
-            backoff=0.1,
-        )
-        return replace(board, **overrides)
-
-
-def host_firmware(**overrides) -> Firmware:
-    """The firmware this host 'board' matches: its Python 3.11 and architecture,
-    LiteRT in a venv (which does not exist until provisioned)."""
-    firmware = Firmware(
-        name="test-host", python="3.11", runtime="ai-edge-litert", runtime_version="2.3.0",
-        install_dir="edgetqs-venv", arch=os.uname().machine,
-    )
-    return replace(firmware, **overrides)
+    return make_keys(tmp_path_factory.mktemp("ssh-keys"))
 
 
 @pytest.fixture
@@ -236,6 +72,7 @@ def make_bundle(tmp_path):
     from edgetqs.bundle import write_bundle
 
     def make(name: str = "bundle", model_bytes: bytes | None = None, seed: int = 0, size: int = 64 * 1024):
+        # name ending in .tar.gz: an archive bundle
         rng = np.random.default_rng(seed)
         window, features, horizon, contexts = 8, 3, 5, 2
         return write_bundle(

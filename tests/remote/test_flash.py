@@ -4,6 +4,7 @@ and the faults that must never leave current on a partial or unverified model.""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 
@@ -153,3 +154,14 @@ def test_disk_filling_up_during_the_upload_is_disk_full_and_current_untouched(ss
             assert_current_is(sshd_board, big)
     finally:
         subprocess.run(["umount", str(models)], check=True)
+
+
+def test_archive_bundle_flashes_like_a_directory(sshd_board, make_bundle):
+    archive = make_bundle("packed.tar.gz", seed=5)
+    with Transport(sshd_board.connection()) as t:
+        result = flash(t, archive)
+    live = sshd_board.root / "current"
+    assert current_slot(sshd_board) == result.slot
+    assert {"manifest.json", "model.tflite", "probes.npz", "contexts.npz"} <= set(os.listdir(live))
+    manifest = json.loads((live / "manifest.json").read_text())
+    assert _sha(live / "model.tflite") == manifest["model"]["sha256"]
