@@ -11,6 +11,7 @@ import contextlib
 import io
 import os
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -175,13 +176,16 @@ def quantize(float_path: str | Path, recipe: list[dict], mode: str, windows: np.
     """Run AEQ with ``recipe``; its refusals become EdgeTQSError."""
     q = quantizer.Quantizer(str(float_path))
     try:
-        q.load_quantization_recipe(recipe)
-        calibration = None
-        if mode == "static":
-            calibration = minmax_calibration(q, str(float_path), windows)
-            if activation_ranges:
-                calibration = calibration_from_ranges(activation_ranges, calibration)
-        with contextlib.redirect_stdout(io.StringIO()):  # AEQ prints a size report we give ourselves
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            # AEQ prints a size report (we give our own) and its static path opens
+            # interpreters with preserve_all_tensors, which LiteRT warns about.
+            warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*")
+            q.load_quantization_recipe(recipe)
+            calibration = None
+            if mode == "static":
+                calibration = minmax_calibration(q, str(float_path), windows)
+                if activation_ranges:
+                    calibration = calibration_from_ranges(activation_ranges, calibration)
             result = q.quantize(calibration, enable_progress_bar=False)
     except (ValueError, KeyError, RuntimeError) as exc:
         reason = str(exc).split("\n")[0][:400]

@@ -36,6 +36,8 @@ SIZE_TOLERANCE = 0.01
 #   under 5%, while a wrong kernel (bad unpacking, ignored scales) gives O(1).
 # static: activations are int8 with calibrated (min/max) ranges at every op,
 #   not per-call ranges, so each op adds up to ~1% and nonlinearities amplify it; 15%.
+# Measured on the zoo and test stand-ins (MLP, Conv1D, GRU, attention): weight_only
+# <= 4e-7, dynamic 4e-4 .. 1.1e-2, static 1.5e-2 .. 5.6e-2 (on the calibration windows).
 TOLERANCE = {"weight_only": 1e-4, "dynamic": 0.05, "static": 0.15}
 
 
