@@ -175,3 +175,13 @@ def test_no_retry_when_asked_not_to(sshd_board):
     with Transport(sshd_board.connection()) as t:
         with pytest.raises(HostUnreachable, match="lost the connection"):
             t.run("echo started; sleep 5", timeout=20, on_line=drop, retry=False)
+
+
+def test_hashed_known_hosts_entries_are_honoured(sshd_board):
+    # Debian and Ubuntu hash known_hosts by default (HashKnownHosts yes).
+    import subprocess
+
+    subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(sshd_board.known_hosts)], check=True, capture_output=True)
+    assert sshd_board.known_hosts.read_text().startswith("|1|")
+    with Transport(sshd_board.connection()) as t:
+        assert t.run("echo hashed").stdout == "hashed\n"
