@@ -23,7 +23,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+# One thread for BLAS and numba: timings then compare work, not thread contention on a
+# shared machine, and a single core is the edge board's situation anyway.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -33,12 +38,12 @@ from edgetqs.engine.registry import lookup  # noqa: E402
 from edgetqs.ranges.compare import compare_modes, table  # noqa: E402
 from edgetqs.ranges.executor import FakeQuantEngine, QuantConfig  # noqa: E402
 
-DEFAULT_ZOO = ["mlp-lorenz96", "gru-lorenz96", "tcn-lorenz96", "transformer-lorenz96", "tcn-sunspots",
-               "transformer-co2"]
+DEFAULT_ZOO = ["mlp-lorenz96", "gru-lorenz96", "tcn-lorenz96", "transformer-lorenz96", "mlp-sunspots",
+               "tcn-sunspots", "tcn-co2", "transformer-co2"]
 
 
 def machine() -> str:
-    return (f"{platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()} "
+    return (f"{platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()} threads=1 "
             f"load={os.getloadavg()[0]:.1f} python={platform.python_version()} numpy={np.__version__}")
 
 
@@ -88,12 +93,21 @@ def estimator_cost(graph, spec, contexts, repeats: int = 20) -> dict:
     engine.forward(contexts)
     engine.estimator._linear = original
     est_total = layer_total = 0.0
+    est_flops = layer_flops = 0
     for node, x in inputs_seen.values():
+        stats = engine.estimator.weight_stats[node.index]
+        outputs = int(np.prod(engine.graph.tensors[node.outputs[0]].shape))
+        positions = outputs // len(stats.mean)
+        # per sampled position: S and Q over the fan-in (2 adds + 1 mul each value), then a few ops per channel
+        est_flops += 3 * stats.fan_in * -(-positions // engine.estimator.stride) + 6 * len(stats.mean)
+        layer_flops += 2 * stats.fan_in * outputs
         kernel_inputs = [x] + [engine._constants.get(i) for i in node.inputs[1:]]
-        layer_total += _best_time(lambda: lookup(node.opcode).kernel(node, kernel_inputs), repeats)
+        linear_part = engine._pre_nodes[node.index]  # the layer's GEMM/conv without its fused activation
+        layer_total += _best_time(lambda: lookup(node.opcode).kernel(linear_part, kernel_inputs), repeats)
         est_total += _best_time(lambda: engine.estimator._linear(node, x), repeats)
     return {"weighted_layers": len(inputs_seen), "estimator_ms": 1000 * est_total, "layers_ms": 1000 * layer_total,
-            "share": est_total / max(layer_total, 1e-12), "batch": int(len(contexts))}
+            "share": est_total / max(layer_total, 1e-12), "batch": int(len(contexts)),
+            "flop_share": est_flops / max(layer_flops, 1)}
 
 
 def _best_time(fn, repeats: int) -> float:
@@ -160,19 +174,22 @@ def _print_result(r: dict) -> None:
     c = r["estimator_cost"]
     print(f"miss rate mean {r['miss_rate_mean']:.4f} max {r['miss_rate_max']:.4f}; fallback sites "
           f"{r['fallback_sites']}/{r['sites']}; memory {r['memory_bytes']}; estimator {c['estimator_ms']:.3f} ms vs "
-          f"layers {c['layers_ms']:.3f} ms per step (batch {c['batch']}), share {c['share']:.2f}")
+          f"layers {c['layers_ms']:.3f} ms per step (batch {c['batch']}), share {c['share']:.2f} "
+          f"(by operation count {c['flop_share']:.3f})")
 
 
 def _summary(results: list[dict]) -> str:
-    lines = ["| model | int8 static | int8 dynamic | int8 prob. | int4 static | int4 dynamic | int4 prob. | "
-             "miss mean/max | est./layer cost | mem static/dyn/prob (B) |", "|---" * 10 + "|"]
+    lines = ["| model | int8 static | int8 dynamic | int8 prob. | int8 hybrid | int4 static | int4 dynamic | "
+             "int4 prob. | int4 hybrid | miss mean/max | est./layer time (ops) | mem static/dyn/prob/hybrid (B) |",
+             "|---" * 12 + "|"]
     for r in results:
         rmse = {(row["mode"], row["act_bits"]): row["rmse"] for row in r["table"]}
-        cells = [f"{rmse[(m, b)]:.4g}" for b in (8, 4) for m in ("static", "dynamic", "probabilistic")]
+        cells = [f"{rmse[(m, b)]:.4g}" for b in (8, 4) for m in ("static", "dynamic", "probabilistic", "hybrid")]
         mem = r["memory_bytes"]
         lines.append(f"| {r['model']} | " + " | ".join(cells) +
-                     f" | {r['miss_rate_mean']:.3f}/{r['miss_rate_max']:.3f} | {r['estimator_cost']['share']:.2f} | "
-                     f"{mem['static']}/{mem['dynamic']}/{mem['probabilistic']} |")
+                     f" | {r['miss_rate_mean']:.3f}/{r['miss_rate_max']:.3f} | {r['estimator_cost']['share']:.2f} "
+                     f"({r['estimator_cost']['flop_share']:.3f}) | "
+                     f"{mem['static']}/{mem['dynamic']}/{mem['probabilistic']}/{mem['hybrid']} |")
     return "\n".join(lines)
 
 

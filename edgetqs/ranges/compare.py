@@ -21,7 +21,7 @@ from edgetqs.ranges.calibration import calibrate, check_windows
 from edgetqs.ranges.executor import FakeQuantEngine, QuantConfig
 from edgetqs.ranges.report import miss_rates, working_memory
 
-COMPARED_MODES = ("static", "dynamic", "probabilistic")
+COMPARED_MODES = ("static", "dynamic", "probabilistic", "hybrid")
 
 
 @dataclass

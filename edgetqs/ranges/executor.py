@@ -11,6 +11,11 @@ a range chosen by the mode:
   output buffered before quantizing it);
 * ``probabilistic``: the estimator's range, predicted from statistics before
   the op runs (``RangeEstimator``);
+* ``hybrid``: probabilistic, except at sites whose whole float output per
+  sample is no larger than the estimator's statistics for it (at most two
+  values per channel, e.g. a flattened MLP's hidden vector, an RNN cell's
+  state, an output projection): those take the exact min/max, which there
+  costs no more memory than estimating it and is never wrong;
 * ``float``: no activation quantization (weights only, if ``weight_bits``).
 
 Ranges are per sample of the batch, per tensor or per channel (last axis),
@@ -38,7 +43,8 @@ from edgetqs.ranges.estimator import LAYOUT_OPS, LINEAR_OPS, RangeEstimator
 from edgetqs.ranges.moments import Moments
 from edgetqs.tqs.quantizers import channel_axis, quantize_channel
 
-MODES = ("float", "static", "dynamic", "probabilistic")
+MODES = ("float", "static", "dynamic", "probabilistic", "hybrid")
+ESTIMATED_MODES = ("probabilistic", "hybrid")
 GRANULARITIES = ("tensor", "channel")
 INPUT_SITE = -1  # the graph input is quantized too; it has no producing node
 
@@ -80,6 +86,11 @@ class FakeQuantEngine(Engine):
         if config.weight_bits:
             self._quantize_weights(config.weight_bits)
 
+    def is_small_site(self, tensor: int) -> bool:
+        """Whether the site's float output (per sample) fits in two values per channel."""
+        shape = self.graph.tensors[self.graph.inputs[0] if tensor == INPUT_SITE else tensor].shape
+        return bool(shape) and int(np.prod(shape)) <= 2 * shape[-1]
+
     def tensor_name(self, tensor: int) -> str:
         return self.graph.tensors[self.graph.inputs[0] if tensor == INPUT_SITE else tensor].name
 
@@ -96,7 +107,7 @@ class FakeQuantEngine(Engine):
                                "call edgetqs.ranges.calibration.calibrate(engine, windows) first")
         values: dict[int, np.ndarray] = dict(self._constants)
         carried: dict[int, Moments] = {}
-        want_moments = self.config.mode == "probabilistic" or self.observer is not None
+        want_moments = self.config.mode in ESTIMATED_MODES or self.observer is not None
         x = x.reshape(x.shape[0], *self.graph.tensors[self.graph.inputs[0]].shape)
         in_moments = self.estimator.input_moments(x) if want_moments else None
         values[self.graph.inputs[0]] = self._quantize_site(INPUT_SITE, None, x, x, in_moments)
@@ -144,7 +155,9 @@ class FakeQuantEngine(Engine):
         return fake_quantize(post, lo, hi, self.config.act_bits)
 
     def _range(self, mode, tensor, node, post, pre_moments, per_channel):
-        if mode == "probabilistic" or (mode == "float" and pre_moments is not None):
+        if mode == "hybrid" and self.is_small_site(tensor):
+            return observed_range(post, per_channel)
+        if mode in ESTIMATED_MODES or (mode == "float" and pre_moments is not None):
             return self.predicted_range(node, tensor, pre_moments, per_channel, post.shape[0])
         if mode == "static":
             lo, hi = self.static_ranges[tensor]

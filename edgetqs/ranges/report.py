@@ -90,7 +90,9 @@ def working_memory(engine: FakeQuantEngine) -> dict[str, int]:
     probabilistic: alpha/beta per site (in place of the ranges), the estimator's
     weight statistics (two float32 per output channel of each weight tensor; an
     unrolled RNN's shared weights count once), and the fan-in sums of the layer
-    being estimated (three float32: E[S], E[S^2], E[Q]).
+    being estimated (three float32: E[S], E[S^2], E[Q]);
+    hybrid: as probabilistic, plus the largest output of the small sites it
+    buffers whole (see executor.py).
     """
     per_channel = engine.config.granularity == "channel"
     shapes = {t.index: t.shape for t in engine.graph.tensors}
@@ -100,10 +102,13 @@ def working_memory(engine: FakeQuantEngine) -> dict[str, int]:
     estimator = engine.estimator
     per_weight = {n.inputs[1]: estimator.weight_stats[n.index] for n in estimator.nodes if n.index in estimator.weight_stats}
     stats = sum(s.nbytes_float32 for s in per_weight.values())
+    small = [int(np.prod(shape)) for s, shape in zip(engine.sites, site_shapes) if engine.is_small_site(s)]
+    probabilistic = 4 * 2 * range_floats + stats + 4 * 3
     return {
         "static": 4 * 2 * range_floats,
         "dynamic": 4 * largest + 4 * 2 * range_floats,
-        "probabilistic": 4 * 2 * range_floats + stats + 4 * 3,
+        "probabilistic": probabilistic,
+        "hybrid": probabilistic + 4 * max(small, default=0),
     }
 
 

@@ -30,7 +30,7 @@ def test_three_modes_run_and_int8_stays_close_to_float(standin_graphs, spec, cal
     engine = FakeQuantEngine(graph, spec, QuantConfig("static", 8, 8))
     calibrate(engine, calibration_windows)
     errors = {}
-    for mode in ("static", "dynamic", "probabilistic"):
+    for mode in ("static", "dynamic", "probabilistic", "hybrid"):
         engine.set_mode(mode)
         out = engine.forward(test_contexts)
         assert np.all(np.isfinite(out)), mode
@@ -62,3 +62,19 @@ def test_rollout_of_every_mode_has_the_engine_shape(standin_graphs, spec, calibr
         traj = engine.rollout(test_contexts, 7)
         assert traj.shape == (len(test_contexts), 7, spec.features)
         assert np.all(np.isfinite(traj))
+
+
+def test_hybrid_takes_exact_ranges_where_the_output_is_no_bigger_than_its_statistics(standin_graphs, spec,
+                                                                                      calibration_windows, test_contexts):
+    engine = FakeQuantEngine(standin_graphs["mlp"], spec, QuantConfig("hybrid", 8, 8))
+    calibrate(engine, calibration_windows)
+    small = [s for s in engine.sites if engine.is_small_site(s)]
+    assert len(small) == len(engine.sites) - 1  # all but the [16, 3] input window are single vectors
+    hybrid = engine.forward(test_contexts)
+    engine.set_mode("dynamic")
+    dynamic = engine.forward(test_contexts)
+    engine.set_mode("probabilistic")
+    probabilistic = engine.forward(test_contexts)
+    reference = Engine(standin_graphs["mlp"], spec).forward(test_contexts)
+    assert rmse(hybrid, reference) <= rmse(probabilistic, reference)
+    assert rmse(hybrid, dynamic) < rmse(probabilistic, dynamic)

@@ -17,7 +17,7 @@ def test_working_memory_static_is_smallest_and_dynamic_grows_with_the_activation
     for name, graph in standin_graphs.items():
         memory = working_memory(FakeQuantEngine(graph, spec, QuantConfig("dynamic")))
         assert memory["static"] < memory["dynamic"], name
-        assert memory["static"] < memory["probabilistic"], name
+        assert memory["static"] < memory["probabilistic"] <= memory["hybrid"], name
     # the attention stand-in holds [16, 16] score maps per head: buffering them costs more than the statistics
     attention = working_memory(FakeQuantEngine(standin_graphs["attention"], spec, QuantConfig("dynamic")))
     assert attention["probabilistic"] < attention["dynamic"]
