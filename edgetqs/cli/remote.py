@@ -120,7 +120,15 @@ def cmd_flash(args) -> int:
 
 
 def cmd_rollback(args) -> int:
-    from edgetqs.remote.flash import rollback
+    from edgetqs.remote.flash import read_state, rollback
+
+    if args.list:
+        def listing(state):
+            kept = ", ".join(f"{slot} (current)" if slot == state.current else slot for slot in state.slots)
+            return True, f"kept: {kept or '(none)'}"
+
+        outcomes = run_fleet(boards_from_args(args), read_state, listing)
+        return finish(args, outcomes, "model versions on the board (oldest first)")
 
     def describe(switch):
         before, after = switch
@@ -181,9 +189,11 @@ def register(subparsers) -> None:
 
     parser = add_command(
         subparsers, "rollback", "point the board's current model back at the previous version",
-        ["edgetqs rollback --target rpi4", "edgetqs rollback --target rpi4 --to 0003-1a2b3c4d5e6f"], cmd_rollback)
+        ["edgetqs rollback --target rpi4", "edgetqs rollback --target rpi4 --list",
+         "edgetqs rollback --target rpi4 --to 0003-1a2b3c4d5e6f"], cmd_rollback)
     add_board_options(parser)
     parser.add_argument("--to", metavar="SLOT", help="a specific kept version (default: the one before current)")
+    parser.add_argument("--list", action="store_true", help="only list the kept versions and which is current")
 
     parser = add_command(
         subparsers, "validate", "run the flashed model's rollouts on the board and judge them on the host",

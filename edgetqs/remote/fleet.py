@@ -21,7 +21,7 @@ import threading
 import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,7 +44,13 @@ class BoardOutcome:
     error: EdgeTQSError | None = None  # the expected error that failed this board
 
     def to_json(self) -> dict:
-        result = self.result.to_json() if hasattr(self.result, "to_json") else self.result
+        result = self.result
+        if hasattr(result, "to_json"):
+            result = result.to_json()
+        elif hasattr(result, "to_dict"):  # validate's verdict
+            result = result.to_dict()
+        elif is_dataclass(result):
+            result = asdict(result)
         return {"board": self.board, "address": self.address, "ok": self.ok, "detail": self.detail,
                 "seconds": round(self.seconds, 2), "result": result}
 

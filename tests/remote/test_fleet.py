@@ -80,6 +80,9 @@ def test_cli_flash_rollback_and_fleet_exit_codes(sshd_board_factory, make_bundle
     assert flashed[0]["ok"] and flashed[0]["result"]["slot"].startswith("0002-")
     assert main(["rollback", *cli_args(board)]) == 0
     assert "0002-" in capsys.readouterr().out
+    assert main(["rollback", *cli_args(board), "--list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)[0]
+    assert listed["result"]["current"].startswith("0001-") and len(listed["result"]["slots"]) == 2
     assert os.readlink(board.root / "current").startswith("models/0001-")
 
     dead = sshd_board_factory("gone")
