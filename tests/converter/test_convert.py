@@ -68,6 +68,7 @@ def test_zoo_model_converts_and_verifies(zoo_model, tmp_path, model_name, plan_n
 @pytest.mark.parametrize("mode", ["weight_only", "dynamic", "static"])
 def test_modes_on_a_keras_zoo_model(zoo_model, tmp_path, mode):
     canonical = zoo_model("mlp-sunspots")
+    assert canonical.card.source_format == "keras"
     # The planner's byte costs do not model static mode's activation
     # quantization parameters and QUANTIZE ops, so static plans carry no size prediction.
     plan = make_plan(canonical, PLANS["mixed"], mode, predicted=mode != "static")
