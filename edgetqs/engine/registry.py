@@ -112,7 +112,7 @@ def batch_of(values) -> int:
 
 def ints(value) -> list[int]:
     """An integer parameter tensor (shape, axis, perm...) as a list of ints."""
-    return [int(v) for v in np.asarray(value).reshape(-1)]
+    return np.asarray(value).reshape(-1).astype(np.int64).tolist()
 
 
 class UnsupportedOpError(EdgeTQSError):
