@@ -117,7 +117,10 @@ def summarise(rows: list[dict]) -> dict:
         values = [r[key] for r in rows if isinstance(r.get(key), float)]
         if values and key.startswith("spearman"):
             summary[f"mean_{key}"] = float(np.mean(values))
-    summary["io_top2_fraction"] = float(np.mean([r["io_are_top2"] for r in rows])) if rows else None
+    if rows:
+        summary["io_top2_fraction"] = float(np.mean([r["io_are_top2"] for r in rows]))
+        summary["output_proj_top1_fraction"] = float(np.mean([r["output_proj_rank"] == 1 for r in rows]))
+        summary["input_proj_top2_fraction"] = float(np.mean([r["input_proj_rank"] <= 2 for r in rows]))
     summary["models"] = len(rows)
     return summary
 
@@ -142,8 +145,11 @@ def main(argv: list[str]) -> int:
                                         "models": rows, "summary": summary})
     print("\nmeans over models: " + ", ".join(f"{k.removeprefix('mean_')} {v:.3f}" for k, v in summary.items()
                                              if k.startswith("mean_")))
-    print(f"input+output projections are the two most sensitive layers in {summary['io_top2_fraction']:.0%} "
-          f"of {summary['models']} models; wrote {path}")
+    if good:
+        print(f"of {summary['models']} models: output projection most sensitive in {summary['output_proj_top1_fraction']:.0%}, "
+              f"input projection in the top 2 in {summary['input_proj_top2_fraction']:.0%}, "
+              f"both the top two in {summary['io_top2_fraction']:.0%}")
+    print(f"wrote {path}")
     return 0
 
 

@@ -23,7 +23,7 @@ def machine() -> dict:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-            "load_avg_1min": os.getloadavg()[0], "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "load_avg_1min": os.getloadavg()[0], "numba_threads": os.environ.get("NUMBA_NUM_THREADS", "default"), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
 def gemm_gflops(n: int = 512, repeats: int = 20) -> float:
