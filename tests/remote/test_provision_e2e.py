@@ -42,6 +42,7 @@ def test_provision_flash_validate_through_the_cli(sshd_board, tmp_path, capsys):
     assert main(["validate", str(bundle), *args, "--out", str(tmp_path / "v"), "--json", *SHORT]) == 0
     verdict = json.loads(capsys.readouterr().out)[0]
     assert verdict["ok"] and "PASS" in verdict["detail"]
+    assert verdict["result"]["passed"] is True and verdict["result"]["checks"]  # the verdict itself, as JSON
     report = tmp_path / "v" / "127.0.0.1" / "report.html"  # an ad hoc board is named by its address
     assert report.exists() and json.loads((report.parent / "validation.json").read_text())["passed"]
 
