@@ -121,3 +121,15 @@ def test_runtime_requirement_follows_the_capability_matrix(canonical_stand_in, t
         expected = [spec for spec in matrix.runtimes if matrix.supports(spec, "FULLY_CONNECTED", "dynamic", formats[0])]
         assert runtime["runtimes"] == expected
         assert runtime["needs"] == [{"op": "FULLY_CONNECTED", "format": formats[0]}]
+
+
+def test_patch_model_bundle_holds_horizon_times_patch_steps(zoo_model, tmp_path):
+    """A model emitting 4 steps per call: references hold horizon x patch steps, probes a whole patch each."""
+    canonical = zoo_model("mlp-lorenz96-patch4")
+    spec = canonical.rollout
+    assert spec.patch == 4
+    plan = make_plan(canonical, PLANS["mixed"])
+    convert(canonical, plan, tmp_path / "bundle", horizon=5, windows=3)
+    bundle = check_bundle(tmp_path / "bundle", plan, canonical, "dynamic")
+    assert bundle.contexts["reference_host"].shape == (3, 5 * spec.patch, spec.features)
+    assert bundle.probes["y"].shape == (6, spec.patch, spec.features)
