@@ -1,4 +1,4 @@
-"""Convolutions: CONV_2D (im2col + one BLAS GEMM) and DEPTHWISE_CONV_2D.
+"""Convolutions: CONV_2D (im2col + the engine GEMM) and DEPTHWISE_CONV_2D.
 
 Both are linear in the filter and bias, so probe groups add their own
 ``patches_rows · delta`` to the shared result before the fused activation.
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgetqs.engine.ops.unary import apply_fused
 from edgetqs.engine import gemm
+from edgetqs.engine.ops.unary import apply_fused
 from edgetqs.engine.registry import register
 
 SAME = 0

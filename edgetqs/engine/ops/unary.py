@@ -94,19 +94,15 @@ def _gelu_op(node, inputs):
     return [gelu(inputs[0], bool(node.option("approximate", False)))]
 
 
-@register("RELU")
-def _relu(node, inputs):
-    return [apply_fused(inputs[0].copy(), RELU)]
+def _clamped(code):
+    def kernel(node, inputs):
+        return [apply_fused(np.array(inputs[0], dtype=np.float32), code)]
+
+    return kernel
 
 
-@register("RELU6")
-def _relu6(node, inputs):
-    return [apply_fused(inputs[0].copy(), RELU6)]
-
-
-@register("RELU_N1_TO_1")
-def _relu_n1(node, inputs):
-    return [apply_fused(inputs[0].copy(), RELU_N1_TO_1)]
+for _opcode, _code in {"RELU": RELU, "RELU6": RELU6, "RELU_N1_TO_1": RELU_N1_TO_1}.items():
+    register(_opcode)(_clamped(_code))
 
 
 @register("LEAKY_RELU")
@@ -115,46 +111,12 @@ def _leaky(node, inputs):
     return [np.where(x >= 0, x, np.float32(node.option("alpha", 0.2)) * x).astype(np.float32)]
 
 
-@register("EXP")
-def _exp(node, inputs):
-    return [np.exp(inputs[0]).astype(np.float32)]
+_NUMPY_UNARY = {
+    "EXP": np.exp, "SQRT": np.sqrt, "RSQRT": lambda x: 1.0 / np.sqrt(x), "NEG": np.negative, "ABS": np.abs,
+    "SQUARE": np.square, "LOG": np.log, "SIN": np.sin, "COS": np.cos,
+}
 
 
-@register("SQRT")
-def _sqrt(node, inputs):
-    return [np.sqrt(inputs[0]).astype(np.float32)]
-
-
-@register("RSQRT")
-def _rsqrt(node, inputs):
-    return [(np.float32(1.0) / np.sqrt(inputs[0])).astype(np.float32)]
-
-
-@register("NEG")
-def _neg(node, inputs):
-    return [-inputs[0]]
-
-
-@register("ABS")
-def _abs(node, inputs):
-    return [np.abs(inputs[0])]
-
-
-@register("SQUARE")
-def _square(node, inputs):
-    return [inputs[0] * inputs[0]]
-
-
-@register("LOG")
-def _log(node, inputs):
-    return [np.log(inputs[0]).astype(np.float32)]
-
-
-@register("SIN")
-def _sin(node, inputs):
-    return [np.sin(inputs[0]).astype(np.float32)]
-
-
-@register("COS")
-def _cos(node, inputs):
-    return [np.cos(inputs[0]).astype(np.float32)]
+@register(*_NUMPY_UNARY)
+def _numpy_unary(node, inputs):
+    return [np.asarray(_NUMPY_UNARY[node.opcode](inputs[0]), dtype=np.float32)]
