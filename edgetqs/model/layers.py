@@ -8,6 +8,7 @@ sixteen). Units are addressed by weight tensor names exactly as in the .tflite.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 
@@ -216,7 +217,7 @@ def infer_rollout(graph: TFLiteGraph, given: RolloutSpec | None = None) -> Rollo
                            "export the model with one input window and one output")
     in_shape, out_shape = graph.input_shapes()[0], graph.output_shapes()[0]
     if given is not None:
-        spec = given.validate()
+        spec = dataclasses.replace(given).validate()  # a copy: the caller's spec stays as given
         expected_out = (spec.patch, spec.features) if len(out_shape) == 3 else (spec.features,)
         if tuple(in_shape[1:]) != (spec.window, spec.features) or tuple(out_shape[1:]) != expected_out:
             raise EdgeTQSError(f"rollout spec window={spec.window},features={spec.features},patch={spec.patch} does not "

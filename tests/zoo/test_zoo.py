@@ -143,3 +143,10 @@ def test_inspect_float_tflite_of_a_zoo_model(keras_zoo_model, tmp_path, monkeypa
     assert card["source_format"] == "tflite"
     assert card["rollout"]["window"] == 4 and card["rollout"]["features"] == 40
     assert [l["weight_tensors"] for l in card["layers"]] == [l.weight_tensors for l in keras_zoo_model.card.layers]
+
+
+def test_zoo_build_command_reports_the_built_model(keras_zoo_model, capsys):
+    assert main(["zoo", "build", "mlp-lorenz96", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["name"] == "mlp-lorenz96" and row["built"] and row["params"] == keras_zoo_model.card.total_params
+    assert row["float_quality"] == keras_zoo_model.card.extra["float_quality"]
