@@ -126,6 +126,8 @@ def main() -> int:
     parser.add_argument("--contexts", type=int, default=8)
     parser.add_argument("--calibration-windows", type=int, default=8)
     parser.add_argument("--granularity", default="tensor", choices=["tensor", "channel"])
+    parser.add_argument("--weight-stats", default="channel", choices=["channel", "layer"],
+                        help="estimator weight statistics per output channel (the paper) or one pair per layer")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ranges_compare.json"))
     args = parser.parse_args()
 
@@ -137,11 +139,12 @@ def main() -> int:
         case = (zoo_case if kind == "zoo" else standin_case)(name, args.horizon, args.contexts, args.calibration_windows)
         graph, spec, calibration, contexts, horizon = case
         start = time.perf_counter()
-        comparison = compare_modes(graph, spec, calibration, contexts, horizon, granularity=args.granularity)
+        comparison = compare_modes(graph, spec, calibration, contexts, horizon, granularity=args.granularity,
+                                   per_channel_weights=args.weight_stats == "channel")
         cost = estimator_cost(graph, spec, contexts)
         miss = [m["miss_rate"] for m in comparison.miss]
         result = {"model": model, "horizon": horizon, "contexts": len(contexts), "calibration_windows": len(calibration),
-                  "granularity": args.granularity, "table": table(comparison), "memory_bytes": comparison.memory,
+                  "granularity": args.granularity, "weight_stats": args.weight_stats, "table": table(comparison), "memory_bytes": comparison.memory,
                   "miss_rate_mean": float(np.mean(miss)), "miss_rate_max": float(np.max(miss)),
                   "miss_per_site": comparison.miss, "fallback_sites": comparison.fallback_sites,
                   "sites": comparison.sites, "estimator_cost": cost, "seconds": time.perf_counter() - start}
@@ -165,7 +168,8 @@ def _default_models() -> list[str]:
 
 def _print_result(r: dict) -> None:
     print(f"\n## {r['model']}  (horizon {r['horizon']}, {r['contexts']} contexts, "
-          f"{r['calibration_windows']} calibration windows, {r['granularity']} ranges)")
+          f"{r['calibration_windows']} calibration windows, {r['granularity']} ranges, "
+          f"weight statistics per {r['weight_stats']})")
     print("| mode | act bits | rmse vs float | rmse step 1 | VPT | blow-up | ms/step |")
     print("|---|---|---|---|---|---|---|")
     for row in r["table"]:

@@ -31,6 +31,8 @@ def register(subparsers) -> None:
     parser.add_argument("--horizon", type=int, default=20, help="model calls rolled out for export/miss rates")
     parser.add_argument("--granularity", default="tensor", choices=["tensor", "channel"])
     parser.add_argument("--stride", type=int, default=1, help="convolution sampling stride of the estimator")
+    parser.add_argument("--weight-stats", default="channel", choices=["channel", "layer"],
+                        help="estimator weight statistics per output channel (default) or one pair per layer")
     parser.add_argument("--weight-bits", type=int, default=8, help="weight fake-quantization bits (0: float)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compare", action="store_true",
@@ -50,8 +52,9 @@ def run(args) -> int:
     canonical = load_model(args.model)
     graph, spec = canonical.graph, canonical.rollout
     weight_bits = args.weight_bits or None
+    per_channel_weights = args.weight_stats == "channel"
     engine = FakeQuantEngine(graph, spec, QuantConfig("probabilistic", 8, weight_bits, args.granularity),
-                             stride=args.stride)
+                             stride=args.stride, per_channel_weights=per_channel_weights)
     calibration, tests = _windows(args, engine, spec)
     with console.status("calibrating and estimating ranges", spinner="dots") if not args.json else _null():
         calibrate(engine, calibration)
@@ -63,12 +66,14 @@ def run(args) -> int:
     png = weight_histograms(engine, Path(f"{stem}.weights.png"))
     report = {"model": canonical.card.name, "ranges": str(out), "weights_png": str(png),
               "calibration_windows": len(calibration), "granularity": args.granularity, "stride": args.stride,
+              "weight_stats": args.weight_stats,
               "memory_bytes": working_memory(engine), "miss": [m.to_dict() for m in miss]}
     if args.compare:
         from edgetqs.ranges.compare import compare_modes, table
 
         comparison = compare_modes(graph, spec, calibration, tests, args.horizon, granularity=args.granularity,
-                                   weight_bits=weight_bits, stride=args.stride)
+                                   weight_bits=weight_bits, stride=args.stride,
+                                   per_channel_weights=per_channel_weights)
         report["comparison"] = table(comparison)
     report_path = Path(f"{stem}.report.json")
     report_path.write_text(json.dumps(report, indent=2))

@@ -85,6 +85,7 @@ class RangeEstimator:
     constants: dict[int, np.ndarray]
     shapes: dict[int, tuple[int, ...]]  # tensor index -> graph shape
     stride: int = 1
+    per_channel_weights: bool = True  # weight statistics per output channel (the paper) or per layer
     weight_stats: dict[int, WeightStats] = field(default_factory=dict)  # node index -> stats
     sites: dict[int, SiteCalibration] = field(default_factory=dict)  # tensor index -> calibration
     fallback_sites: set[int] = field(default_factory=set)
@@ -94,7 +95,7 @@ class RangeEstimator:
     def __post_init__(self):
         for node in self.nodes:
             if node.opcode in LINEAR_OPS and node.inputs[1] in self.constants:
-                self.weight_stats[node.index] = linear_weight_stats(node, self.constants)
+                self.weight_stats[node.index] = linear_weight_stats(node, self.constants, self.per_channel_weights)
             if node.opcode in LAYOUT_OPS:
                 self._maps[node.index] = channel_maps(node, self.constants, self.shapes)
 
@@ -217,15 +218,10 @@ class RangeEstimator:
         return mom.contraction(operands[0], operands[1], length)
 
 
-def linear_weight_stats(node: Node, constants: dict[int, np.ndarray]) -> WeightStats:
-    """Per-output-channel weight statistics of a weighted layer (one row per output channel)."""
-    weight = constants[node.inputs[1]][0]
+def linear_weight_stats(node: Node, constants: dict[int, np.ndarray], per_channel: bool = True) -> WeightStats:
+    """Weight statistics of a weighted layer, per output channel or pooled over the layer."""
     bias = constants.get(node.inputs[2])[0] if len(node.inputs) > 2 and node.inputs[2] >= 0 else None
-    if node.opcode == "DEPTHWISE_CONV_2D":
-        rows = weight.reshape(-1, weight.shape[-1]).T  # [C*M, KH*KW]
-    else:
-        rows = weight.reshape(weight.shape[0], -1)
-    return WeightStats.of_rows(rows, bias)
+    return WeightStats.of_rows(weight_rows(node, constants), bias, per_channel)
 
 
 def weight_rows(node: Node, constants: dict[int, np.ndarray]) -> np.ndarray:

@@ -74,11 +74,15 @@ Observer = Callable[[int, Node | None, np.ndarray, np.ndarray, Moments | None, n
 class FakeQuantEngine(Engine):
     """The engine with fake-quantized weights and activations (see module docstring)."""
 
-    def __init__(self, graph: TFLiteGraph, spec: RolloutSpec, config: QuantConfig, stride: int = 1):
+    def __init__(self, graph: TFLiteGraph, spec: RolloutSpec, config: QuantConfig, stride: int = 1,
+                 per_channel_weights: bool = True):
         super().__init__(graph, spec)
         self.config = config.check()
         shapes = {t.index: t.shape for t in graph.tensors}
-        self.estimator = RangeEstimator(self._nodes, self._constants, shapes, stride=stride)
+        if stride < 1:
+            raise EdgeTQSError(f"sampling stride {stride} must be at least 1", "use --stride 1 (every position) or more")
+        self.estimator = RangeEstimator(self._nodes, self._constants, shapes, stride=stride,
+                                        per_channel_weights=per_channel_weights)
         self.static_ranges: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # tensor -> per-tensor/per-channel lo, hi
         self.observer: Observer | None = None
         self._pre_nodes = {n.index: _without_fused_activation(n) for n in self._nodes}

@@ -65,20 +65,24 @@ class WeightStats:
 
     mean: np.ndarray  # [C_out]
     var: np.ndarray  # [C_out]
-    bias: np.ndarray  # [C_out] (zeros when the layer has none)
+    bias: np.ndarray  # [C_out] (zeros when the layer has none; the model stores it anyway)
     fan_in: int
+    per_channel: bool = True  # False: one mean/variance for the whole layer, broadcast to its channels
 
     @classmethod
-    def of_rows(cls, rows: np.ndarray, bias: np.ndarray | None) -> "WeightStats":
+    def of_rows(cls, rows: np.ndarray, bias: np.ndarray | None, per_channel: bool = True) -> "WeightStats":
         """``rows``: [C_out, fan_in] weights, one row per output channel."""
         rows = np.asarray(rows, np.float64)
         b = np.zeros(rows.shape[0]) if bias is None else np.asarray(bias, np.float64).reshape(-1)
-        return cls(rows.mean(axis=1), rows.var(axis=1), b, rows.shape[1])
+        if per_channel:
+            return cls(rows.mean(axis=1), rows.var(axis=1), b, rows.shape[1])
+        ones = np.ones(rows.shape[0])
+        return cls(rows.mean() * ones, rows.var() * ones, b, rows.shape[1], per_channel=False)
 
     @property
     def nbytes_float32(self) -> int:
-        """What the estimator stores for this layer at run time (mean and variance per channel)."""
-        return 2 * 4 * self.mean.size
+        """What the estimator stores for this layer at run time (mean and variance, per channel or per layer)."""
+        return 2 * 4 * (self.mean.size if self.per_channel else 1)
 
 
 def linear_layer(stats: WeightStats, fan_in_sum: np.ndarray, fan_in_square_sum: np.ndarray) -> Moments:

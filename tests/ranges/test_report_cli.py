@@ -23,6 +23,17 @@ def test_working_memory_static_is_smallest_and_dynamic_grows_with_the_activation
     assert attention["probabilistic"] < attention["dynamic"]
 
 
+def test_layer_weight_statistics_cost_two_floats_per_layer(standin_graphs, spec):
+    graph = standin_graphs["tcn"]
+    by_channel = working_memory(FakeQuantEngine(graph, spec, QuantConfig("dynamic")))
+    engine = FakeQuantEngine(graph, spec, QuantConfig("dynamic"), per_channel_weights=False)
+    by_layer = working_memory(engine)
+    layers = len(engine.estimator.weight_stats)
+    assert by_layer["probabilistic"] == by_layer["static"] + 8 * layers + 12
+    assert by_layer["probabilistic"] < by_channel["probabilistic"]
+    assert by_layer["probabilistic"] < by_layer["dynamic"]
+
+
 def test_unrolled_rnn_counts_its_shared_weight_statistics_once(standin_graphs, spec):
     engine = FakeQuantEngine(standin_graphs["gru"], spec, QuantConfig("dynamic"))
     memory = working_memory(engine)
