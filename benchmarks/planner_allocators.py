@@ -18,8 +18,6 @@ import argparse
 import contextlib
 import io
 import os
-import platform
-import resource
 import sys
 import time
 from pathlib import Path
@@ -28,6 +26,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from edgetqs.planner.allocators import Option, allocate_front, smallest_bytes, totals  # noqa: E402
 
@@ -36,15 +35,10 @@ FORMAT_BITS = (2, 4, 8, 16, 32)
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    from tqs_common import machine as machine_facts  # the benchmarks' shared machine description
+
+    facts = machine_facts()
+    return f"{facts['cpu']}, {facts['cores']} cores, Python {facts['python']}, load {facts['load_avg_1min']:.1f}"
 
 
 def synthetic_instance(rng, units: int = 1000) -> list[list[Option]]:
@@ -132,12 +126,6 @@ def zoo(names: list[str]) -> None:
         ratio_text = f"{np.mean(ratios):.4f}, {np.max(ratios):.4f}" if ratios else "-"
         print(f"  {name:24s} {len(problem.units):5d} {model.graph.size_bytes:9d} {ratio_text:>26s} "
               f"{100 * max(size_errors):14.3f}% {elapsed:8.2f}")
-
-
-def runtime_overhead() -> None:
-    """Resident memory of a Python process with the runtime and a tiny model (the overhead figure)."""
-    print(f"\nruntime overhead: this process's peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB "
-          "(with TF loaded: not the on-board figure; see edgetqs/planner/costs.py RUNTIME_OVERHEAD_BYTES)")
 
 
 def main() -> None:

@@ -178,16 +178,24 @@ def list_firmware() -> list[str]:
     return _names(FIRMWARE_DIR)
 
 
-def load_firmware(name: str) -> Firmware:
-    path = FIRMWARE_DIR / f"{name}.toml"
+def _open_profile(directory: Path, name: str, kind: str) -> tuple[Path, _Fields]:
+    """The profile's path and a field reader for it; an unknown name lists the known ones."""
+    path = directory / f"{name}.toml"
     if not path.is_file():
-        raise EdgeTQSError(f"unknown firmware config '{name}'",
-                           f"use one of: {', '.join(list_firmware())} (files in {FIRMWARE_DIR})")
-    data = _read_toml(path)
-    f = _Fields(path, data)
+        raise EdgeTQSError(f"unknown {kind} '{name}'",
+                           f"use one of: {', '.join(_names(directory))} (files in {directory})")
+    return path, _Fields(path, _read_toml(path))
+
+
+def _same_as(name: str) -> Callable[[Any], str | None]:
+    return lambda v: None if v == name else f"it must equal the file name '{name}'"
+
+
+def load_firmware(name: str) -> Firmware:
+    path, f = _open_profile(FIRMWARE_DIR, name, "firmware config")
     settings = f.get("settings", dict, default={}, allowed="a table [settings]")
     values = dict(
-        name=f.get("name", str, lambda v: None if v == name else f"it must equal the file name '{name}'"),
+        name=f.get("name", str, _same_as(name)),
         os=f.get("os", str, _nonempty),
         python=f.get("python", str, lambda v: None if v.count(".") == 1 and v.replace(".", "").isdigit()
                      else "write it as MAJOR.MINOR, e.g. \"3.11\""),
@@ -214,15 +222,10 @@ def load_firmware(name: str) -> Firmware:
 
 
 def load_target(name: str) -> Target:
-    path = TARGETS_DIR / f"{name}.toml"
-    if not path.is_file():
-        raise EdgeTQSError(f"unknown target '{name}'",
-                           f"use one of: {', '.join(list_targets())} (profiles in {TARGETS_DIR})")
-    data = _read_toml(path)
-    f = _Fields(path, data)
+    path, f = _open_profile(TARGETS_DIR, name, "target")
     ssh_table = f.get("ssh", dict, allowed="a table [ssh]")
     values = dict(
-        name=f.get("name", str, lambda v: None if v == name else f"it must equal the file name '{name}'"),
+        name=f.get("name", str, _same_as(name)),
         description=f.get("description", str, default=""),
         arch=f.get("arch", str, _one_of(ARCHES), allowed=" / ".join(ARCHES)),
         cpu=f.get("cpu", str, _nonempty),
