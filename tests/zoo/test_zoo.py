@@ -150,3 +150,15 @@ def test_zoo_build_command_reports_the_built_model(keras_zoo_model, capsys):
     (row,) = json.loads(capsys.readouterr().out)
     assert row["name"] == "mlp-lorenz96" and row["built"] and row["params"] == keras_zoo_model.card.total_params
     assert row["float_quality"] == keras_zoo_model.card.extra["float_quality"]
+
+
+def test_gru_zoo_model_is_flat_for_the_engine():
+    """unroll=True: the recurrent model is plain ops in one subgraph (no WHILE), one
+    layer per weight matrix shared by all time steps."""
+    model = zoo.build("gru-sunspots")
+    assert model.graph.num_subgraphs == 1
+    assert not {op.opcode for op in model.graph.operators} & {"WHILE", "IF", "CALL_ONCE", "UNIDIRECTIONAL_SEQUENCE_RNN"}
+    names = [layer.name for layer in model.card.layers]
+    assert names == ["gru/kernel", "gru/recurrent_kernel", "output_proj"]
+    steps = sum(op.opcode == "FULLY_CONNECTED" for op in model.graph.operators)
+    assert steps > 12  # the recurrent matrix is applied once per window step
