@@ -54,11 +54,12 @@ class Comparison:
 
 def compare_modes(graph: TFLiteGraph, spec: RolloutSpec, calibration: np.ndarray, contexts: np.ndarray,
                   horizon: int, act_bits: tuple[int, ...] = (8, 4), granularity: str = "tensor",
-                  weight_bits: int | None = 8, stride: int = 1, per_channel_weights: bool = True) -> Comparison:
+                  weight_bits: int | None = 8, stride: int = 1, per_channel_weights: bool = True,
+                  exact_mean: bool = False) -> Comparison:
     contexts = check_windows(contexts, "test contexts")
     reference = Engine(graph, spec).rollout(contexts, horizon)
     engine = FakeQuantEngine(graph, spec, QuantConfig("float", 8, weight_bits, granularity), stride=stride,
-                             per_channel_weights=per_channel_weights)
+                             per_channel_weights=per_channel_weights, exact_mean=exact_mean)
     calibrate(engine, calibration)
     rows = [_rollout_row(engine, QuantConfig("float", 8, weight_bits, granularity), contexts, horizon, reference)]
     for bits in act_bits:

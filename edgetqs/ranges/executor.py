@@ -15,7 +15,8 @@ a range chosen by the mode:
   sample is no larger than the estimator's statistics for it (at most two
   values per channel, e.g. a flattened MLP's hidden vector, an RNN cell's
   state, an output projection): those take the exact min/max, which there
-  costs no more memory than estimating it and is never wrong;
+  costs no more memory than estimating it and is never wrong; and the graph
+  input, which is a float buffer before the model runs anyway;
 * ``float``: no activation quantization (weights only, if ``weight_bits``).
 
 Ranges are per sample of the batch, per tensor or per channel (last axis),
@@ -75,14 +76,14 @@ class FakeQuantEngine(Engine):
     """The engine with fake-quantized weights and activations (see module docstring)."""
 
     def __init__(self, graph: TFLiteGraph, spec: RolloutSpec, config: QuantConfig, stride: int = 1,
-                 per_channel_weights: bool = True):
+                 per_channel_weights: bool = True, exact_mean: bool = False):
         super().__init__(graph, spec)
         self.config = config.check()
         shapes = {t.index: t.shape for t in graph.tensors}
         if stride < 1:
             raise EdgeTQSError(f"sampling stride {stride} must be at least 1", "use --stride 1 (every position) or more")
         self.estimator = RangeEstimator(self._nodes, self._constants, shapes, stride=stride,
-                                        per_channel_weights=per_channel_weights)
+                                        per_channel_weights=per_channel_weights, exact_mean=exact_mean)
         self.static_ranges: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # tensor -> per-tensor/per-channel lo, hi
         self.observer: Observer | None = None
         self._pre_nodes = {n.index: _without_fused_activation(n) for n in self._nodes}
@@ -159,7 +160,7 @@ class FakeQuantEngine(Engine):
         return fake_quantize(post, lo, hi, self.config.act_bits)
 
     def _range(self, mode, tensor, node, post, pre_moments, per_channel):
-        if mode == "hybrid" and self.is_small_site(tensor):
+        if mode == "hybrid" and (tensor == INPUT_SITE or self.is_small_site(tensor)):
             return observed_range(post, per_channel)
         if mode in ESTIMATED_MODES or (mode == "float" and pre_moments is not None):
             return self.predicted_range(node, tensor, pre_moments, per_channel, post.shape[0])

@@ -161,9 +161,16 @@ def power_delta(m: Moments, exponent: float) -> Moments | None:
 
 
 def reduce_mean(m: Moments, count: int, over_channels: bool) -> Moments:
-    """Mean of ``count`` values: over the channel axis (one value per position), or over positions."""
+    """Mean of ``count`` values: over the channel axis (one value per position), or over positions.
+
+    Over channels the channels of one position move together (a layer norm's
+    input is a residual stream), so the spread of their mean is taken at the
+    fully correlated bound, the mean of the channels' standard deviations;
+    assuming independence instead underestimates it several-fold (measured on
+    the zoo transformer: 20% of values outside the interval, against ~1%).
+    """
     if over_channels:
-        return Moments(m.mean.mean(axis=1, keepdims=True), m.var.sum(axis=1, keepdims=True) / count**2)
+        return Moments(m.mean.mean(axis=1, keepdims=True), m.sd().mean(axis=1, keepdims=True) ** 2)
     return Moments(m.mean, m.var / max(count, 1))
 
 

@@ -67,7 +67,7 @@ def test_ranges_command_writes_ranges_report_and_png(standin_dir, standin_graphs
     ranges = read_ranges_json(out)
     assert len(ranges) == len(summary["miss"])
     assert all(low <= 0 <= high for low, high in ranges.values())
-    assert {row["mode"] for row in summary["comparison"]} == {"float", "static", "dynamic", "probabilistic"}
+    assert {row["mode"] for row in summary["comparison"]} == {"float", "static", "dynamic", "probabilistic", "hybrid"}
     report = json.loads((tmp_path / "mlp.ranges.report.json").read_text())
     assert report["memory_bytes"]["static"] > 0
     assert (tmp_path / "mlp.ranges.weights.png").exists()
