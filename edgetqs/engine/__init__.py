@@ -4,7 +4,7 @@ batched over many trajectories and probe groups at once.
 API (stable; the TQS scorer codes against it)::
 
     from edgetqs.engine import Engine
-    eng = Engine(graph: TFLiteGraph, spec: RolloutSpec)   # exact_rows=False: BLAS GEMMs, see below
+    eng = Engine(graph: TFLiteGraph, spec: RolloutSpec)   # gemm_kernel="blas" | "numba", see below
     y = eng.forward(x)                      # x [B, window, F] float32 -> [B, patch, F]
     traj = eng.rollout(contexts, horizon)   # [K, window, F] -> [K, horizon*patch, F]; horizon = model calls
     trajs = eng.rollout_probes(contexts, horizon, deltas)
@@ -23,17 +23,15 @@ fall back to the LiteRT path. ``supported_ops()`` lists the covered opcodes.
 How it works: every value carries a leading batch axis in front of the
 graph's shape (the graph's own batch dim stays 1). Probe groups are blocks of
 K rows of that batch. Linear ops (FULLY_CONNECTED, BATCH_MATMUL, CONV_2D,
-DEPTHWISE_CONV_2D) compute ``x·W`` once for all rows with BLAS and add
+DEPTHWISE_CONV_2D) compute ``x·W`` for all rows in one pass and add
 ``x_rows·delta`` only for the rows of groups that perturb W; other ops with a
-perturbed constant re-run just those rows. Elementwise transcendental kernels
+perturbed constant re-run just those rows. A group whose delta is zero
+reproduces the reference group bit for bit (gemm.py explains how). Elementwise transcendental kernels
 are numba (``cache=True``: compiled once per machine, reused across
-processes). FULLY_CONNECTED and CONV_2D use the engine's own GEMM (gemm.py),
-whose rounding of a row never depends on the other rows, so a zero delta
-reproduces the reference bit for bit; it runs on all cores (``prange``,
-NUMBA_NUM_THREADS, default = cores) when the product is big enough.
-OMP_WAIT_POLICY defaults to PASSIVE (see below). ``Engine(..., exact_rows=False)``
-uses numpy's BLAS instead: faster on big layers, but then a zero-delta group
-matches the reference only to float32 rounding, which chaos amplifies.
+processes). FULLY_CONNECTED and CONV_2D GEMMs go to BLAS, one call per probe
+group (``gemm_kernel="blas"``, default, both cores via OpenBLAS) or to the
+engine's row-exact numba kernel (``gemm_kernel="numba"``, both cores via
+``prange``/NUMBA_NUM_THREADS). OMP_WAIT_POLICY defaults to PASSIVE (see below).
 """
 
 import os

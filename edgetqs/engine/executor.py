@@ -24,12 +24,12 @@ _FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64")
 class Engine:
     """Batched, probe-aware execution of one model. See the package docstring for the API."""
 
-    def __init__(self, graph: TFLiteGraph, spec: RolloutSpec, exact_rows: bool = True):
-        """``exact_rows=False`` runs the weight GEMMs on numpy's BLAS: faster on big
-        layers, but a row's rounding then depends on its place in the batch, so
-        probe groups with a zero delta match the reference only to float32 rounding."""
+    def __init__(self, graph: TFLiteGraph, spec: RolloutSpec, gemm_kernel: str = "blas"):
+        """``gemm_kernel``: "blas" (one BLAS call per probe group) or "numba" (row-exact kernel); see gemm.py."""
+        if gemm_kernel not in gemm.KERNELS:
+            raise EdgeTQSError(f"unknown GEMM kernel '{gemm_kernel}'", f"use one of: {', '.join(gemm.KERNELS)}")
         self.graph, self.spec = graph, spec.validate()
-        self.exact_rows = exact_rows
+        self.gemm_kernel = gemm_kernel
         self._check_io()
         self._nodes = [self._node(op) for op in graph.operators]
         missing = sorted({n.opcode for n in self._nodes if lookup(n.opcode) is None})
@@ -75,17 +75,18 @@ class Engine:
         patch, f = self.spec.patch, self.spec.features
 
         def forward(x):
-            return self._run(x, by_node).reshape(x.shape[0], patch, f)
+            return self._run(x, by_node, group_rows=k).reshape(x.shape[0], patch, f)
 
         return roll_out(forward, windows, horizon, self.spec).reshape(len(deltas), k, -1, f)
 
     # -- execution ---------------------------------------------------------
-    def _run(self, x: np.ndarray, perturbations: dict[int, list[Perturbation]]) -> np.ndarray:
-        token = gemm.ROW_EXACT.set(self.exact_rows)
+    def _run(self, x: np.ndarray, perturbations: dict[int, list[Perturbation]], group_rows: int = 0) -> np.ndarray:
+        kernel, rows = gemm.KERNEL.set(self.gemm_kernel), gemm.GROUP_ROWS.set(group_rows)
         try:
             return self._run_nodes(x, perturbations)
         finally:
-            gemm.ROW_EXACT.reset(token)
+            gemm.KERNEL.reset(kernel)
+            gemm.GROUP_ROWS.reset(rows)
 
     def _run_nodes(self, x: np.ndarray, perturbations: dict[int, list[Perturbation]]) -> np.ndarray:
         values: dict[int, np.ndarray] = dict(self._constants)

@@ -1,16 +1,17 @@
-"""The engine's GEMM: a numba kernel whose result for a row never depends on
-the other rows.
+"""The engine's weight GEMMs, arranged so probe groups stay bit-exact.
 
 BLAS rounds a row differently depending on where it falls in its tiling, so
 two probe groups with the same inputs could drift apart by an ulp, which a
-chaotic rollout amplifies into a fake sensitivity. Here every output element
-is the same k-ordered chain of fused multiply-adds wherever its row sits, so a
-group whose delta is zero reproduces the reference bit for bit, and the rows
-of all groups still share each pass over W.
+chaotic rollout amplifies into a fake sensitivity. Two ways around it:
 
-Rows go in tiles of ``TILE_ROWS`` over both cores (``prange``); a tile's rows
-reuse each row of W from L1 while the inner loop over output columns is
-vectorised (and the same code for every row, hence the same rounding).
+- ``blas`` (default): one BLAS call per probe group (``np.matmul`` over a
+  [groups, rows, K] stack): every group's call has the same shape, so row r
+  of any group is rounded exactly like row r of the reference group. Fastest.
+- ``numba``: a numba kernel in which every output element is the same
+  k-ordered chain of fused multiply-adds wherever its row sits, so a row never
+  depends on the other rows at all (``rollout`` and ``rollout_probes`` agree
+  bit for bit too). Rows go in tiles over both cores (``prange``); the inner
+  loop over output columns is vectorised. About half BLAS's speed.
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ _gemm_parallel = numba.njit(parallel=True, fastmath={"contract"}, cache=True)(_g
 _gemm_serial = numba.njit(fastmath={"contract"}, cache=True)(_gemm)
 
 
+def _blas_by_group(a: np.ndarray, w_t: np.ndarray) -> np.ndarray:
+    batch, group = a.shape[0], GROUP_ROWS.get()
+    groups = batch // group if group and batch % group == 0 else 1
+    stacked = np.ascontiguousarray(a, dtype=np.float32).reshape(groups, -1, a.shape[-1])
+    return np.matmul(stacked, w_t).reshape(*a.shape[:-1], w_t.shape[1])
+
+
 _TRANSPOSED: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 _TRANSPOSED_KEEP = 512
 
@@ -72,17 +80,19 @@ def transposed(w: np.ndarray, out_dim: int) -> np.ndarray:
     return w_t
 
 
-# Engine(exact_rows=False) trades the bit-exact rows for numpy's BLAS (faster
-# on big layers); a zero delta then matches the reference only to rounding.
-ROW_EXACT: contextvars.ContextVar[bool] = contextvars.ContextVar("row_exact", default=True)
+KERNELS = ("blas", "numba")
+# Set by the engine for the duration of a run: which kernel, and how many
+# batch rows (trajectories) make one probe group.
+KERNEL: contextvars.ContextVar[str] = contextvars.ContextVar("gemm_kernel", default="blas")
+GROUP_ROWS: contextvars.ContextVar[int] = contextvars.ContextVar("gemm_group_rows", default=0)
 
 
 def matmul(a: np.ndarray, w_t: np.ndarray) -> np.ndarray:
-    """a [..., K] @ w_t [K, N] -> [..., N], float32, row-independent rounding (unless ROW_EXACT is off)."""
+    """a [B, ..., K] @ w_t [K, N] -> [B, ..., N] float32; B is the engine's batch of trajectories."""
+    if KERNEL.get() == "blas":
+        return _blas_by_group(a, w_t)
     x = np.ascontiguousarray(a, dtype=np.float32).reshape(-1, a.shape[-1])
     w_t = np.ascontiguousarray(w_t, dtype=np.float32)
-    if not ROW_EXACT.get():
-        return (x @ w_t).reshape(*a.shape[:-1], w_t.shape[1])
     out = np.empty((x.shape[0], w_t.shape[1]), np.float32)
     kernel = _gemm_parallel if x.shape[0] * x.shape[1] * w_t.shape[1] >= PARALLEL_MIN_WORK else _gemm_serial
     kernel(x, w_t, out)

@@ -1,22 +1,49 @@
-"""The engine's GEMM: correct, and a row's result does not depend on the other rows."""
+"""The engine's GEMMs: correct, and rounding that keeps probe groups bit-exact."""
+
+import contextlib
 
 import numpy as np
 
+from edgetqs.engine import gemm
 from edgetqs.engine.gemm import matmul
 
 
-def test_matches_numpy_and_rows_are_independent_of_their_neighbours():
+@contextlib.contextmanager
+def gemm_setting(kernel: str, group_rows: int = 0):
+    tokens = gemm.KERNEL.set(kernel), gemm.GROUP_ROWS.set(group_rows)
+    try:
+        yield
+    finally:
+        gemm.KERNEL.reset(tokens[0])
+        gemm.GROUP_ROWS.reset(tokens[1])
+
+
+def test_numba_kernel_rows_are_independent_of_their_neighbours():
     rng = np.random.default_rng(0)
     w_t = rng.standard_normal((300, 70)).astype(np.float32)
     x = rng.standard_normal((37, 300)).astype(np.float32)  # not a multiple of the row tile
-    full = matmul(x, w_t)
-    np.testing.assert_allclose(full, x.astype(np.float64) @ w_t, rtol=1e-4, atol=1e-4)
-    for start, stop in [(0, 1), (5, 6), (3, 20), (30, 37)]:
-        np.testing.assert_array_equal(matmul(x[start:stop], w_t), full[start:stop])
-    shuffled = rng.permutation(len(x))
-    np.testing.assert_array_equal(matmul(x[shuffled], w_t), full[shuffled])
+    with gemm_setting("numba"):
+        full = matmul(x, w_t)
+        np.testing.assert_allclose(full, x.astype(np.float64) @ w_t, rtol=1e-4, atol=1e-4)
+        for start, stop in [(0, 1), (5, 6), (3, 20), (30, 37)]:
+            np.testing.assert_array_equal(matmul(x[start:stop], w_t), full[start:stop])
+        shuffled = rng.permutation(len(x))
+        np.testing.assert_array_equal(matmul(x[shuffled], w_t), full[shuffled])
+
+
+def test_blas_kernel_rounds_every_group_like_the_first():
+    rng = np.random.default_rng(1)
+    w_t = rng.standard_normal((512, 256)).astype(np.float32)
+    group = rng.standard_normal((24, 3, 512)).astype(np.float32)  # 24 trajectories, 3 rows each
+    batch = np.concatenate([group] * 5)  # five probe groups with identical inputs
+    with gemm_setting("blas", group_rows=24):
+        out = matmul(batch, w_t)
+    np.testing.assert_allclose(out[:24], group.astype(np.float64) @ w_t, rtol=1e-4, atol=1e-3)
+    for g in range(1, 5):
+        np.testing.assert_array_equal(out[24 * g : 24 * (g + 1)], out[:24])
 
 
 def test_keeps_leading_axes():
-    x = np.ones((2, 3, 4), np.float32)
-    assert matmul(x, np.ones((4, 5), np.float32)).shape == (2, 3, 5)
+    for kernel in gemm.KERNELS:
+        with gemm_setting(kernel):
+            assert matmul(np.ones((2, 3, 4), np.float32), np.ones((4, 5), np.float32)).shape == (2, 3, 5)
