@@ -38,7 +38,7 @@ from edgetqs.engine.registry import lookup  # noqa: E402
 from edgetqs.ranges.compare import compare_modes, table  # noqa: E402
 from edgetqs.ranges.executor import FakeQuantEngine, QuantConfig  # noqa: E402
 
-DEFAULT_ZOO = ["mlp-lorenz96", "gru-lorenz96", "tcn-lorenz96", "transformer-lorenz96", "mlp-sunspots",
+DEFAULT_ZOO = ["mlp-lorenz96", "gru-lorenz96", "tcn-lorenz96", "transformer-lorenz96", "mlp-ks", "mlp-sunspots",
                "tcn-sunspots", "tcn-co2", "transformer-co2"]
 
 

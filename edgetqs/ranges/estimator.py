@@ -92,6 +92,7 @@ class RangeEstimator:
     fallback_sites: set[int] = field(default_factory=set)
     oracle_fallback: bool = False  # calibration's first pass: fall back to the measured moments
     _maps: dict[int, list | None] = field(default_factory=dict)
+    _constant_moments: dict[int, Moments] = field(default_factory=dict)
 
     def __post_init__(self):
         for node in self.nodes:
@@ -185,7 +186,11 @@ class RangeEstimator:
     def _operand(self, tensor: int, value, carried: dict[int, Moments]) -> Moments:
         if tensor in carried:
             return carried[tensor]
-        return mom.of_values(np.asarray(value, np.float64))  # a constant: exact moments
+        if tensor in self.constants:  # exact, and the same on every call
+            if tensor not in self._constant_moments:
+                self._constant_moments[tensor] = mom.of_values(np.asarray(value, np.float64))
+            return self._constant_moments[tensor]
+        return mom.of_values(np.asarray(value, np.float64))  # an activation no rule reached: measured
 
     def _linear(self, node: Node, x: np.ndarray) -> Moments:
         stats = self.weight_stats[node.index]
