@@ -62,7 +62,9 @@ def load_model(model: str | os.PathLike, rollout: RolloutSpec | None = None) -> 
     if text.startswith("zoo:"):
         from edgetqs import zoo
 
-        return zoo.build(text.removeprefix("zoo:"))
+        model = zoo.build(text.removeprefix("zoo:"))
+        _check_zoo_rollout(model, rollout)
+        return model
     path = Path(text).expanduser()
     source_format = detect_format(path)
     key = _cache_key(path, rollout)
@@ -71,6 +73,15 @@ def load_model(model: str | os.PathLike, rollout: RolloutSpec | None = None) -> 
         return open_canonical(out_dir)
     return canonicalize(path, source_format, out_dir, rollout, name=path.stem if path.is_file() else path.name,
                         source_label=str(path))
+
+
+def _check_zoo_rollout(model: CanonicalModel, rollout: RolloutSpec | None) -> None:
+    """A zoo model knows its rollout spec; a different one given on the command line is a mistake."""
+    spec = model.card.rollout
+    if rollout is not None and (rollout.window, rollout.features, rollout.patch) != (spec.window, spec.features, spec.patch):
+        raise EdgeTQSError(f"--rollout window={rollout.window},features={rollout.features},patch={rollout.patch} does not "
+                           f"match {model.card.name} (window={spec.window},features={spec.features},patch={spec.patch})",
+                           "leave out --rollout for zoo models: they carry their spec")
 
 
 def open_canonical(out_dir: Path) -> CanonicalModel:

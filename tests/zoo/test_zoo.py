@@ -162,3 +162,12 @@ def test_gru_zoo_model_is_flat_for_the_engine():
     assert names == ["gru/kernel", "gru/recurrent_kernel", "output_proj"]
     steps = sum(op.opcode == "FULLY_CONNECTED" for op in model.graph.operators)
     assert steps > 12  # the recurrent matrix is applied once per window step
+
+
+def test_zoo_model_with_a_contradicting_rollout_spec_is_an_error(keras_zoo_model):
+    from edgetqs.model.card import RolloutSpec
+    from edgetqs.model.intake import load_model
+
+    assert load_model("zoo:mlp-lorenz96", RolloutSpec.parse("window=4,features=40")).card.name == "mlp-lorenz96"
+    with pytest.raises(EdgeTQSError, match="does not match mlp-lorenz96"):
+        load_model("zoo:mlp-lorenz96", RolloutSpec.parse("window=8,features=40"))
