@@ -78,9 +78,9 @@ def standin_case(name: str, horizon_cap: int, count: int, calib: int):
     return graph, spec, windows(11, calib, 7), windows(23, count, 13), horizon_cap
 
 
-def estimator_cost(graph, spec, contexts, repeats: int = 20) -> dict:
+def estimator_cost(graph, spec, contexts, stride: int = 1, repeats: int = 20) -> dict:
     """Per weighted layer: the estimator's rule vs the layer's own kernel, on the same input batch."""
-    engine = FakeQuantEngine(graph, spec, QuantConfig("probabilistic", 8, 8))
+    engine = FakeQuantEngine(graph, spec, QuantConfig("probabilistic", 8, 8), stride=stride)
     inputs_seen = {}
     original = engine.estimator._linear
 
@@ -128,6 +128,7 @@ def main() -> int:
     parser.add_argument("--granularity", default="tensor", choices=["tensor", "channel"])
     parser.add_argument("--weight-stats", default="channel", choices=["channel", "layer"],
                         help="estimator weight statistics per output channel (the paper) or one pair per layer")
+    parser.add_argument("--stride", type=int, default=1, help="estimator sampling stride over output positions")
     parser.add_argument("--exact-mean", action="store_true",
                         help="estimator mean from the layer's weights (W E[x] + b) instead of the i.i.d. surrogate")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ranges_compare.json"))
@@ -142,12 +143,14 @@ def main() -> int:
         graph, spec, calibration, contexts, horizon = case
         start = time.perf_counter()
         comparison = compare_modes(graph, spec, calibration, contexts, horizon, granularity=args.granularity,
-                                   per_channel_weights=args.weight_stats == "channel", exact_mean=args.exact_mean)
-        cost = estimator_cost(graph, spec, contexts)
+                                   per_channel_weights=args.weight_stats == "channel", exact_mean=args.exact_mean,
+                                   stride=args.stride)
+        cost = estimator_cost(graph, spec, contexts, stride=args.stride)
         miss = [m["miss_rate"] for m in comparison.miss]
         result = {"model": model, "horizon": horizon, "contexts": len(contexts), "calibration_windows": len(calibration),
                   "granularity": args.granularity, "weight_stats": args.weight_stats,
-                  "exact_mean": args.exact_mean, "table": table(comparison), "memory_bytes": comparison.memory,
+                  "exact_mean": args.exact_mean, "stride": args.stride, "table": table(comparison),
+                  "memory_bytes": comparison.memory,
                   "miss_rate_mean": float(np.mean(miss)), "miss_rate_max": float(np.max(miss)),
                   "miss_per_site": comparison.miss, "fallback_sites": comparison.fallback_sites,
                   "sites": comparison.sites, "estimator_cost": cost, "seconds": time.perf_counter() - start}

@@ -46,7 +46,8 @@ def calibrate(engine: FakeQuantEngine, windows: np.ndarray, quantile: float = 1.
     """Fill ``engine.static_ranges`` and ``engine.estimator.sites`` from ``windows`` [N, window, F]."""
     windows = check_windows(windows)
     if not 0.5 <= quantile <= 1.0:
-        raise EdgeTQSError(f"calibration quantile {quantile} is outside [0.5, 1]", "use 1.0 (cover every window) or e.g. 0.99")
+        raise EdgeTQSError(f"calibration quantile {quantile} is outside [0.5, 1]",
+                           "use 1.0 (cover every window) or e.g. 0.99")
     mode = engine.config.mode
     try:
         engine.set_mode("float")

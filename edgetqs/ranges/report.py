@@ -100,7 +100,8 @@ def working_memory(engine: FakeQuantEngine) -> dict[str, int]:
     range_floats = sum((shape[-1] if per_channel and shape else 1) for shape in site_shapes)
     largest = max(int(np.prod(shape)) for shape in site_shapes)
     estimator = engine.estimator
-    per_weight = {n.inputs[1]: estimator.weight_stats[n.index] for n in estimator.nodes if n.index in estimator.weight_stats}
+    per_weight = {n.inputs[1]: estimator.weight_stats[n.index]
+                  for n in estimator.nodes if n.index in estimator.weight_stats}
     stats = sum(s.nbytes_float32 for s in per_weight.values())
     small = [int(np.prod(shape)) for s, shape in zip(engine.sites, site_shapes) if engine.is_small_site(s)]
     probabilistic = 4 * 2 * range_floats + stats + 4 * 3
