@@ -19,7 +19,9 @@ STAGE_MODULES = [
     "inspect",
     "score",
     "plan",
+    "conformance",  # the capability matrix the planner filters formats with
     "convert",
+    "ranges",  # probabilistic activation ranges (static int8 activations)
     "remote",  # provision, flash, rollback, validate
     "demo",
 ]
