@@ -1,13 +1,108 @@
-"""`edgetqs demo`: not built yet (issue #2)."""
+"""`edgetqs demo`: the whole pipeline end to end on a built-in example.
 
-from edgetqs.cli.common import add_command
-from edgetqs.errors import NotBuiltYet
+It runs the same commands a user would type — zoo model, inspect, score, plan,
+convert, then provision, flash and validate on a *local board*: a throwaway
+OpenSSH server on 127.0.0.1 with its own host key, client key and known_hosts
+(host-key checking stays on; the demo trusts the one key it generated). The
+board's runtime is this project's own virtual environment.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from rich.rule import Rule
+
+from edgetqs.cli.common import add_command, console
+from edgetqs.errors import EdgeTQSError
+
+DEFAULT_MODEL = "zoo:mlp-lorenz96"
 
 
-def run(args):
-    raise NotBuiltYet("demo", 2)
+def _step(title: str, argv: list[str]) -> None:
+    """Run one `edgetqs` command as the user would, and stop the demo if it fails."""
+    from edgetqs.cli.app import main
+
+    console.print(Rule(f"[bold]{title}"))
+    console.print(f"$ edgetqs {' '.join(argv)}", style="cyan", highlight=False)
+    code = main(argv)
+    if code != 0:
+        raise EdgeTQSError(f"demo step '{title}' failed (exit {code})", "read the step's message above")
+
+
+def _demo_budget(model: str, scores: Path, fraction: float) -> int:
+    """A memory budget part-way between the smallest plan and the float model,
+    so the plan has to mix formats rather than keep or drop everything."""
+    from edgetqs.model.intake import load_model
+    from edgetqs.planner.plan import build_problem
+    from edgetqs.tqs.scorefile import file_sha256, load_scores
+
+    graph = load_model(model).graph
+    problem = build_problem(graph, load_scores(scores), file_sha256(scores), "ai-edge-litert==2.3.0")
+    low, high = problem.smallest_memory(), problem.largest_memory()
+    return int(low + fraction * (high - low))
+
+
+def _board_firmware(workdir: Path) -> Path:
+    """A firmware config for the local board: its runtime is this venv's LiteRT."""
+    path = workdir / "local-board-firmware.toml"
+    path.write_text(
+        'name = "local-board"\npython = "3.11"\nruntime = "ai-edge-litert"\n'
+        f'runtime_version = "2.3.0"\ninstall_dir = "{Path(sys.prefix)}"\n'
+    )
+    return path
+
+
+def _remote_steps(bundle: Path, out: Path, horizon: int) -> None:
+    from edgetqs.remote.local_board import LocalBoard, make_keys
+
+    workdir = Path(tempfile.mkdtemp(prefix="edgetqs-demo-board-"))
+    keys = make_keys(workdir / "keys")
+    with LocalBoard(workdir, keys) as board:
+        args = ["--host", f"{board.user}@{board.host}:{board.port}", "--key", str(keys.client_key),
+                "--known-hosts", str(board.known_hosts), "--root", str(board.root),
+                "--firmware", str(_board_firmware(workdir))]
+        console.print(f"local board: sshd on {board.host}:{board.port}, root {board.root}")
+        _step("provision the board", ["provision", *args, "--min-free-mib", "50"])
+        _step("flash the bundle", ["flash", str(bundle), *args])
+        _step("validate rollouts on the board", ["validate", str(bundle), *args, "--out", str(out / "validation"),
+                                                 "--horizon", str(horizon)])
+
+
+def run(args) -> int:
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    model, scores, plan, bundle = args.model, out / "scores.json", out / "plan.json", out / "bundle"
+    _step("build the example model", ["zoo", "build", model.removeprefix("zoo:")])
+    _step("inspect", ["inspect", model])
+    _step("score (TQS, both probes)", ["score", model, "--probe", "both", "--horizon", str(args.horizon),
+                                        "--windows", str(args.windows), "-o", str(scores)])
+    budget = _demo_budget(model, scores, args.budget_fraction)
+    _step("plan against a memory budget", ["plan", model, "--scores", str(scores), "--budget", str(budget),
+                                           "--front", "-o", str(plan)])
+    _step("convert and verify", ["convert", model, "--plan", str(plan), "-o", str(bundle), "--force",
+                                 "--horizon", str(args.horizon)])
+    if args.no_board:
+        console.print("skipping the board steps (--no-board)")
+    else:
+        _remote_steps(bundle, out, args.horizon)
+    console.print(Rule("[bold green]demo complete"))
+    console.print(f"everything is in {out}: scores (.json/.csv/.png), plan + Pareto front, bundle, "
+                  f"validation report (validation/*/report.html)")
+    return 0
 
 
 def register(subparsers):
-    parser = add_command(subparsers, "demo", "(not built yet, issue #2)", ["edgetqs demo"], run)
-    parser.add_argument("rest", nargs="*")
+    parser = add_command(
+        subparsers, "demo", "run the whole pipeline on a built-in example, ending on a local SSH board",
+        ["edgetqs demo", "edgetqs demo --model zoo:gru-lorenz96 --out demo-gru"], run,
+    )
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"zoo model (default {DEFAULT_MODEL})")
+    parser.add_argument("--out", default="demo-out", help="directory for everything the demo makes")
+    parser.add_argument("--horizon", type=int, default=24, help="rollout length in model calls")
+    parser.add_argument("--windows", type=int, default=16, help="context windows for scoring")
+    parser.add_argument("--budget-fraction", type=float, default=0.3,
+                        help="budget between the smallest plan (0) and the float model (1)")
+    parser.add_argument("--no-board", action="store_true", help="stop after convert (no SSH board)")
