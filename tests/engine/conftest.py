@@ -22,7 +22,13 @@ from edgetqs.model.card import RolloutSpec  # noqa: E402
 from edgetqs.model.tflite_graph import TFLiteGraph  # noqa: E402
 
 # The zoo's four architectures on its chaotic system (Lorenz-96, 40 variables).
-ZOO_MODELS = ["mlp-lorenz96", "gru-lorenz96", "transformer-lorenz96", "tcn-lorenz96"]
+ZOO_LORENZ = ["mlp-lorenz96", "gru-lorenz96", "transformer-lorenz96", "tcn-lorenz96"]
+
+
+def _zoo_names() -> list[str]:
+    from edgetqs import zoo
+
+    return [entry.name for entry in zoo.list_models()]
 
 
 @dataclass
@@ -62,6 +68,11 @@ def standin(request, standin_dir) -> TestModel:
     return standin_model(request.param, standin_dir)
 
 
-@pytest.fixture(params=ZOO_MODELS)
+@pytest.fixture(params=ZOO_LORENZ)
 def zoo_lorenz(request) -> TestModel:
+    return zoo_model(request.param)
+
+
+@pytest.fixture(params=_zoo_names())
+def any_zoo_model(request) -> TestModel:
     return zoo_model(request.param)
