@@ -70,3 +70,28 @@ def test_engine_and_blackbox_rank_the_zoo_alike(name):
             assert spearmanr([a[n] for n in names], [b[n] for n in names]).statistic >= 0.99, probe
         # Values agree too, up to float32 round-off in windows where a unit barely moves the output.
         assert np.allclose([a[n] for n in names], [b[n] for n in names], atol=0.02), probe
+
+
+def test_a_model_the_engine_cannot_run_is_scored_through_litert(model_dir):
+    """CUMSUM has no engine kernel: scoring falls back to the black-box path and says so."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from edgetqs.model.card import RolloutSpec
+    from edgetqs.model.tflite_graph import TFLiteGraph
+
+    from conftest import card_for, convert_keras
+
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((1, 3))
+    x = keras.layers.Dense(3, activation="tanh", name="proj")(keras.layers.Flatten()(inputs))
+    out = keras.layers.Lambda(lambda t: 0.5 * tf.math.cumsum(t, axis=-1))(x)
+    path = convert_keras(keras.Model(inputs, out), model_dir / "cumsum.tflite")
+    card = card_for(path, "cumsum-test", RolloutSpec(window=1, features=3, output_rank=2))
+    graph = TFLiteGraph.load(path)
+    assert "CUMSUM" in {op.opcode for op in graph.operators}
+    notes: list[str] = []
+    scores = score_model(graph, card, ScoreSettings(engine="numba", horizon=4, windows=2), progress=False, notes=notes)
+    assert scores.settings["engine"] == "litert"
+    assert any("CUMSUM" in note and "black-box" in note for note in notes)
+    assert all(np.isfinite(u.gamma_quant) for u in scores.units)
