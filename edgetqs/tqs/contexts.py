@@ -6,7 +6,8 @@ card's ``norm_mean``/``norm_std`` (when the card has them) before windowing.
 Data-free contexts (METHOD.md §2): the model's own free run. ``K`` windows of
 i.i.d. Gaussian noise with standard deviation ``NOISE_SCALE`` (1.0: in
 normalised units this is the data's own spread, so the noise lands on the
-scale of the states the model was trained on) are rolled out for a burn-in of
+scale of the states the model was trained on; a card without normalisation
+gets the same N(0, 1) in the model's raw input units) are rolled out for a burn-in of
 ``burn_in_steps(window)`` model calls — by default ``max(4 * window, 64)``,
 long enough for a trained forecaster to forget the noise and settle on its
 attractor — and the last ``window`` states become the context. Windows that
