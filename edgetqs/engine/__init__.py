@@ -4,7 +4,7 @@ batched over many trajectories and probe groups at once.
 API (stable; the TQS scorer codes against it)::
 
     from edgetqs.engine import Engine
-    eng = Engine(graph: TFLiteGraph, spec: RolloutSpec)   # gemm_kernel="blas" | "numba", see below
+    eng = Engine(graph: TFLiteGraph, spec: RolloutSpec)   # gemm_kernel="numba" (default) | "blas", see below
     y = eng.forward(x)                      # x [B, window, F] float32 -> [B, patch, F]
     traj = eng.rollout(contexts, horizon)   # [K, window, F] -> [K, horizon*patch, F]; horizon = model calls
     trajs = eng.rollout_probes(contexts, horizon, deltas)
@@ -28,10 +28,10 @@ DEPTHWISE_CONV_2D) compute ``x·W`` for all rows in one pass and add
 perturbed constant re-run just those rows. A group whose delta is zero
 reproduces the reference group bit for bit (gemm.py explains how). Elementwise transcendental kernels
 are numba (``cache=True``: compiled once per machine, reused across
-processes). FULLY_CONNECTED and CONV_2D GEMMs go to BLAS, one call per probe
-group (``gemm_kernel="blas"``, default, both cores via OpenBLAS) or to the
-engine's row-exact numba kernel (``gemm_kernel="numba"``, both cores via
-``prange``/NUMBA_NUM_THREADS). OMP_WAIT_POLICY defaults to PASSIVE (see below).
+processes). FULLY_CONNECTED and CONV_2D GEMMs go to the engine's row-exact
+numba kernel (``gemm_kernel="numba"``, default; both cores via ``prange``,
+NUMBA_NUM_THREADS) or to BLAS, one call per probe group (``gemm_kernel="blas"``).
+OMP_WAIT_POLICY defaults to PASSIVE (see below).
 """
 
 import os

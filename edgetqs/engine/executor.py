@@ -24,8 +24,8 @@ _FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64")
 class Engine:
     """Batched, probe-aware execution of one model. See the package docstring for the API."""
 
-    def __init__(self, graph: TFLiteGraph, spec: RolloutSpec, gemm_kernel: str = "blas"):
-        """``gemm_kernel``: "blas" (one BLAS call per probe group) or "numba" (row-exact kernel); see gemm.py."""
+    def __init__(self, graph: TFLiteGraph, spec: RolloutSpec, gemm_kernel: str = "numba"):
+        """``gemm_kernel``: "numba" (row-exact kernel) or "blas" (one BLAS call per probe group); see gemm.py."""
         if gemm_kernel not in gemm.KERNELS:
             raise EdgeTQSError(f"unknown GEMM kernel '{gemm_kernel}'", f"use one of: {', '.join(gemm.KERNELS)}")
         self.graph, self.spec = graph, spec.validate()
