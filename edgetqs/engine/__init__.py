@@ -1,4 +1,4 @@
-"""The rollout engine: a canonical float TFLite model run by numba/BLAS kernels,
+"""The rollout engine: a canonical float TFLite model run by numba/numpy kernels,
 batched over many trajectories and probe groups at once.
 
 API (stable; the TQS scorer codes against it)::
@@ -26,12 +26,14 @@ K rows of that batch. Linear ops (FULLY_CONNECTED, BATCH_MATMUL, CONV_2D,
 DEPTHWISE_CONV_2D) compute ``x·W`` for all rows in one pass and add
 ``x_rows·delta`` only for the rows of groups that perturb W; other ops with a
 perturbed constant re-run just those rows. A group whose delta is zero
-reproduces the reference group bit for bit (gemm.py explains how). Elementwise transcendental kernels
-are numba (``cache=True``: compiled once per machine, reused across
-processes). FULLY_CONNECTED and CONV_2D GEMMs go to the engine's row-exact
-numba kernel (``gemm_kernel="numba"``, default; both cores via ``prange``,
-NUMBA_NUM_THREADS) or to BLAS, one call per probe group (``gemm_kernel="blas"``).
-OMP_WAIT_POLICY defaults to PASSIVE (see below).
+reproduces the reference group bit for bit (gemm.py explains how).
+
+Kernels: FULLY_CONNECTED and CONV_2D GEMMs run on the engine's row-exact numba
+kernel (``gemm_kernel="numba"``, default; both cores via ``prange`` and
+NUMBA_NUM_THREADS) or on BLAS, one call per probe group (``gemm_kernel="blas"``).
+Softmax and exact GELU are numba; other elementwise ops use numpy's SIMD loops.
+numba kernels are ``cache=True``: compiled once per machine, reused across
+processes. OMP_WAIT_POLICY defaults to PASSIVE (see below).
 """
 
 import os
