@@ -12,7 +12,7 @@ from edgetqs.converter import convert
 from edgetqs.engine.litert import LiteRTRunner
 from edgetqs.model.tflite_graph import TFLiteGraph
 
-from conftest import make_plan
+from tests.converter.conftest import make_plan
 
 PLANS = {"int8": ["int8"], "int4": ["int4"], "mixed": ["int4", "int8", "fp16"]}
 EXPECTED_TYPE = {"int8": "INT8", "int4": "INT4", "fp16": "FLOAT16"}

@@ -10,7 +10,7 @@ from edgetqs.cli.app import main
 from edgetqs.converter import convert
 from edgetqs.errors import EdgeTQSError
 
-from conftest import make_plan
+from tests.converter.conftest import make_plan
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from edgetqs.errors import EdgeTQSError
 from edgetqs.model.intake import load_model
 from edgetqs.model.tflite_graph import TFLiteGraph, replace_constants
 
-from conftest import make_plan
+from tests.converter.conftest import make_plan
 
 
 @pytest.fixture(scope="module")

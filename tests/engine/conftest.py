@@ -6,7 +6,6 @@ converter left time-major with batch 1 baked in)."""
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +13,8 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).parent))
 
-from standin_models import STANDINS, build_standin  # noqa: E402
+from tests.engine.standin_models import STANDINS, build_standin
 
 from edgetqs.model.card import RolloutSpec  # noqa: E402
 from edgetqs.model.tflite_graph import TFLiteGraph  # noqa: E402

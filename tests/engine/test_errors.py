@@ -46,7 +46,7 @@ def test_supported_ops_cover_the_zoo_families():
 
 
 def test_spec_that_does_not_match_the_model(standin_dir):
-    from conftest import standin_model
+    from tests.engine.conftest import standin_model
 
     model = standin_model("mlp", standin_dir)
     with pytest.raises(EdgeTQSError, match="rollout spec"):
@@ -54,7 +54,7 @@ def test_spec_that_does_not_match_the_model(standin_dir):
 
 
 def test_bad_inputs_are_clear_errors(standin_dir):
-    from conftest import standin_model
+    from tests.engine.conftest import standin_model
 
     model = standin_model("mlp", standin_dir)
     engine = Engine(model.graph, model.spec)
@@ -72,7 +72,7 @@ def test_bad_inputs_are_clear_errors(standin_dir):
 
 
 def test_fp16_weights_are_perturbable_by_their_own_names(standin_dir):
-    from conftest import standin_model
+    from tests.engine.conftest import standin_model
 
     model = standin_model("depthwise_fp16", standin_dir)
     engine = Engine(model.graph, model.spec)
@@ -81,7 +81,7 @@ def test_fp16_weights_are_perturbable_by_their_own_names(standin_dir):
 
 
 def test_litert_runner_takes_bytes_or_a_path(standin_dir):
-    from conftest import standin_model
+    from tests.engine.conftest import standin_model
 
     model = standin_model("gru", standin_dir)
     from_path = LiteRTRunner(model.path, model.spec).rollout(model.contexts, 3)

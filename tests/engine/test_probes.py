@@ -79,7 +79,7 @@ def test_probes_on_a_zoo_model(zoo_lorenz):
 
 
 def test_fp16_weights_can_be_probed(standin_dir):
-    from conftest import standin_model
+    from tests.engine.conftest import standin_model
 
     model = standin_model("depthwise_fp16", standin_dir)
     engine = Engine(model.graph, model.spec)
@@ -89,7 +89,7 @@ def test_fp16_weights_can_be_probed(standin_dir):
 
 
 def test_numba_and_blas_gemm_kernels_agree(standin_dir):
-    from conftest import standin_model
+    from tests.engine.conftest import standin_model
 
     model = standin_model("tcn", standin_dir)
     blas, numba = Engine(model.graph, model.spec), Engine(model.graph, model.spec, gemm_kernel="numba")
@@ -99,7 +99,7 @@ def test_numba_and_blas_gemm_kernels_agree(standin_dir):
 
 
 def test_unknown_gemm_kernel_is_a_clear_error(standin_dir):
-    from conftest import standin_model
+    from tests.engine.conftest import standin_model
 
     from edgetqs.errors import EdgeTQSError
 

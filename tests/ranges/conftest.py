@@ -4,14 +4,12 @@ standins.py), their rollout spec, and windows from their system."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import standins  # noqa: E402
+from tests.ranges import standins
 
 from edgetqs.model.card import RolloutSpec  # noqa: E402
 from edgetqs.model.tflite_graph import TFLiteGraph  # noqa: E402

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-import standins
+from tests.ranges import standins
 
 from edgetqs.model.card import RolloutSpec
 from edgetqs.model.tflite_graph import TFLiteGraph

@@ -1,6 +1,5 @@
 """Estimator-driven static int8 export: ranges file, and through the converter and its verification."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -65,9 +64,7 @@ def test_estimator_ranges_drive_a_verified_static_int8_export(tmp_path):
 
 
 def _converter_plan_builder():
-    """The converter tests' plan builder (tests/converter/conftest.py), loaded under its own name."""
-    path = Path(__file__).parent.parent / "converter" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("converter_test_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_plan
+    """The converter tests' plan builder."""
+    from tests.converter.conftest import make_plan
+
+    return make_plan

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from forecast_bundle import build_forecaster, tamper_output_bias, write_forecast_bundle
+from tests.remote.forecast_bundle import build_forecaster, tamper_output_bias, write_forecast_bundle
 
 from edgetqs.cli.app import main
 

@@ -7,7 +7,7 @@ import dataclasses
 import re
 
 import pytest
-from forecast_bundle import build_forecaster, write_forecast_bundle
+from tests.remote.forecast_bundle import build_forecaster, write_forecast_bundle
 
 from edgetqs.bundle import load_bundle
 from edgetqs.remote.report import write_report

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from forecast_bundle import CONTEXTS, FEATURES, HORIZON, build_forecaster, write_forecast_bundle
+from tests.remote.forecast_bundle import CONTEXTS, FEATURES, HORIZON, build_forecaster, write_forecast_bundle
 
 from edgetqs.bundle import load_bundle
 from edgetqs.remote import runner

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from forecast_bundle import CONTEXTS, HORIZON, build_forecaster, tamper_output_bias, write_forecast_bundle
+from tests.remote.forecast_bundle import CONTEXTS, HORIZON, build_forecaster, tamper_output_bias, write_forecast_bundle
 
 from edgetqs.bundle import load_bundle
 from edgetqs.errors import EdgeTQSError

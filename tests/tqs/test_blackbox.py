@@ -80,7 +80,7 @@ def test_a_model_the_engine_cannot_run_is_scored_through_litert(model_dir):
     from edgetqs.model.card import RolloutSpec
     from edgetqs.model.tflite_graph import TFLiteGraph
 
-    from conftest import card_for, convert_keras
+    from tests.tqs.conftest import card_for, convert_keras
 
     keras.utils.set_random_seed(2)
     inputs = keras.Input((1, 3))

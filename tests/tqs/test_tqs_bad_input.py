@@ -12,7 +12,7 @@ from edgetqs.tqs.contexts import Contexts
 from edgetqs.tqs.score import ScoreSettings, score_model
 from edgetqs.tqs.units import build_units
 
-from conftest import card_for, convert_keras
+from tests.tqs.conftest import card_for, convert_keras
 
 SPEC = RolloutSpec(window=8, features=3)
 
