@@ -101,8 +101,8 @@ def estimator_cost(graph, spec, contexts, stride: int = 1, repeats: int = 20) ->
         # per sampled position: S and Q over the fan-in (2 adds + 1 mul each value), then a few ops per channel
         est_flops += 3 * stats.fan_in * -(-positions // engine.estimator.stride) + 6 * len(stats.mean)
         layer_flops += 2 * stats.fan_in * outputs
-        kernel_inputs = [x] + [engine._constants.get(i) for i in node.inputs[1:]]
-        linear_part = engine._pre_nodes[node.index]  # the layer's GEMM/conv without its fused activation
+        kernel_inputs = [x] + [engine.constants.get(i) for i in node.inputs[1:]]
+        linear_part = engine.pre_activation_node(node)  # the layer's GEMM/conv without its fused activation
         layer_total += _best_time(lambda: lookup(node.opcode).kernel(linear_part, kernel_inputs), repeats)
         est_total += _best_time(lambda: engine.estimator._linear(node, x), repeats)
     return {"weighted_layers": len(inputs_seen), "estimator_ms": 1000 * est_total, "layers_ms": 1000 * layer_total,

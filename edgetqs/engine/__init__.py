@@ -13,6 +13,14 @@ API (stable; the TQS scorer codes against it)::
     eng.weight_names()                      # float constant tensors that can be perturbed
     eng.weight(name)                        # a weight's float32 value
 
+    # the per-op hook: observe or replace every op's outputs during forward/rollout
+    eng = Engine(graph, spec, on_output=lambda node, outputs: outputs)  # node: registry.Node; outputs batched
+    class MyEngine(Engine):                 # or override the hook points themselves:
+        def run_op(self, node, inputs): ...         # default: self.kernel(node, inputs), then on_output
+        def transform_input(self, x): ...           # the graph input, once per model call
+    eng.ops()       # OpView(node, opcode, input/output tensor names, weights {name: value}) per op run
+    eng.nodes, eng.constants, eng.set_constant(index, value), eng.tensor_name(index)
+
     from edgetqs.engine.litert import LiteRTRunner   # same forward/rollout through the LiteRT interpreter
     runner = LiteRTRunner(model_bytes_or_path, spec)
 
@@ -43,7 +51,7 @@ import os
 # forward pass 100x slower. Passive waiting costs nothing when idle.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from edgetqs.engine.executor import Engine  # noqa: E402
-from edgetqs.engine.registry import UnsupportedOpError, supported_ops  # noqa: E402
+from edgetqs.engine.executor import Engine, OpView  # noqa: E402
+from edgetqs.engine.registry import Node, UnsupportedOpError, supported_ops  # noqa: E402
 
-__all__ = ["Engine", "UnsupportedOpError", "supported_ops"]
+__all__ = ["Engine", "Node", "OpView", "UnsupportedOpError", "supported_ops"]

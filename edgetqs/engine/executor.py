@@ -8,6 +8,10 @@ that read the weight.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Callable, Iterator, Mapping
+
 import numpy as np
 
 from edgetqs.engine import gemm
@@ -20,16 +24,32 @@ from edgetqs.model.tflite_graph import Tensor, TFLiteGraph
 
 _FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64")
 
+# on_output(node, outputs) -> outputs: sees (and may replace) every op's batched outputs.
+OutputHook = Callable[[Node, list], list]
+
+
+@dataclass(frozen=True)
+class OpView:
+    """One op as the engine runs it, by name: what ``Engine.ops()`` yields."""
+
+    node: Node  # what kernels and hooks receive (tensor indices, options)
+    opcode: str
+    inputs: list[str]  # tensor names ("" for an omitted optional input)
+    outputs: list[str]
+    weights: dict[str, np.ndarray]  # the constant inputs (after folding), name -> graph-shaped value
+
 
 class Engine:
     """Batched, probe-aware execution of one model. See the package docstring for the API."""
 
-    def __init__(self, graph: TFLiteGraph, spec: RolloutSpec, gemm_kernel: str = "numba"):
-        """``gemm_kernel``: "numba" (row-exact kernel) or "blas" (one BLAS call per probe group); see gemm.py."""
+    def __init__(self, graph: TFLiteGraph, spec: RolloutSpec, gemm_kernel: str = "numba",
+                 on_output: OutputHook | None = None):
+        """``gemm_kernel``: "numba" (row-exact kernel) or "blas" (one BLAS call per probe group); see gemm.py.
+        ``on_output``: the per-op hook, see ``run_op``."""
         if gemm_kernel not in gemm.KERNELS:
             raise EdgeTQSError(f"unknown GEMM kernel '{gemm_kernel}'", f"use one of: {', '.join(gemm.KERNELS)}")
         self.graph, self.spec = graph, spec.validate()
-        self.gemm_kernel = gemm_kernel
+        self.gemm_kernel, self.on_output = gemm_kernel, on_output
         self._check_io()
         self._nodes = [self._node(op) for op in graph.operators]
         missing = sorted({n.opcode for n in self._nodes if lookup(n.opcode) is None})
@@ -79,6 +99,68 @@ class Engine:
 
         return roll_out(forward, windows, horizon, self.spec).reshape(len(deltas), k, -1, f)
 
+    # -- the graph as the engine runs it -------------------------------------
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        """The ops a model call runs, in order (ops on constants only were folded away at construction)."""
+        return tuple(self._nodes)
+
+    @property
+    def constants(self) -> Mapping[int, np.ndarray]:
+        """Tensor index -> value of every constant (folded ones included), batched as [1, *graph shape].
+
+        A read-only live view: ``set_constant`` changes what it shows."""
+        return MappingProxyType(self._constants)
+
+    def set_constant(self, index: int, value: np.ndarray) -> None:
+        """Replace a constant (graph shape, e.g. a fake-quantized weight); later calls compute with it."""
+        old = self._constants[index]
+        value = np.asarray(value, dtype=old.dtype)
+        if value.shape != old.shape[1:]:
+            raise EdgeTQSError(f"new value for tensor {index} has shape {value.shape}, the constant is {old.shape[1:]}",
+                               "give the constant's own graph shape")
+        self._constants[index] = np.array(value, order="C")[None]
+
+    def tensor_name(self, index: int) -> str:
+        return self.graph.tensors[index].name if index >= 0 else ""
+
+    def ops(self) -> Iterator[OpView]:
+        """Every op a model call runs, with its tensor names and constant inputs (the weights)."""
+        def name(i: int) -> str:  # not self.tensor_name: subclasses may give -1 a meaning
+            return self.graph.tensors[i].name if i >= 0 else ""
+
+        for node in self._nodes:
+            weights = {name(i): self._constants[i][0] for i in node.inputs if i in self._constants}
+            yield OpView(node, node.opcode, [name(i) for i in node.inputs], [name(i) for i in node.outputs], weights)
+
+    # -- the per-op hook -----------------------------------------------------
+    def run_op(self, node: Node, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
+        """Compute one op's outputs during ``forward``/``rollout``: the hook point.
+
+        ``inputs`` and the returned outputs are batched ([B, *graph shape]).
+        The default runs the engine's kernel and hands the outputs to
+        ``on_output(node, outputs)``, whose return value the graph reads on.
+        A subclass may override this to observe or replace any op's outputs
+        (``self.kernel(node, inputs)`` is the engine's kernel; it accepts a
+        modified copy of ``node``, e.g. without its fused activation).
+        ``rollout_probes`` calls it too, except for the ops that read a
+        perturbed weight (those run the probe kernels directly).
+        """
+        outputs = self._entries[node.index].kernel(node, inputs)
+        if self.on_output is not None:
+            outputs = self.on_output(node, outputs)
+        return outputs
+
+    def transform_input(self, x: np.ndarray) -> np.ndarray:
+        """The graph input as the first op reads it (batched, graph shape). Called once per model
+        call, before any ``run_op``: a subclass may transform it or reset per-call state here."""
+        return x
+
+    @staticmethod
+    def kernel(node: Node, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
+        """The engine's kernel for ``node.opcode``, run on batched inputs."""
+        return lookup(node.opcode).kernel(node, inputs)
+
     # -- execution ---------------------------------------------------------
     def _run(self, x: np.ndarray, perturbations: dict[int, list[Perturbation]], group_rows: int = 0) -> np.ndarray:
         kernel, rows = gemm.KERNEL.set(self.gemm_kernel), gemm.GROUP_ROWS.set(group_rows)
@@ -90,7 +172,8 @@ class Engine:
 
     def _run_nodes(self, x: np.ndarray, perturbations: dict[int, list[Perturbation]]) -> np.ndarray:
         values: dict[int, np.ndarray] = dict(self._constants)
-        values[self.graph.inputs[0]] = x.reshape(x.shape[0], *self.graph.tensors[self.graph.inputs[0]].shape)
+        x = x.reshape(x.shape[0], *self.graph.tensors[self.graph.inputs[0]].shape)
+        values[self.graph.inputs[0]] = self.transform_input(x)
         for node in self._nodes:
             inputs = [values[i] if i >= 0 else None for i in node.inputs]
             outputs = self._run_node(node, inputs, perturbations.get(node.index, ()))
@@ -101,9 +184,9 @@ class Engine:
         return values[self.graph.outputs[0]]
 
     def _run_node(self, node: Node, inputs: list, perturbations) -> list[np.ndarray]:
-        entry = self._entries[node.index]
         if not perturbations:
-            return entry.kernel(node, inputs)
+            return self.run_op(node, inputs)
+        entry = self._entries[node.index]
         if entry.perturbable:
             return entry.kernel(node, inputs, perturbations)
         return self._run_node_per_group(node, inputs, perturbations, entry.kernel)

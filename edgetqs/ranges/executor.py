@@ -36,7 +36,7 @@ import numpy as np
 
 from edgetqs.engine import Engine
 from edgetqs.engine.ops.unary import apply_fused
-from edgetqs.engine.registry import Node, lookup
+from edgetqs.engine.registry import Node
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.card import RolloutSpec
 from edgetqs.model.tflite_graph import TFLiteGraph
@@ -73,7 +73,12 @@ Observer = Callable[[int, Node | None, np.ndarray, np.ndarray, Moments | None, n
 
 
 class FakeQuantEngine(Engine):
-    """The engine with fake-quantized weights and activations (see module docstring)."""
+    """The engine with fake-quantized weights and activations (see module docstring).
+
+    Built on the engine's public hooks only: ``transform_input`` quantizes the
+    graph input and starts the moments a model call carries from op to op;
+    ``run_op`` quantizes each site's output (and moves moments through layout ops).
+    """
 
     def __init__(self, graph: TFLiteGraph, spec: RolloutSpec, config: QuantConfig, stride: int = 1,
                  per_channel_weights: bool = True, exact_mean: bool = False):
@@ -82,12 +87,14 @@ class FakeQuantEngine(Engine):
         shapes = {t.index: t.shape for t in graph.tensors}
         if stride < 1:
             raise EdgeTQSError(f"sampling stride {stride} must be at least 1", "use --stride 1 (every position) or more")
-        self.estimator = RangeEstimator(self._nodes, self._constants, shapes, stride=stride,
+        self.estimator = RangeEstimator(list(self.nodes), self.constants, shapes, stride=stride,
                                         per_channel_weights=per_channel_weights, exact_mean=exact_mean)
         self.static_ranges: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # tensor -> per-tensor/per-channel lo, hi
         self.observer: Observer | None = None
-        self._pre_nodes = {n.index: _without_fused_activation(n) for n in self._nodes}
-        self.sites = [INPUT_SITE] + [n.outputs[0] for n in self._nodes if is_site(n)]
+        self._pre_nodes = {n.index: _without_fused_activation(n) for n in self.nodes}
+        self.sites = [INPUT_SITE] + [n.outputs[0] for n in self.nodes if is_site(n)]
+        self._carried: dict[int, Moments] = {}  # this model call's moments, by tensor
+        self._want_moments = False
         if config.weight_bits:
             self._quantize_weights(config.weight_bits)
 
@@ -97,55 +104,53 @@ class FakeQuantEngine(Engine):
         return bool(shape) and int(np.prod(shape)) <= 2 * shape[-1]
 
     def tensor_name(self, tensor: int) -> str:
-        return self.graph.tensors[self.graph.inputs[0] if tensor == INPUT_SITE else tensor].name
+        return super().tensor_name(self.graph.inputs[0] if tensor == INPUT_SITE else tensor)
+
+    def pre_activation_node(self, node: Node) -> Node:
+        """The node whose kernel stops before its fused activation (what a site quantizes after)."""
+        return self._pre_nodes[node.index]
 
     def set_mode(self, mode: str) -> None:
         """Switch activation mode, keeping calibration and weights."""
         self.config = QuantConfig(mode, self.config.act_bits, self.config.weight_bits, self.config.granularity).check()
 
-    # -- execution -------------------------------------------------------------
-    def _run(self, x: np.ndarray, perturbations) -> np.ndarray:
-        if perturbations:
-            raise EdgeTQSError("the fake-quant engine does not run TQS probes", "use edgetqs.engine.Engine for probes")
+    def rollout_probes(self, contexts, horizon, deltas):
+        raise EdgeTQSError("the fake-quant engine does not run TQS probes", "use edgetqs.engine.Engine for probes")
+
+    # -- the engine's hooks ----------------------------------------------------
+    def transform_input(self, x: np.ndarray) -> np.ndarray:
         if self.config.mode == "static" and not self.static_ranges:
             raise EdgeTQSError("static activation ranges are not calibrated",
                                "call edgetqs.ranges.calibration.calibrate(engine, windows) first")
-        values: dict[int, np.ndarray] = dict(self._constants)
-        carried: dict[int, Moments] = {}
-        want_moments = self.config.mode in ESTIMATED_MODES or self.observer is not None
-        x = x.reshape(x.shape[0], *self.graph.tensors[self.graph.inputs[0]].shape)
-        in_moments = self.estimator.input_moments(x) if want_moments else None
-        values[self.graph.inputs[0]] = self._quantize_site(INPUT_SITE, None, x, x, in_moments)
+        self._want_moments = self.config.mode in ESTIMATED_MODES or self.observer is not None
+        self._carried = {}
+        in_moments = self.estimator.input_moments(x) if self._want_moments else None
         if in_moments is not None:
-            carried[self.graph.inputs[0]] = in_moments
-        for node in self._nodes:
-            inputs = [values[i] if i >= 0 else None for i in node.inputs]
-            if is_site(node):
-                outputs = [self._run_site(node, inputs, carried, want_moments)]
-            else:
-                outputs = lookup(node.opcode).kernel(node, inputs)
-                if want_moments:
-                    moved = self.estimator.layout_moments(node, carried)
-                    for index, m in zip(node.outputs, moved or []):
-                        carried[index] = m
-            for index, value in zip(node.outputs, outputs):
-                values[index] = value
-            for index in self._last_use.get(node.index, ()):
-                values.pop(index, None)
-                carried.pop(index, None)
-        return values[self.graph.outputs[0]]
+            self._carried[self.graph.inputs[0]] = in_moments
+        return self._quantize_site(INPUT_SITE, None, x, x, in_moments)
 
-    def _run_site(self, node: Node, inputs: list, carried: dict[int, Moments], want_moments: bool) -> np.ndarray:
-        pre = lookup(node.opcode).kernel(self._pre_nodes[node.index], inputs)[0]
+    def run_op(self, node: Node, inputs: list) -> list[np.ndarray]:
+        if is_site(node):
+            return [self._run_site(node, inputs)]
+        outputs = self.kernel(node, inputs)
+        if self._want_moments:
+            moved = self.estimator.layout_moments(node, self._carried)
+            for index, m in zip(node.outputs, moved or []):
+                self._carried[index] = m
+        return outputs
+
+    # -- execution -------------------------------------------------------------
+    def _run_site(self, node: Node, inputs: list) -> np.ndarray:
+        pre = self.kernel(self._pre_nodes[node.index], inputs)[0]
         pre_moments = None
-        if want_moments:
-            pre_moments = self.estimator.pre_moments(node, inputs, carried)
+        if self._want_moments:
+            pre_moments = self.estimator.pre_moments(node, inputs, self._carried)
             if pre_moments is None:
                 pre_moments = self.estimator.fallback(node.outputs[0], pre)
         post = apply_fused(pre.copy(), node.option("fusedActivationFunction", 0))
         out = self._quantize_site(node.outputs[0], node, pre, post, pre_moments)
-        if want_moments:
-            carried[node.outputs[0]] = self.estimator.post_moments(node, pre_moments)
+        if self._want_moments:
+            self._carried[node.outputs[0]] = self.estimator.post_moments(node, pre_moments)
         return out
 
     def _quantize_site(self, tensor: int, node: Node | None, pre, post, pre_moments) -> np.ndarray:
@@ -179,12 +184,12 @@ class FakeQuantEngine(Engine):
 
     # -- weights ---------------------------------------------------------------
     def _quantize_weights(self, bits: int) -> None:
-        for node in self._nodes:
-            if node.opcode in LINEAR_OPS and node.inputs[1] in self._constants:
+        for node in self.nodes:
+            if node.opcode in LINEAR_OPS and node.inputs[1] in self.constants:
                 index = node.inputs[1]
-                weight = self._constants[index][0]
+                weight = self.constants[index][0]
                 axis = channel_axis(node.opcode, weight.shape)
-                self._constants[index] = quantize_channel(weight, bits, axis)[None]
+                self.set_constant(index, quantize_channel(weight, bits, axis))
 
 
 def is_site(node: Node) -> bool:

@@ -122,7 +122,7 @@ def weight_histograms(engine: FakeQuantEngine, out_path: str | Path, max_layers:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    nodes = [n for n in engine._nodes if n.index in engine.estimator.weight_stats][:max_layers]
+    nodes = [n for n in engine.nodes if n.index in engine.estimator.weight_stats][:max_layers]
     cols = min(4, max(len(nodes), 1))
     rows = -(-max(len(nodes), 1) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)

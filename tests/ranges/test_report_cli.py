@@ -40,7 +40,7 @@ def test_unrolled_rnn_counts_its_shared_weight_statistics_once(standin_graphs, s
     shared = {n.inputs[1] for n in engine.estimator.nodes if n.index in engine.estimator.weight_stats}
     assert len(shared) < len(engine.estimator.weight_stats)  # 16 time steps read the same kernels
     stats_bytes = memory["probabilistic"] - memory["static"] - 12
-    assert stats_bytes == sum(8 * engine._constants[w].shape[1] for w in shared)
+    assert stats_bytes == sum(8 * engine.constants[w].shape[1] for w in shared)
 
 
 def test_weight_histograms_png(standin_graphs, spec, tmp_path):
