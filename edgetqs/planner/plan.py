@@ -176,10 +176,19 @@ def build_problem(graph: TFLiteGraph, scores, scores_sha256: str, runtime: str, 
             options = [min(options, key=lambda o: o[2])]
         label = group[0].name if len(group) == 1 else f"{group[0].name} (+{len(group) - 1} sharing its weights)"
         units.append(UnitOptions(label, [t.name for t in unit_tensors], gamma, dead, *map(list, zip(*options))))
+    fixed = _fixed_file_bytes(graph, tensors, scores, units, mode)
+    return Problem(graph, scores, scores_sha256, runtime, mode, units, fixed, costs.arena_bytes(graph))
+
+
+def _fixed_file_bytes(graph: TFLiteGraph, tensors: dict[str, costs.WeightTensor], scores,
+                      units: list[UnitOptions], mode: str) -> int:
+    """The file without the units' weights: the float graph re-serialised (plus weights outside every
+    unit, in float), or in static mode AEQ's own static export of the graph (costs.static_fixed_bytes)."""
+    if mode == "static":
+        return costs.static_fixed_bytes(graph, [[tensors[n] for n in u.weight_tensors] for u in units])
     in_units = {n for u in scores.units for n in u.weight_tensors}
     outside = sum(costs.tensor_bytes(t, FORMATS["fp32"], mode) for n, t in tensors.items() if n not in in_units)
-    fixed = costs.base_bytes(graph, tensors) + outside
-    return Problem(graph, scores, scores_sha256, runtime, mode, units, fixed, costs.arena_bytes(graph))
+    return costs.base_bytes(graph, tensors) + outside
 
 
 def _share_groups(units: list) -> list[list]:
@@ -288,6 +297,8 @@ def _plan_from_choice(problem: Problem, choice: list[int], budget_bytes: int, al
     weights = sum(a.bytes for a in assignments)
     copies = sum(u.memory_bytes[q] - u.file_bytes[q] for u, q in zip(problem.units, choice))
     model_bytes = problem.fixed_file_bytes + weights
+    if problem.mode == "static":  # float units add QUANTIZE/DEQUANTIZE islands: AEQ prices the plan itself
+        model_bytes = costs.static_model_bytes(problem.graph, _formats_of(assignments))
     memory = model_bytes + problem.arena_bytes + copies
     overhead = costs.runtime_overhead_bytes(problem.runtime.partition("==")[0])
     graph = problem.graph
@@ -299,6 +310,10 @@ def _plan_from_choice(problem: Problem, choice: list[int], budget_bytes: int, al
                    "memory_bytes": memory, "runtime_overhead_bytes": overhead, "footprint_bytes": memory + overhead,
                    "total_cost": float(sum(a.cost for a in assignments))},
     )
+
+
+def _formats_of(assignments: list[Assignment]) -> dict[str, str]:
+    return {n: a.format for a in assignments for n in a.weight_tensors}
 
 
 def marginal_error_per_byte(problem: Problem, plan: Plan) -> dict[str, float | None]:
