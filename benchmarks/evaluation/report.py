@@ -1,0 +1,155 @@
+"""The evaluation's outputs: win rates per (model, budget) cell, the results
+table (JSON + CSV) and the Pareto plots (error vs bytes, a line per method).
+
+A method beats another in a cell when its rollouts blow up less often, or as
+often with a lower RMSE over the horizon (against the float model, and
+separately against the truth). Equal within 1e-9 relative is a tie (half a win).
+Random allocation enters as its mean over seeds. Fixed-size methods (uniform
+int8/int4, first/last at 8 bits) enter a cell only when they fit its budget.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+TQS = "tqs-quant"
+BASELINES = ("uniform-at-budget", "uniform-int8", "uniform-int4", "first-last-8", "weight-error", "single-step",
+             "hessian", "random")
+REFERENCES = ("float", "truth")
+
+
+def _cells(rows: list[dict]) -> dict[tuple[str, float], dict[str, dict]]:
+    """(model, bits) -> method -> its judged numbers (random: mean over seeds)."""
+    cells: dict = defaultdict(lambda: defaultdict(list))
+    fixed = defaultdict(list)
+    for r in rows:
+        if r["budget_bits"] is None:
+            fixed[r["model"]].append(r)
+        else:
+            cells[(r["model"], r["budget_bits"])][r["method"]].append(r)
+    result = {}
+    for (model, bits), methods in cells.items():
+        budget = methods[TQS][0]["budget_bytes"] if TQS in methods else None
+        merged = {m: _mean_row(rs) for m, rs in methods.items()}
+        for r in fixed[model]:
+            if budget is not None and r["memory_bytes"] <= budget:
+                merged[r["method"]] = _mean_row([r])
+        result[(model, bits)] = merged
+    return result
+
+
+def _mean_row(rows: list[dict]) -> dict:
+    keys = [k for k in rows[0] if k.startswith(("float_", "truth_")) or k == "memory_bytes"]
+    out = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    if len(rows) > 1:
+        out.update({f"{k}_std": float(np.std([r[k] for r in rows])) for k in keys})
+    return out
+
+
+def _quality(row: dict, reference: str) -> tuple[float, float]:
+    rmse = row[f"{reference}_rmse"]
+    return row[f"{reference}_blow_up_fraction"], rmse if math.isfinite(rmse) else math.inf
+
+
+def _outcome(a: tuple, b: tuple) -> float:
+    """1 win, 0.5 tie, 0 loss for ``a`` against ``b`` (lower is better)."""
+    if abs(a[0] - b[0]) > 1e-12:
+        return 1.0 if a[0] < b[0] else 0.0
+    if abs(a[1] - b[1]) <= 1e-9 * max(abs(a[1]), abs(b[1]), 1e-30):
+        return 0.5
+    return 1.0 if a[1] < b[1] else 0.0
+
+
+def win_rates(rows: list[dict], tqs: str = TQS) -> dict:
+    """TQS's win rate against every other method and against the best baseline, per reference."""
+    cells = _cells(rows)
+    result = {}
+    for reference in REFERENCES:
+        tally: dict = defaultdict(lambda: [0.0, 0])
+        per_cell = []
+        for (model, bits), methods in sorted(cells.items()):
+            if tqs not in methods:
+                continue
+            mine = _quality(methods[tqs], reference)
+            cell = {"model": model, "budget_bits": bits, "tqs": mine[1]}
+            for method, row in methods.items():
+                if method != tqs:
+                    tally[method][0] += _outcome(mine, _quality(row, reference))
+                    tally[method][1] += 1
+                    cell[method] = _quality(row, reference)[1]
+            baselines = [_quality(row, reference) for m, row in methods.items() if m in BASELINES]
+            if baselines:
+                best = min(baselines)
+                tally["best-baseline"][0] += _outcome(mine, best)
+                tally["best-baseline"][1] += 1
+            per_cell.append(cell)
+        result[reference] = {"win_rate": {m: {"wins": w, "cells": n, "rate": round(w / n, 3)}
+                                          for m, (w, n) in sorted(tally.items())},
+                             "cells": per_cell}
+    return result
+
+
+def write_all(directory: Path, name: str, payload: dict) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path, csv_path, png_path = (directory / f"{name}.{ext}" for ext in ("json", "csv", "png"))
+    json_path.write_text(json.dumps(payload, indent=1, default=float))
+    rows = payload["rows"]
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    pareto_plot(rows, png_path)
+    return [json_path, csv_path, png_path]
+
+
+def pareto_plot(rows: list[dict], path: Path, reference: str = "float") -> None:
+    """Per model: RMSE of the exported model's rollout vs memory bytes, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    cols = min(4, len(models))
+    rows_n = -(-len(models) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.4 * rows_n), squeeze=False)
+    for ax, model in zip(axes.flat, models):
+        mine = [r for r in rows if r["model"] == model]
+        for method in dict.fromkeys(r["method"] for r in mine):
+            points = defaultdict(list)
+            for r in mine:
+                if r["method"] == method:
+                    points[r["budget_bits"]].append((r["memory_bytes"], r[f"{reference}_rmse"]))
+            xs = [np.mean([p[0] for p in ps]) for _, ps in sorted(points.items(), key=lambda kv: kv[0] or 0)]
+            ys = [np.mean([p[1] for p in ps]) for _, ps in sorted(points.items(), key=lambda kv: kv[0] or 0)]
+            style = "o" if None in points else ".-"
+            ax.plot(np.array(xs) / 1024, ys, style, label=method, lw=2.2 if method == TQS else 1,
+                    color="black" if method == TQS else None)
+        ax.set_title(model, fontsize=9)
+        ax.set_yscale("log")
+        ax.set_xlabel("memory (KiB)", fontsize=8)
+        ax.set_ylabel(f"rollout RMSE vs {reference}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(models):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8)
+    fig.tight_layout(rect=(0, 0.08 if len(labels) > 6 else 0.05, 1, 1))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def print_summary(payload: dict) -> None:
+    print(f"wall time: {payload['wall_seconds']} s on {payload['machine']['cpu']} ({payload['machine']['cores']} cores)")
+    for note in payload["notes"]:
+        print("note:", note)
+    for reference, block in payload["win_rates"].items():
+        print(f"TQS ({TQS}) win rate per (model, budget) cell, rollout RMSE vs {reference}:")
+        for method, w in block["win_rate"].items():
+            print(f"  vs {method:24} {w['rate']:.2f}  ({w['wins']:g}/{w['cells']})")

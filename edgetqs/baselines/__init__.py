@@ -1,0 +1,98 @@
+"""Baseline sensitivity metrics, in the score-file format, so the SAME planner
+and allocators consume them and only the sensitivity differs from TQS.
+
+A baseline gives each unit a sensitivity ``s_l``; its score file carries
+``gamma_quant = log(s_l)`` with ``horizon = 1``, so the planner's cost
+``exp(gamma * T) * ||delta_l(q)||`` is ``s_l * ||delta_l(q)||`` — the
+"sensitivity x perturbation size" cost HAWQ and NNCF-style allocators use
+(HAWQ squares the perturbation; with one cost form for every method we keep
+the planner's linear one, see docs/EVALUATION.md).
+
+Registered by name in :data:`BASELINES`:
+
+- ``weight_error``: data-free, ``s_l = 1 / ||W_l||`` so the cost is the
+  relative weight error ``||Q(W)-W|| / ||W||`` (NNCF's data-free criterion);
+- ``single_step``: quantize one unit at the probe bits, measure one forward
+  step's output change per unit of kick (TQS with T = 1: no rollout);
+- ``hessian``: HAWQ-style mean Hessian trace of the training loss per unit,
+  Hutchinson's estimator on the Keras source model (``baselines/hessian.py``);
+- ``random``: ``log s_l ~ U(0, 10)`` seeded — a random allocation that still
+  fills the budget.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Callable
+
+import numpy as np
+
+from edgetqs.errors import EdgeTQSError
+from edgetqs.tqs.scorefile import ScoreFile
+
+SENSITIVITY_FLOOR = 1e-30  # log() of a zero sensitivity
+
+
+def scores_from_sensitivities(template: ScoreFile, sensitivities: dict[str, float], method: str,
+                              settings: dict | None = None) -> ScoreFile:
+    """A score file with ``template``'s units (names, tensors, params) whose cost is ``s_l * ||delta_l(q)||``."""
+    missing = [u.name for u in template.units if u.name not in sensitivities]
+    if missing:
+        raise EdgeTQSError(f"baseline '{method}' has no sensitivity for unit(s) {', '.join(missing[:4])}",
+                           "compute it for every unit of the score file's granularity")
+    units = []
+    for u in template.units:
+        unit = copy.deepcopy(u)
+        unit.gamma_quant = math.log(max(float(sensitivities[u.name]), SENSITIVITY_FLOOR))
+        unit.gamma_gauss = unit.delta_norm_gauss = unit.curve_gauss = unit.curve_quant = None
+        unit.dead = False  # only TQS knows which units never reach the output
+        units.append(unit)
+    return ScoreFile(model=dict(template.model),
+                     settings={**template.settings, "horizon": 1, "probe": "quant", "baseline": method,
+                               **(settings or {})},
+                     reference=dict(template.reference), units=units)
+
+
+def weight_error(graph, template: ScoreFile, **_) -> dict[str, float]:
+    """Data-free: 1 / ||W_l|| per unit, so the cost is the relative weight error."""
+    result = {}
+    for u in template.units:
+        norm = math.sqrt(sum(float(np.sum(np.square(graph.float_constant(graph.tensor_by_name(t)), dtype=np.float64)))
+                             for t in u.weight_tensors))
+        result[u.name] = 1.0 / max(norm, SENSITIVITY_FLOOR)
+    return result
+
+
+def single_step(graph, template: ScoreFile, card=None, windows: int = 16, seed: int = 0, **_) -> dict[str, float]:
+    """One forward step's output change per unit of kick: TQS's own sweep with T = 1."""
+    from edgetqs.tqs.score import ScoreSettings, score_model
+
+    scores = score_model(graph, card, ScoreSettings(probe="quant", horizon=1, windows=windows, seed=seed,
+                                                    granularity=template.settings.get("granularity", "layer")),
+                         progress=False)
+    return {u.name: math.exp(u.gamma_quant) if u.gamma_quant is not None and math.isfinite(u.gamma_quant) else 0.0
+            for u in scores.units}
+
+
+def random_sensitivity(graph, template: ScoreFile, seed: int = 0, **_) -> dict[str, float]:
+    rng = np.random.default_rng(seed)
+    return {u.name: math.exp(rng.uniform(0.0, 10.0)) for u in template.units}
+
+
+def hessian(graph, template: ScoreFile, keras_path=None, train_x=None, train_y=None, seed: int = 0, **_) -> dict[str, float]:
+    from edgetqs.baselines.hessian import hessian_traces
+
+    return hessian_traces(keras_path, train_x, train_y, [u.name for u in template.units], seed=seed)
+
+
+BASELINES: dict[str, Callable[..., dict[str, float]]] = {
+    "weight_error": weight_error, "single_step": single_step, "hessian": hessian, "random": random_sensitivity,
+}
+
+
+def baseline_scores(name: str, graph, template: ScoreFile, **kwargs) -> ScoreFile:
+    """The score file of baseline ``name`` (see :data:`BASELINES`) for the units of ``template``."""
+    if name not in BASELINES:
+        raise EdgeTQSError(f"unknown baseline '{name}'", f"use one of: {', '.join(BASELINES)}")
+    return scores_from_sensitivities(template, BASELINES[name](graph, template, **kwargs), name)
