@@ -43,26 +43,52 @@ class SSHDefaults:
 
 @dataclass(frozen=True)
 class Firmware:
+    """One firmware config: what the planner prices (runtime, threads, delegate)
+    and what the remote stage provisions (Python, runtime venv, [settings]).
+
+    The remote stage holds ``install_dir`` relative to the login home ("~/" stripped);
+    one built by hand for a one-off board may leave out what only the planner reads.
+    """
+
     name: str
-    os: str
-    python: str
-    runtime: str  # "ai-edge-litert" or "tflite-runtime"
+    python: str  # "3.11": the major.minor the board's Python must have
+    runtime: str  # "ai-edge-litert" or "tflite-runtime" (the pip distribution)
     runtime_version: str
-    install_dir: str
-    threads: int
-    delegate: str
+    install_dir: str  # the runtime's venv on the board
+    os: str = ""
+    threads: int = 1
+    delegate: str = "xnnpack"
     cpu_governor: str | None = None
     nvpmodel_mode: int | None = None
     jetson_clocks: bool = False
     arch: str = ""  # `uname -m` the board must report; "" accepts any
     pip_args: tuple[str, ...] = ()  # extra pip options for provisioning, e.g. a local wheel dir
     extra_packages: tuple[str, ...] = ("numpy",)  # what the on-device runner needs besides the runtime
+    # Where provision --apply-settings finds the interfaces; the real ones unless a
+    # config (or a test board) points elsewhere.
+    sysfs_root: str = "/sys"
+    nvpmodel_tool: str = "nvpmodel"
+    jetson_clocks_tool: str = "jetson_clocks"
     path: Path | None = None
 
     @property
     def runtime_spec(self) -> str:
         """``package==version``, the key of the capability matrix and what pip installs."""
         return f"{self.runtime}=={self.runtime_version}"
+
+    @property
+    def module(self) -> str:
+        """The import name of the runtime package (ai-edge-litert -> ai_edge_litert)."""
+        return self.runtime.replace("-", "_")
+
+    @property
+    def venv_python(self) -> str:
+        return f"{self.install_dir}/bin/python"
+
+    @property
+    def has_settings(self) -> bool:
+        """Whether the config asks a deployment to change anything on the board."""
+        return bool(self.cpu_governor or self.nvpmodel_mode is not None or self.jetson_clocks)
 
 
 @dataclass(frozen=True)
@@ -193,17 +219,36 @@ def _same_as(name: str) -> Callable[[Any], str | None]:
 
 def load_firmware(name: str) -> Firmware:
     path, f = _open_profile(FIRMWARE_DIR, name, "firmware config")
+    return _firmware(path, f, _same_as(name), strict=True)
+
+
+def load_firmware_file(path: Path) -> Firmware:
+    """A firmware config of one's own (a one-off board): validated as the shipped ones,
+    but only what provisioning needs is required (os, threads, delegate default)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise EdgeTQSError(f"no firmware config at {path}", f"use a name from {', '.join(list_firmware())}, or a path")
+    f = _Fields(path, _read_toml(path))
+    return _firmware(path, f, _nonempty, strict=False, default_name=path.stem)
+
+
+def _firmware(path: Path, f: _Fields, check_name, strict: bool, default_name: str = ...) -> Firmware:
+    """Read and validate one firmware table; ``strict``: the planner's fields are mandatory too."""
     settings = f.get("settings", dict, default={}, allowed="a table [settings]")
+    planner_only = dict(
+        os=f.get("os", str, _nonempty, default=... if strict else ""),
+        threads=f.get("threads", int, _positive, default=... if strict else 1),
+        delegate=f.get("delegate", str, _one_of(DELEGATES), allowed=" / ".join(DELEGATES),
+                       default=... if strict else "xnnpack"),
+    )
     values = dict(
-        name=f.get("name", str, _same_as(name)),
-        os=f.get("os", str, _nonempty),
+        name=f.get("name", str, check_name, default=default_name),
         python=f.get("python", str, lambda v: None if v.count(".") == 1 and v.replace(".", "").isdigit()
                      else "write it as MAJOR.MINOR, e.g. \"3.11\""),
         runtime=f.get("runtime", str, _one_of(RUNTIMES), allowed=" or ".join(RUNTIMES)),
         runtime_version=f.get("runtime_version", str, _nonempty),
         install_dir=f.get("install_dir", str, _nonempty),
-        threads=f.get("threads", int, _positive),
-        delegate=f.get("delegate", str, _one_of(DELEGATES), allowed=" / ".join(DELEGATES)),
+        **planner_only,
         arch=f.get("arch", str, lambda v: None if v in ARCHES else f"allowed: {', '.join(ARCHES)}", default=""),
         pip_args=tuple(f.get("pip_args", list, _strings, default=[], allowed="a list of strings") or ()),
         extra_packages=tuple(f.get("extra_packages", list, _strings, default=["numpy"],
@@ -215,6 +260,9 @@ def load_firmware(name: str) -> Firmware:
         cpu_governor=s.get("cpu_governor", str, _one_of(GOVERNORS), default=None),
         nvpmodel_mode=s.get("nvpmodel_mode", int, lambda v: None if v >= 0 else "it must be >= 0", default=None),
         jetson_clocks=s.get("jetson_clocks", bool, default=False),
+        sysfs_root=s.get("sysfs_root", str, _nonempty, default="/sys"),
+        nvpmodel_tool=s.get("nvpmodel_tool", str, _nonempty, default="nvpmodel"),
+        jetson_clocks_tool=s.get("jetson_clocks_tool", str, _nonempty, default="jetson_clocks"),
     )
     s.unknown_fields()
     _raise_problems(path, f.problems + s.problems, "firmware config")

@@ -10,42 +10,17 @@ from __future__ import annotations
 
 import getpass
 import re
-import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
 from edgetqs.planner import boards as planner_boards
-from edgetqs.planner.boards import REPO_ROOT, list_firmware  # noqa: F401  (REPO_ROOT: emulated_board uses it)
+# Firmware: the one type for planner and remote; REPO_ROOT: emulated_board uses it.
+from edgetqs.planner.boards import REPO_ROOT, Firmware, list_firmware  # noqa: F401
 
 # Where models live on the board, relative to the login user's home directory
 # (SFTP and the login shell both start there, so a relative path needs no $HOME).
 DEFAULT_ROOT = "edgetqs"
-
-
-@dataclass(frozen=True)
-class Firmware:
-    """What provisioning needs of a firmware config: planner.boards.Firmware
-    (the validated file) reduced to the runtime setup, with ``install_dir``
-    relative to the login home, or one built by hand for a one-off board."""
-
-    name: str
-    python: str  # "3.11": the major.minor the board's Python must have
-    runtime: str  # pip distribution name, e.g. "ai-edge-litert"
-    runtime_version: str
-    install_dir: str  # the venv on the board, relative to home ("~/" stripped)
-    arch: str = ""  # `uname -m` the board must report; "" accepts any
-    pip_args: tuple[str, ...] = ()  # extra pip options, e.g. a local wheel dir
-    extra_packages: tuple[str, ...] = ("numpy",)  # the runner needs numpy too
-
-    @property
-    def module(self) -> str:
-        """The import name of the runtime package (ai-edge-litert -> ai_edge_litert)."""
-        return self.runtime.replace("-", "_")
-
-    @property
-    def venv_python(self) -> str:
-        return f"{self.install_dir}/bin/python"
 
 
 @dataclass(frozen=True)
@@ -84,42 +59,15 @@ def parse_host(spec: str) -> tuple[str | None, str, int | None]:
 
 
 def load_firmware(name: str, arch: str = "") -> Firmware:
-    """A firmware config by name (firmware_configs/NAME.toml, validated by the
-    planner's loader) or by path to a .toml of one's own (for a one-off board)."""
+    """A firmware config by name (firmware_configs/NAME.toml) or by path to a .toml
+    of one's own (a one-off board), validated by the planner's loader, with
+    ``install_dir`` made relative to the login home and ``arch`` (the target
+    profile's) filled in where the config names none."""
     if name.endswith(".toml"):
-        path = Path(name).expanduser()
-        if not path.exists():
-            raise EdgeTQSError(f"no firmware config at {path}", f"use a name from {', '.join(list_firmware())}, or a path")
-        return firmware_from_dict(_read_toml(path), arch=arch, source=str(path))
-    config = planner_boards.load_firmware(name)
-    return Firmware(
-        name=config.name, python=config.python, runtime=config.runtime, runtime_version=config.runtime_version,
-        install_dir=home_relative(config.install_dir), arch=config.arch or arch,
-        pip_args=config.pip_args, extra_packages=config.extra_packages,
-    )
-
-
-def _read_toml(path: Path) -> dict:
-    try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise EdgeTQSError(f"{path} is not valid TOML: {exc}", f"fix the syntax of {path}") from exc
-
-
-def firmware_from_dict(data: dict, arch: str = "", source: str = "firmware config") -> Firmware:
-    missing = [key for key in ("python", "runtime", "runtime_version", "install_dir") if key not in data]
-    if missing:
-        raise EdgeTQSError(f"{source} lacks {', '.join(missing)}", f"add them to {source}")
-    return Firmware(
-        name=data.get("name", source),
-        python=str(data["python"]),
-        runtime=data["runtime"],
-        runtime_version=str(data["runtime_version"]),
-        install_dir=home_relative(data["install_dir"]),
-        arch=data.get("arch", arch),
-        pip_args=tuple(data.get("pip_args", ())),
-        extra_packages=tuple(data.get("extra_packages", ("numpy",))),
-    )
+        config = planner_boards.load_firmware_file(Path(name))
+    else:
+        config = planner_boards.load_firmware(name)
+    return replace(config, install_dir=home_relative(config.install_dir), arch=config.arch or arch)
 
 
 def home_relative(path: str) -> str:
