@@ -76,6 +76,7 @@ def cmd_provision(args) -> int:
             raise EdgeTQSError(f"{t.board.name} has no firmware config to check against",
                                "give --firmware NAME (see firmware_configs/) or use --target")
         return provision(t, t.board.firmware, install=args.install, min_free=args.min_free_mib * 2**20,
+                         apply_settings=args.apply_settings,
                          on_line=(lambda line: console.print(f"  [dim]{t.board.name}: {line}[/]")) if args.verbose else None)
 
     outcomes = run_fleet(boards_from_args(args), action, lambda report: (report.ok, report.summary()))
@@ -83,6 +84,8 @@ def cmd_provision(args) -> int:
         for outcome in outcomes:
             if outcome.result is not None:
                 console.print(checks_table(outcome.result))
+                if outcome.result.settings:
+                    console.print(settings_table(outcome.result))
     return finish(args, outcomes, "provision")
 
 
@@ -95,6 +98,18 @@ def checks_table(report):
     for check in report.checks:
         table.add_row(check.name, check.wanted, check.found, "[green]ok[/]" if check.ok else "[bold red]NO[/]",
                       "" if check.ok else check.fix)
+    return table
+
+
+def settings_table(report):
+    from rich.table import Table
+
+    table = Table(title=f"{report.board}: firmware {report.firmware} [settings]")
+    for column in ("setting", "wanted", "before", "after", ""):
+        table.add_column(column, overflow="fold")
+    for change in report.settings:
+        table.add_row(change.name, change.wanted, change.before, change.after,
+                      "[yellow]changed[/]" if change.changed else "[green]already set[/]")
     return table
 
 
@@ -172,9 +187,13 @@ def register(subparsers) -> None:
     parser = add_command(
         subparsers, "provision", "check a board against its firmware config (--install sets up the runtime)",
         ["edgetqs provision --target rpi4", f"edgetqs provision {BOARD_EXAMPLE} --install",
+         "edgetqs provision --target jetson-orin-nano --apply-settings",
          "edgetqs provision --fleet lab.toml --json"], cmd_provision)
     add_board_options(parser)
     parser.add_argument("--install", action="store_true", help="create the venv and pip-install what is missing")
+    parser.add_argument("--apply-settings", action="store_true",
+                        help="apply the firmware's [settings] (CPU governor, nvpmodel mode, jetson_clocks): "
+                             "only what differs; needs root or a NOPASSWD sudo rule on the board")
     parser.add_argument("--min-free-mib", type=int, default=200, help="free disk the board must have (default 200)")
     parser.add_argument("--verbose", action="store_true", help="show the board's output (pip) as it runs")
 

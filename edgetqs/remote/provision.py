@@ -5,7 +5,9 @@ architecture, the Python the firmware config names, whether the runtime
 package imports in the board's venv (or system Python) and at which version,
 numpy, and free disk. ``provision(..., install=True)`` creates the venv and
 pip-installs what is missing or at the wrong version; run twice, the second run
-changes nothing and says so.
+changes nothing and says so. ``apply_settings=True`` also brings the board to
+the firmware's [settings] (CPU governor, nvpmodel, jetson_clocks; see
+board_settings.py), idempotently too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from edgetqs.errors import EdgeTQSError
+from edgetqs.remote.board_settings import SettingChange, apply_settings as apply_board_settings
 from edgetqs.remote.boards import Firmware
 from edgetqs.remote.transport import RuntimeMissing, Transport, command_failed
 
@@ -76,6 +79,7 @@ class ProvisionReport:
     checks: list[Check]
     actions: list[str] = field(default_factory=list)  # what --install changed
     python: str | None = None  # the interpreter that has the runtime (what the runner uses)
+    settings: list[SettingChange] = field(default_factory=list)  # --apply-settings: each one before/after
 
     @property
     def ok(self) -> bool:
@@ -209,8 +213,18 @@ def provision(
     install: bool = False,
     min_free: int = MIN_FREE_BYTES,
     on_line: Callable[[str], None] | None = None,
+    apply_settings: bool = False,
 ) -> ProvisionReport:
-    """Check the board; with ``install``, create the venv and install what is missing."""
+    """Check the board; with ``install``, create the venv and install what is missing;
+    with ``apply_settings``, apply the firmware's [settings] (only what differs)."""
+    report = _provision_runtime(t, firmware, install, min_free, on_line)
+    if apply_settings:
+        report.settings = apply_board_settings(t, firmware)
+        report.actions += [f"{c.name}: {c.before} -> {c.after}" for c in report.settings if c.changed]
+    return report
+
+
+def _provision_runtime(t: Transport, firmware: Firmware, install: bool, min_free: int, on_line) -> ProvisionReport:
     facts = read_facts(t, firmware)
     report = evaluate(t.board.name, facts, firmware, min_free)
     if not install or not _install_needed(report):
