@@ -85,14 +85,14 @@ def memory_of(plan) -> int:
 def uniform_at_budget(problem: Problem, budget: int):
     """The uniform plan nearest ``budget`` from below: of every single format (blockwise ones too)
     whose uniform plan fits, the most bits, then the finest scales (blocks of 32 before 64
-    before per channel); None if none fits."""
+    before per channel); None if none fits. A unit that cannot take the format gets what
+    :func:`uniform_choice` gives it for the same bit-width."""
     fitting = []
-    for fmt in FORMATS:
-        if not all(fmt in u.formats for u in problem.units):
-            continue
-        plan = fixed_plan(problem, [u.formats.index(fmt) for u in problem.units], f"uniform-{fmt}")
+    for name, f in FORMATS.items():
+        fallback = uniform_choice(problem, next(n for n in LADDER if FORMATS[n].bits >= f.bits))
+        choice = [u.formats.index(name) if name in u.formats else q for u, q in zip(problem.units, fallback)]
+        plan = fixed_plan(problem, choice, f"uniform-{name}")
         if memory_of(plan) <= budget:
-            f = FORMATS[fmt]
             fitting.append(((f.bits, f.block_size > 0, -f.block_size), plan))
     return max(fitting, key=lambda item: item[0])[1] if fitting else None
 

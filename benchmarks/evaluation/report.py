@@ -71,7 +71,7 @@ def win_rates(rows: list[dict], tqs: str = TQS) -> dict:
     cells = _cells(rows)
     result = {}
     for reference in REFERENCES:
-        tally: dict = defaultdict(lambda: [0.0, 0])
+        tally: dict = defaultdict(lambda: [0.0, 0, 0])  # wins (ties count half), cells, ties
         per_cell = []
         for (model, bits), methods in sorted(cells.items()):
             if tqs not in methods:
@@ -80,19 +80,23 @@ def win_rates(rows: list[dict], tqs: str = TQS) -> dict:
             cell = {"model": model, "budget_bits": bits, "tqs": mine[1]}
             for method, row in methods.items():
                 if method != tqs:
-                    tally[method][0] += _outcome(mine, _quality(row, reference))
-                    tally[method][1] += 1
+                    _count(tally[method], _outcome(mine, _quality(row, reference)))
                     cell[method] = _quality(row, reference)[1]
             baselines = [_quality(row, reference) for m, row in methods.items() if m in BASELINES]
             if baselines:
                 best = min(baselines)
-                tally["best-baseline"][0] += _outcome(mine, best)
-                tally["best-baseline"][1] += 1
+                _count(tally["best-baseline"], _outcome(mine, best))
             per_cell.append(cell)
-        result[reference] = {"win_rate": {m: {"wins": w, "cells": n, "rate": round(w / n, 3)}
-                                          for m, (w, n) in sorted(tally.items())},
+        result[reference] = {"win_rate": {m: {"wins": w, "ties": t, "cells": n, "rate": round(w / n, 3)}
+                                          for m, (w, n, t) in sorted(tally.items())},
                              "cells": per_cell}
     return result
+
+
+def _count(tally: list, outcome: float) -> None:
+    tally[0] += outcome
+    tally[1] += 1
+    tally[2] += outcome == 0.5
 
 
 def write_all(directory: Path, name: str, payload: dict) -> list[Path]:
@@ -152,4 +156,4 @@ def print_summary(payload: dict) -> None:
     for reference, block in payload["win_rates"].items():
         print(f"TQS ({TQS}) win rate per (model, budget) cell, rollout RMSE vs {reference}:")
         for method, w in block["win_rate"].items():
-            print(f"  vs {method:24} {w['rate']:.2f}  ({w['wins']:g}/{w['cells']})")
+            print(f"  vs {method:24} {w['rate']:.2f}  ({w['wins']:g}/{w['cells']}, {w['ties']} ties)")
