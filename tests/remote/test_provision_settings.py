@@ -185,3 +185,32 @@ def test_cli_applies_the_settings_of_a_firmware_file(sshd_board, tmp_path, capsy
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "already set" in out and "changed" not in out.replace("nothing to change", "")
+
+
+def test_a_one_off_firmware_file_is_validated_like_the_shipped_ones(tmp_path):
+    """Remote and planner share one Firmware type and one validating loader."""
+    from edgetqs.planner.boards import Firmware
+    from edgetqs.remote.boards import load_firmware
+
+    path = tmp_path / "typo.toml"
+    path.write_text('python = "3.11"\nruntime = "ai-edge-litert"\nruntime_version = "2.3.0"\n'
+                    'install_dir = "~/venv"\n\n[settings]\ncpu_govenor = "performance"\n')
+    with pytest.raises(EdgeTQSError, match="'settings.cpu_govenor' is not a known field") as caught:
+        load_firmware(str(path))
+    assert str(path) in caught.value.fix
+    path.write_text(path.read_text().replace("govenor", "governor"))
+    firmware = load_firmware(str(path), arch="aarch64")
+    assert isinstance(firmware, Firmware)
+    assert (firmware.name, firmware.install_dir, firmware.venv_python, firmware.module, firmware.arch) == (
+        "typo", "venv", "venv/bin/python", "ai_edge_litert", "aarch64")
+    assert firmware.cpu_governor == "performance" and firmware.sysfs_root == "/sys"
+    shipped = load_firmware("jetpack6-l4t36")
+    assert isinstance(shipped, Firmware) and shipped.install_dir == "edgetqs/venv"
+    assert (shipped.nvpmodel_mode, shipped.jetson_clocks, shipped.nvpmodel_tool) == (0, True, "nvpmodel")
+
+
+def test_a_firmware_without_settings_changes_nothing(sshd_board):
+    board = sshd_board.connection()
+    with Transport(board) as t:
+        report = provision(t, replace(board.firmware, extra_packages=()), min_free=0, apply_settings=True)
+    assert report.settings == [] and report.actions == []
