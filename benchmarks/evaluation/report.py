@@ -120,6 +120,8 @@ def pareto_plot(rows: list[dict], path: Path, reference: str = "float") -> None:
     import matplotlib.pyplot as plt
 
     models = list(dict.fromkeys(r["model"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    colors = {m: plt.get_cmap("tab20")(i % 20) for i, m in enumerate(methods)}
     cols = min(4, len(models))
     rows_n = -(-len(models) // cols)
     fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.4 * rows_n), squeeze=False)
@@ -132,9 +134,9 @@ def pareto_plot(rows: list[dict], path: Path, reference: str = "float") -> None:
                     points[r["budget_bits"]].append((r["memory_bytes"], r[f"{reference}_rmse"]))
             xs = [np.mean([p[0] for p in ps]) for _, ps in sorted(points.items(), key=lambda kv: kv[0] or 0)]
             ys = [np.mean([p[1] for p in ps]) for _, ps in sorted(points.items(), key=lambda kv: kv[0] or 0)]
-            style = "o" if None in points else ".-"
-            ax.plot(np.array(xs) / 1024, ys, style, label=method, lw=2.2 if method == TQS else 1,
-                    color="black" if method == TQS else None)
+            style = "o" if None in points else (".--" if method.startswith("tqs-") else ".-")
+            ax.plot(np.array(xs) / 1024, ys, style, label=method, lw=2.4 if method == TQS else 1,
+                    color="black" if method == TQS else colors[method], zorder=5 if method == TQS else 2)
         ax.set_title(model, fontsize=9)
         ax.set_yscale("log")
         ax.set_xlabel("memory (KiB)", fontsize=8)
