@@ -176,16 +176,15 @@ class Engine:
         values[self.graph.inputs[0]] = self.transform_input(x)
         for node in self._nodes:
             inputs = [values[i] if i >= 0 else None for i in node.inputs]
-            outputs = self._run_node(node, inputs, perturbations.get(node.index, ()))
+            perturbed = perturbations.get(node.index)
+            outputs = self._run_perturbed(node, inputs, perturbed) if perturbed else self.run_op(node, inputs)
             for index, value in zip(node.outputs, outputs):
                 values[index] = value
             for index in self._last_use.get(node.index, ()):
                 values.pop(index, None)  # free activations nobody reads any more
         return values[self.graph.outputs[0]]
 
-    def _run_node(self, node: Node, inputs: list, perturbations) -> list[np.ndarray]:
-        if not perturbations:
-            return self.run_op(node, inputs)
+    def _run_perturbed(self, node: Node, inputs: list, perturbations) -> list[np.ndarray]:
         entry = self._entries[node.index]
         if entry.perturbable:
             return entry.kernel(node, inputs, perturbations)
