@@ -39,7 +39,7 @@ from tqs_common import RESULTS, machine  # noqa: E402
 SCORE_HORIZON = 32  # TQS rollout length T (model calls)
 SHORT_HORIZON = 8  # the horizon ablation's other T
 SCORE_WINDOWS = 16
-EVAL_WINDOWS = 16
+EVAL_WINDOWS = 32
 EVAL_HORIZON_CAP = 64  # steps of the judged rollout (the zoo entry's horizon when shorter)
 RANDOM_SEEDS = 5
 QUICK = {"models": ["mlp-sunspots", "mlp-lorenz96"], "budgets": [4.0, 6.0], "seeds": 2,
@@ -86,15 +86,19 @@ def baseline_inputs(name: str, canonical) -> tuple[dict, str | None]:
     return kwargs, None
 
 
-def all_plans(name: str, canonical, bits: list[float], config: dict, notes: list[str]) -> list[M.MethodPlan]:
+def all_plans(name: str, canonical, bits: list[float], config: dict,
+              notes: list[str]) -> tuple[list[M.MethodPlan], dict]:
+    """Every method's plans, and the problems whose predicted cost is checked against the measured error."""
     from edgetqs.baselines import baseline_scores
     from edgetqs.planner.plan import KeepFloat
 
     scores = cached_scores(canonical, SCORE_HORIZON)
     quant = M.problem_for(canonical, one_probe(scores, "quant"))
+    gauss = M.problem_for(canonical, one_probe(scores, "gauss"))
+    predictors = {"tqs-quant": quant, "tqs-gauss": gauss}
     budgets = {b: M.budget_bytes(quant, b) for b in bits}
     plans = M.budgeted("tqs-quant", quant, budgets)
-    plans += M.budgeted("tqs-gauss", M.problem_for(canonical, one_probe(scores, "gauss")), budgets)
+    plans += M.budgeted("tqs-gauss", gauss, budgets)
     plans += M.budgeted("tqs-quant-greedy", quant, budgets, allocator="greedy")
     for fmt in ("int8", "int4"):
         plans.append(M.MethodPlan(f"uniform-{fmt}", M.fixed_plan(quant, M.uniform_choice(quant, fmt), fmt), None))
@@ -111,6 +115,8 @@ def all_plans(name: str, canonical, bits: list[float], config: dict, notes: list
         seeds = range(config["seeds"]) if baseline == "random" else [0]
         for seed in seeds:
             problem = M.problem_for(canonical, baseline_scores(baseline, canonical.graph, scores, seed=seed, **kwargs))
+            if baseline != "random":
+                predictors[baseline.replace("_", "-")] = problem
             plans += M.budgeted(baseline.replace("_", "-"), problem, budgets, seed=seed if baseline == "random" else None)
     if config["ablations"]:
         short = M.problem_for(canonical, one_probe(cached_scores(canonical, SHORT_HORIZON), "quant"))
@@ -118,10 +124,10 @@ def all_plans(name: str, canonical, bits: list[float], config: dict, notes: list
         plans += M.budgeted("tqs-quant-bottom-int4", M.problem_for(canonical, one_probe(scores, "quant"), bottom="int4"), budgets)
         plans += M.budgeted("tqs-quant-float1", M.problem_for(canonical, one_probe(scores, "quant"),
                                                                 keep_float=KeepFloat(count=1)), budgets)
-    return plans
+    return plans, predictors
 
 
-def judge(name: str, canonical, plans: list[M.MethodPlan], workdir: Path) -> list[dict]:
+def judge(name: str, canonical, plans: list[M.MethodPlan], predictors: dict, workdir: Path) -> list[dict]:
     """Convert each distinct plan, roll it out in LiteRT, score it against float and truth."""
     from edgetqs import zoo
     from edgetqs.converter import convert
@@ -158,6 +164,7 @@ def judge(name: str, canonical, plans: list[M.MethodPlan], workdir: Path) -> lis
                      "memory_bytes": int(p["memory_bytes"]), "predicted_file_bytes": int(p["model_bytes"]),
                      "file_bytes": j["file_bytes"], "simulation_rel_error": j["simulation_rel_error"],
                      "formats": " ".join(f"{k}x{v}" for k, v in sorted(formats.items())),
+                     **{f"predicted_cost_{k}": M.predicted_cost(problem, mp.plan) for k, problem in predictors.items()},
                      "float_vs_truth_rmse": float_vs_truth["rmse"], "horizon_steps": calls * spec.patch,
                      **{f"float_{k}": v for k, v in j["vs_float"].items() if k != "horizon"},
                      **{f"truth_{k}": v for k, v in j["vs_truth"].items() if k != "horizon"}})
@@ -187,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         for model in config["models"]:
             t0 = time.perf_counter()
             canonical = zoo.build(model)
-            plans = all_plans(model, canonical, config["budgets"], config, notes)
-            rows += judge(model, canonical, plans, Path(tmp))
+            plans, predictors = all_plans(model, canonical, config["budgets"], config, notes)
+            rows += judge(model, canonical, plans, predictors, Path(tmp))
             timings[model] = round(time.perf_counter() - t0, 1)
             print(f"{model}: {len(plans)} plans in {timings[model]} s", flush=True)
     payload = {"command": "benchmarks/evaluate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -199,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                             "eval_horizon_cap": EVAL_HORIZON_CAP, "mode": M.MODE, "runtime": M.RUNTIME},
                "rows": rows}
     payload["win_rates"] = report.win_rates(rows)
+    payload["cost_error_correlation"] = report.cost_error_correlation(rows)
     paths = report.write_all(RESULTS, name, payload)
     report.print_summary(payload)
     print("wrote:", ", ".join(str(p) for p in paths))

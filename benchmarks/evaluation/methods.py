@@ -103,3 +103,15 @@ def budgeted(method: str, problem: Problem, budgets: dict[float, int], allocator
     feasible = [(b, B) for b, B in budgets.items() if B >= problem.smallest_memory()]
     plans = solve_many(problem, [B for _, B in feasible], allocator)
     return [MethodPlan(method, p, b, seed, B) for (b, B), p in zip(feasible, plans)]
+
+
+def predicted_cost(problem: Problem, plan) -> float | None:
+    """The total cost ``problem``'s sensitivities predict for ``plan`` (None: a format it does not offer)."""
+    by_unit = {u.name: u for u in problem.units}
+    total = 0.0
+    for a in plan.assignments:
+        unit = by_unit.get(a.unit)
+        if unit is None or a.format not in unit.formats:
+            return None
+        total += unit.costs[unit.formats.index(a.format)]
+    return float(total)

@@ -2,8 +2,11 @@
 table (JSON + CSV) and the Pareto plots (error vs bytes, a line per method).
 
 A method beats another in a cell when its rollouts blow up less often, or as
-often with a lower RMSE over the horizon (against the float model, and
-separately against the truth). Equal within 1e-9 relative is a tie (half a win).
+often with a better score, under three criteria: RMSE over the horizon against
+the float model, RMSE against the truth, and valid prediction time against the
+float model (steps until the normalised error passes 0.4 — the one that does
+not saturate once a chaotic rollout has decorrelated). Equal within 1e-9
+relative is a tie (half a win).
 Random allocation enters as its mean over seeds. Fixed-size methods (uniform
 int8/int4, first/last at 8 bits) enter a cell only when they fit its budget.
 """
@@ -21,7 +24,9 @@ import numpy as np
 TQS = "tqs-quant"
 BASELINES = ("uniform-at-budget", "uniform-int8", "uniform-int4", "first-last-8", "weight-error", "single-step",
              "hessian", "random")
-REFERENCES = ("float", "truth")
+# criterion -> (reference, metric, +1 lower is better / -1 higher is better)
+CRITERIA = {"rmse_vs_float": ("float", "rmse", 1.0), "rmse_vs_truth": ("truth", "rmse", 1.0),
+            "vpt_vs_float": ("float", "valid_prediction_time", -1.0)}
 
 
 def _cells(rows: list[dict]) -> dict[tuple[str, float], dict[str, dict]]:
@@ -52,9 +57,11 @@ def _mean_row(rows: list[dict]) -> dict:
     return out
 
 
-def _quality(row: dict, reference: str) -> tuple[float, float]:
-    rmse = row[f"{reference}_rmse"]
-    return row[f"{reference}_blow_up_fraction"], rmse if math.isfinite(rmse) else math.inf
+def _quality(row: dict, criterion: str) -> tuple[float, float]:
+    """(blow-up fraction, signed score): lower is better in both."""
+    reference, metric, sign = CRITERIA[criterion]
+    value = sign * row[f"{reference}_{metric}"]
+    return row[f"{reference}_blow_up_fraction"], value if math.isfinite(value) else math.inf
 
 
 def _outcome(a: tuple, b: tuple) -> float:
@@ -70,18 +77,18 @@ def win_rates(rows: list[dict], tqs: str = TQS) -> dict:
     """TQS's win rate against every other method and against the best baseline, per reference."""
     cells = _cells(rows)
     result = {}
-    for reference in REFERENCES:
+    for reference in CRITERIA:
         tally: dict = defaultdict(lambda: [0.0, 0, 0])  # wins (ties count half), cells, ties
         per_cell = []
         for (model, bits), methods in sorted(cells.items()):
             if tqs not in methods:
                 continue
             mine = _quality(methods[tqs], reference)
-            cell = {"model": model, "budget_bits": bits, "tqs": mine[1]}
+            cell = {"model": model, "budget_bits": bits, "tqs": abs(mine[1])}
             for method, row in methods.items():
                 if method != tqs:
                     _count(tally[method], _outcome(mine, _quality(row, reference)))
-                    cell[method] = _quality(row, reference)[1]
+                    cell[method] = abs(_quality(row, reference)[1])
             baselines = [_quality(row, reference) for m, row in methods.items() if m in BASELINES]
             if baselines:
                 best = min(baselines)
@@ -90,6 +97,43 @@ def win_rates(rows: list[dict], tqs: str = TQS) -> dict:
         result[reference] = {"win_rate": {m: {"wins": w, "ties": t, "cells": n, "rate": round(w / n, 3)}
                                           for m, (w, n, t) in sorted(tally.items())},
                              "cells": per_cell}
+    return result
+
+
+def cost_error_correlation(rows: list[dict], criterion: str = "rmse_vs_float") -> dict:
+    """Does a sensitivity's predicted cost order plans by their measured error?
+
+    Per predictor: Spearman rank correlation between the cost its sensitivities
+    predict for a plan and the plan's measured error (a blown-up plan ranks
+    worst), over the distinct plans of every method in one group: ``all_sizes``
+    groups by model (size dominates: more bits, less of both), ``within_budget``
+    by (model, budget) cell — the question an allocator faces. Mean over groups
+    with at least 4 distinct plans.
+    """
+    from scipy.stats import spearmanr
+
+    predictors = sorted({k.removeprefix("predicted_cost_") for r in rows for k in r if k.startswith("predicted_cost_")})
+    groupings = {"all_sizes": lambda r: r["model"],
+                 "within_budget": lambda r: (r["model"], r["budget_bits"]) if r["budget_bits"] is not None else None}
+    result = {}
+    for predictor in predictors:
+        result[predictor] = {}
+        for grouping, group_of in groupings.items():
+            groups: dict = defaultdict(dict)
+            for r in rows:
+                if group_of(r) is not None and r.get(f"predicted_cost_{predictor}") is not None:
+                    groups[group_of(r)][r["formats"] + str(r["memory_bytes"])] = r
+            rhos = []
+            for distinct in groups.values():
+                if len(distinct) < 4:
+                    continue
+                error = [_quality(r, criterion) for r in distinct.values()]
+                rho = spearmanr([r[f"predicted_cost_{predictor}"] for r in distinct.values()],
+                                [sorted(error).index(e) for e in error]).statistic
+                if math.isfinite(rho):
+                    rhos.append(float(rho))
+            result[predictor][grouping] = {"mean": round(float(np.mean(rhos)), 3) if rhos else None,
+                                           "groups": len(rhos)}
     return result
 
 
@@ -156,6 +200,12 @@ def print_summary(payload: dict) -> None:
     for note in payload["notes"]:
         print("note:", note)
     for reference, block in payload["win_rates"].items():
-        print(f"TQS ({TQS}) win rate per (model, budget) cell, rollout RMSE vs {reference}:")
+        print(f"TQS ({TQS}) win rate per (model, budget) cell, {reference}:")
         for method, w in block["win_rate"].items():
-            print(f"  vs {method:24} {w['rate']:.2f}  ({w['wins']:g}/{w['cells']}, {w['ties']} ties)")
+            strict = w["wins"] - w["ties"] / 2
+            print(f"  vs {method:24} {w['rate']:.2f}  (won {strict:g}, tied {w['ties']}, lost "
+                  f"{w['cells'] - w['ties'] - strict:g} of {w['cells']})")
+    print("Spearman(predicted cost, measured RMSE vs float) over distinct plans, mean over groups:")
+    for predictor, c in payload.get("cost_error_correlation", {}).items():
+        print(f"  {predictor:14} " + "  ".join(f"{g}: {v['mean'] if v['mean'] is not None else float('nan'):+.3f} "
+                                              f"({v['groups']} groups)" for g, v in c.items()))

@@ -69,6 +69,6 @@ def test_quick_quality_is_measured_and_ordered(quick_results):
     for model in payload["config"]["models"]:
         by = {r["method"]: r for r in rows if r["model"] == model and r["budget_bits"] is None}
         assert by["uniform-int8"]["float_rmse"] < by["uniform-int4"]["float_rmse"]
-    rates = payload["win_rates"]["float"]["win_rate"]
+    rates = payload["win_rates"]["rmse_vs_float"]["win_rate"]
     assert {"best-baseline", "weight-error", "single-step", "random"} <= set(rates)
     assert all(0 <= w["rate"] <= 1 for w in rates.values())
