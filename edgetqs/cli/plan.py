@@ -46,7 +46,7 @@ def run(args) -> int:
                      bytes=parse_size(args.keep_float_bytes) if args.keep_float_bytes else 0)
     model = load_model(args.model)
     plan, problem = make_plan(model.graph, args.scores, target, budget, args.allocator, args.mode,
-                              args.bottom, keep, runtime=args.runtime)
+                              args.bottom, keep, runtime=args.runtime, model=model)
     output = Path(args.output)
     plan.save(output)
     recipe = _write_recipe(model.graph, plan, output.with_suffix(".recipe.json"))

@@ -54,8 +54,6 @@ def runtime_requirement(targets: list[OpTarget], mode: str, matrix) -> dict:
                    "verified_on_host": host_runtime(), "runtimes": None}
     if matrix is None:
         requirement["note"] = "no capability matrix yet: only the host runtime was checked"
-    elif mode == "static":
-        requirement["note"] = "the capability matrix has no static-mode results: only the host runtime was checked"
     else:
         requirement["runtimes"] = [spec for spec in matrix.runtimes
                                    if all(matrix.supports(spec, op, mode, fmt) for op, fmt in needs)]

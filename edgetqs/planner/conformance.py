@@ -34,11 +34,13 @@ MATRIX_PATH = Path(__file__).parent / "data" / "capability_matrix.json"
 RUNNER = Path(__file__).with_name("conformance_runner.py")
 OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "BATCH_MATMUL", "EMBEDDING_LOOKUP")
 CHECKED_FORMATS = ("fp16", "int8", "int4", "int2", "int8_b32", "int4_b32", "int4_b64")
-MODES = ("weight_only", "dynamic")
+MODES = ("weight_only", "dynamic", "static")
 # Relative L2 error allowed. Weight-only computes in float with the same weights:
 # only summation order differs. Dynamic range also quantizes activations to int8
-# on the fly (~0.5% error); a wrong kernel (bad unpacking, ignored scales) is O(1).
-TOLERANCE = {"weight_only": 1e-4, "dynamic": 0.03}
+# on the fly (~0.5% error); static quantizes input and output to int8 with ranges
+# calibrated on the very inputs checked (~1%); a wrong kernel (bad unpacking,
+# ignored scales) is O(1).
+TOLERANCE = {"weight_only": 1e-4, "dynamic": 0.03, "static": 0.05}
 
 
 # -- tiny models ------------------------------------------------------------
@@ -51,11 +53,15 @@ def _keras_tflite(build) -> bytes:
 
 
 def _concrete_tflite(fn, specs) -> bytes:
+    """Through a SavedModel, so the .tflite keeps a serving signature (static-mode calibration needs one)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
-    concrete = tf.function(fn).get_concrete_function(*[tf.TensorSpec(s, d) for s, d in specs])
-    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], fn).convert()
+    module = tf.Module()
+    module.call = tf.function(fn, input_signature=[tf.TensorSpec(s, d) for s, d in specs])
+    with tempfile.TemporaryDirectory(prefix="edgetqs-conformance-model-") as saved:
+        tf.saved_model.save(module, saved, signatures=module.call)
+        return tf.lite.TFLiteConverter.from_saved_model(saved).convert()
 
 
 def build_float_case(op: str) -> tuple[bytes, list[np.ndarray]]:
@@ -213,12 +219,12 @@ def write_cases(directory: Path, ops=OPS, formats=CHECKED_FORMATS, modes=MODES) 
         bias = None if op in ("BATCH_MATMUL", "EMBEDDING_LOOKUP") else _bias(float_model, bias_size)
         for mode in modes:
             for fmt_name in formats:
-                if fmt_name == "fp16" and mode == "dynamic":
+                if fmt_name == "fp16" and mode != "weight_only":
                     continue  # fp16 is always a float cast + DEQUANTIZE: one case covers it
                 case = f"{op}__{fmt_name}__{mode}"
                 entry = {"op": op, "format": fmt_name, "mode": mode}
                 try:
-                    quantized = quantize_ops(float_model, {layer: (op, FORMATS[fmt_name])}, mode)
+                    quantized = quantize_ops(float_model, {layer: (op, FORMATS[fmt_name])}, mode, inputs)
                     weight = dequantized_weight(quantized)
                 except Exception as exc:  # AEQ refusing a combination is a finding
                     entry.update(status="quantize_error", error=f"{type(exc).__name__}: {exc}"[:300])
@@ -351,6 +357,10 @@ class CapabilityMatrix:
         table = self._runtime(spec)
         mode_key = "weight_only" if fmt == "fp16" else mode
         return table.get(op, {}).get(mode_key, {}).get(fmt, {}).get("status") == "ok"
+
+    def has_mode(self, spec: str, mode: str) -> bool:
+        """Whether ``spec`` was checked in ``mode`` at all (older matrices lack static results)."""
+        return any(mode in per_mode for per_mode in self._runtime(spec).values())
 
     def formats_for(self, spec: str, op: str, mode: str) -> list[str]:
         return [name for name in FORMATS if self.supports(spec, op, mode, name)]

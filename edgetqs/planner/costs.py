@@ -189,18 +189,24 @@ def runtime_overhead_bytes(runtime: str) -> int:
 # -- static mode ----------------------------------------------------------------
 # Static (int8-activation) export adds what no per-tensor sum captures well: a
 # quantization table on every activation tensor, int32 biases with per-channel
-# scales (duplicated when ops sharing a bias see differently-scaled inputs, as
-# in an unrolled GRU), QUANTIZE/DEQUANTIZE at the float boundary and around
-# every op left float, int8 copies of small constants. Rather than model AEQ's
-# rules, the planner has AEQ price the plan itself: the same recipe the converter
-# builds, quantized with synthetic activation ranges. Ranges change values, not
-# sizes, so the file is byte-exact without running the model (no calibration).
-def static_model_bytes(graph: TFLiteGraph, formats: dict[str, str]) -> int:
+# scales, QUANTIZE/DEQUANTIZE at the float boundary and around every op left
+# float, int8 copies of small constants. Rather than re-implement AEQ's rules,
+# the planner has AEQ price the plan itself: the recipe the converter builds,
+# quantized with the plan's calibration. Range *values* do not change sizes, but
+# range *equalities* do: a bias shared by several ops (an unrolled GRU) is stored
+# once if their inputs have equal scales (e.g. hidden states saturated at +-1)
+# and duplicated otherwise. Hence real ranges from the model's own free run
+# (``static_calibration``); without them, distinct synthetic ranges give the
+# upper bound (every shared bias duplicated).
+def static_model_bytes(graph: TFLiteGraph, formats: dict[str, str], calibration: dict | None = None) -> int:
     """Bytes of the static-mode .tflite AEQ writes for ``formats`` (weight tensor -> format name)."""
-    import contextlib
-    import io
-    import warnings
+    q = _static_quantizer(graph, formats)
+    with _quiet():
+        exported = q.quantize(calibration or synthetic_ranges(graph), enable_progress_bar=False).quantized_model
+    return len(exported)
 
+
+def _static_quantizer(graph: TFLiteGraph, formats: dict[str, str]):
     from ai_edge_litert.tools import flatbuffer_utils
     from ai_edge_quantizer import quantizer
 
@@ -210,24 +216,40 @@ def static_model_bytes(graph: TFLiteGraph, formats: dict[str, str]) -> int:
     source = str(graph.path) if graph.path else bytearray(flatbuffer_utils.convert_object_to_bytearray(graph.model))
     q = quantizer.Quantizer(source)
     q.load_quantization_recipe(build_recipe(graph, plan, "static"))
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        exported = q.quantize(synthetic_ranges(graph), enable_progress_bar=False).quantized_model
-    return len(exported)
+    return q
+
+
+def _quiet():
+    """AEQ prints a size report, and its calibration warns about preserve_all_tensors."""
+    import contextlib
+    import io
+    import warnings
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    return stack
+
+
+def static_calibration(graph: TFLiteGraph, windows: np.ndarray) -> dict:
+    """AEQ's min/max calibration over ``windows`` [K, window, features], as the converter calibrates."""
+    from edgetqs.converter.calibration import minmax_calibration
+
+    q = _static_quantizer(graph, {})
+    with _quiet():
+        return minmax_calibration(q, str(graph.path), windows)
 
 
 def synthetic_ranges(graph: TFLiteGraph) -> dict:
-    """An AEQ calibration result with a distinct range per activation tensor.
-
-    Distinct, because AEQ shares an int32 bias between ops only when their
-    input scales coincide; equal synthetic ranges would hide its duplicates.
-    """
+    """An AEQ calibration result with a distinct range per activation tensor (no shared scales)."""
     return {t.name: {"min": np.array(-1.0 - 0.01 * t.index, np.float32),
                      "max": np.array(1.0 + 0.013 * t.index, np.float32)}
             for t in graph.tensors if not t.is_constant}
 
 
-def static_fixed_bytes(graph: TFLiteGraph, units_tensors: list[list[WeightTensor]]) -> int:
+def static_fixed_bytes(graph: TFLiteGraph, units_tensors: list[list[WeightTensor]],
+                       calibration: dict | None = None) -> int:
     """The static file minus what the units add at their int8 costs (fp32 where int8 does not apply).
 
     Exact for any plan of integer formats (weights cost the same as in dynamic
@@ -239,5 +261,5 @@ def static_fixed_bytes(graph: TFLiteGraph, units_tensors: list[list[WeightTensor
     int8, fp32 = FORMATS["int8"], FORMATS["fp32"]
     in_units = {t.name: t for ts in units_tensors for t in ts}
     formats = {n: "int8" for n, t in in_units.items() if t.quantizable}
-    reference = static_model_bytes(graph, formats)
+    reference = static_model_bytes(graph, formats, calibration)
     return reference - sum(tensor_bytes(t, int8 if t.quantizable else fp32, "static") for t in in_units.values())

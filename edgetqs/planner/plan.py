@@ -72,6 +72,7 @@ class Problem:
     units: list[UnitOptions]
     fixed_file_bytes: int  # graph, non-weight tensors and weights outside every unit
     arena_bytes: int
+    static_calibration: dict | None = None  # static mode: the activation ranges AEQ prices plans with
 
     @property
     def fixed_memory_bytes(self) -> int:
@@ -100,7 +101,9 @@ def _allowed(tensors: list[costs.WeightTensor], fmt: WeightFormat, runtime: str,
     quantizable = [t for t in tensors if t.quantizable]
     if fmt.name != "fp32" and not quantizable:
         return False
-    matrix_mode = "dynamic" if mode == "static" else mode
+    # Static plans need static results (int8 activations change the kernels); a matrix
+    # made before static checks existed falls back to the dynamic ones.
+    matrix_mode = mode if mode != "static" or matrix.has_mode(runtime, "static") else "dynamic"
     return all(costs.applicable(t, fmt) and matrix.supports(runtime, t.op, matrix_mode, fmt.name) for t in quantizable)
 
 
@@ -137,7 +140,7 @@ def _keep_float_names(scores, keep: KeepFloat, float_bytes: dict[str, int]) -> s
 
 def build_problem(graph: TFLiteGraph, scores, scores_sha256: str, runtime: str, mode: str = "dynamic",
                   matrix: CapabilityMatrix | None = None, bottom: str | None = None,
-                  keep_float: KeepFloat | None = None) -> Problem:
+                  keep_float: KeepFloat | None = None, static_calibration: dict | None = None) -> Problem:
     check_scores_match(graph, scores)
     matrix = matrix or CapabilityMatrix.load()
     bottom_fmt = get_format(bottom) if bottom else None
@@ -176,16 +179,18 @@ def build_problem(graph: TFLiteGraph, scores, scores_sha256: str, runtime: str, 
             options = [min(options, key=lambda o: o[2])]
         label = group[0].name if len(group) == 1 else f"{group[0].name} (+{len(group) - 1} sharing its weights)"
         units.append(UnitOptions(label, [t.name for t in unit_tensors], gamma, dead, *map(list, zip(*options))))
-    fixed = _fixed_file_bytes(graph, tensors, scores, units, mode)
-    return Problem(graph, scores, scores_sha256, runtime, mode, units, fixed, costs.arena_bytes(graph))
+    fixed = _fixed_file_bytes(graph, tensors, scores, units, mode, static_calibration)
+    return Problem(graph, scores, scores_sha256, runtime, mode, units, fixed, costs.arena_bytes(graph),
+                   static_calibration)
 
 
 def _fixed_file_bytes(graph: TFLiteGraph, tensors: dict[str, costs.WeightTensor], scores,
-                      units: list[UnitOptions], mode: str) -> int:
+                      units: list[UnitOptions], mode: str, static_calibration: dict | None) -> int:
     """The file without the units' weights: the float graph re-serialised (plus weights outside every
     unit, in float), or in static mode AEQ's own static export of the graph (costs.static_fixed_bytes)."""
     if mode == "static":
-        return costs.static_fixed_bytes(graph, [[tensors[n] for n in u.weight_tensors] for u in units])
+        return costs.static_fixed_bytes(graph, [[tensors[n] for n in u.weight_tensors] for u in units],
+                                        static_calibration)
     in_units = {n for u in scores.units for n in u.weight_tensors}
     outside = sum(costs.tensor_bytes(t, FORMATS["fp32"], mode) for n, t in tensors.items() if n not in in_units)
     return costs.base_bytes(graph, tensors) + outside
@@ -298,7 +303,8 @@ def _plan_from_choice(problem: Problem, choice: list[int], budget_bytes: int, al
     copies = sum(u.memory_bytes[q] - u.file_bytes[q] for u, q in zip(problem.units, choice))
     model_bytes = problem.fixed_file_bytes + weights
     if problem.mode == "static":  # float units add QUANTIZE/DEQUANTIZE islands: AEQ prices the plan itself
-        model_bytes = costs.static_model_bytes(problem.graph, _formats_of(assignments))
+        model_bytes = costs.static_model_bytes(problem.graph, _formats_of(assignments),
+                                               problem.static_calibration)
     memory = model_bytes + problem.arena_bytes + copies
     overhead = costs.runtime_overhead_bytes(problem.runtime.partition("==")[0])
     graph = problem.graph
@@ -337,17 +343,32 @@ def marginal_error_per_byte(problem: Problem, plan: Plan) -> dict[str, float | N
 def make_plan(graph: TFLiteGraph, scores_path: str | Path, target: Target | None = None,
               budget_bytes: int | None = None, allocator: str = "mckp", mode: str = "dynamic",
               bottom: str | None = None, keep_float: KeepFloat | None = None,
-              matrix: CapabilityMatrix | None = None, runtime: str | None = None) -> tuple[Plan, Problem]:
-    """The plan for ``graph`` from the score file, for a target and/or an explicit budget."""
+              matrix: CapabilityMatrix | None = None, runtime: str | None = None,
+              model=None) -> tuple[Plan, Problem]:
+    """The plan for ``graph`` from the score file, for a target and/or an explicit budget.
+
+    ``model`` (the CanonicalModel) lets static plans be priced with the activation
+    ranges of the model's own free run, as the converter calibrates by default.
+    """
     from edgetqs.tqs.scorefile import file_sha256, load_scores
 
     if target is None and budget_bytes is None:
         raise EdgeTQSError("no budget: neither a target nor --budget was given", "pass --target NAME or --budget SIZE")
     runtime = runtime or (target.runtime_spec if target else "ai-edge-litert==2.3.0")
     scores = load_scores(scores_path)
-    problem = build_problem(graph, scores, file_sha256(scores_path), runtime, mode, matrix, bottom, keep_float)
+    calibration = static_calibration_for(model) if mode == "static" and model is not None else None
+    problem = build_problem(graph, scores, file_sha256(scores_path), runtime, mode, matrix, bottom, keep_float,
+                            calibration)
     budget = budget_bytes if budget_bytes is not None else target_budget(target)
     return solve(problem, budget, allocator, target), problem
+
+
+def static_calibration_for(model, calibration: str | None = None) -> dict:
+    """AEQ activation ranges over the windows the converter calibrates on by default (or from ``calibration`` data)."""
+    from edgetqs.converter.pipeline import DEFAULT_HORIZON, DEFAULT_WINDOWS, context_windows
+
+    windows = context_windows(model, calibration, DEFAULT_WINDOWS, DEFAULT_HORIZON, seed=0).windows
+    return costs.static_calibration(model.graph, windows)
 
 
 def uniform_costs(problem: Problem) -> dict[str, tuple[int, float]]:

@@ -129,8 +129,11 @@ def make_plan(canonical, formats, mode: str = "dynamic", predicted: bool = True)
     planned = {n for a in assignments for n in a.weight_tensors}
     outside = sum(costs.tensor_bytes(t, FORMATS["fp32"], mode) for n, t in tensors.items() if n not in planned)
     model_bytes = costs.base_bytes(graph, tensors) + outside + sum(a.bytes for a in assignments)
-    if mode == "static":  # what the planner predicts for static plans (AEQ prices the plan)
-        model_bytes = costs.static_model_bytes(graph, {n: a.format for a in assignments for n in a.weight_tensors})
+    if mode == "static" and predicted:  # what the planner predicts for static plans (AEQ prices the plan)
+        from edgetqs.planner.plan import static_calibration_for
+
+        model_bytes = costs.static_model_bytes(graph, {n: a.format for a in assignments for n in a.weight_tensors},
+                                               static_calibration_for(canonical))
     plan = Plan(model={"name": canonical.card.name, "tflite_sha256": graph.sha256}, scores_sha256="",
                 target=None, runtime="ai-edge-litert==2.3.0", budget_bytes=0, allocator="test", mode=mode,
                 assignments=assignments, predicted={"model_bytes": model_bytes} if predicted else {})

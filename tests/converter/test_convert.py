@@ -47,8 +47,7 @@ def check_bundle(path, plan, canonical, mode):
     assert contexts["reference_float"].shape == contexts["reference_host"].shape
     assert bundle.thresholds["probe_tolerance"] > 0 and bundle.thresholds["min_valid_prediction_time"] >= 0
     assert bundle.runtime["verified_on_host"] == "ai-edge-litert==2.3.0"
-    if mode != "static":  # the capability matrix covers weight-only and dynamic modes
-        assert "ai-edge-litert==2.3.0" in bundle.runtime["runtimes"]
+    assert "ai-edge-litert==2.3.0" in bundle.runtime["runtimes"]  # the matrix covers every mode, static too
     assert manifest["extra"]["verification"]["simulation_rel_error"] <= manifest["extra"]["verification"]["tolerance"]
     return bundle
 

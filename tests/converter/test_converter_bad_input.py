@@ -48,9 +48,12 @@ def test_format_the_runtime_cannot_execute(mlp, tmp_path):
 def test_format_the_quantizer_refuses(mlp, tmp_path):
     """Blockwise int4 weights with int8 activations (static): AEQ has no such op config.
 
-    The capability matrix has no static-mode results, so lint lets it through
-    and AEQ's own refusal must come out as a clear error."""
-    plan = make_plan(mlp, ["int4_b32"], "static")
+    With a runtime to lint for, the capability matrix's static results refuse it
+    before AEQ runs; without one, AEQ's own refusal comes out as a clear error."""
+    plan = make_plan(mlp, ["int4_b32"], "static", predicted=False)
+    with pytest.raises(EdgeTQSError, match="does not execute int4_b32 FULLY_CONNECTED correctly in static mode"):
+        convert(mlp, plan, tmp_path / "out.tar.gz")
+    plan["runtime"] = None
     with pytest.raises(EdgeTQSError, match="AI Edge Quantizer refuses the plan in static mode"):
         convert(mlp, plan, tmp_path / "out.tar.gz")
     assert_nothing_written(tmp_path)

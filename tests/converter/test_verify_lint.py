@@ -98,9 +98,15 @@ def test_lint_flags_fp16_underflow(mlp, tmp_path):
         raise_on_errors(findings)
 
 
+def first_hidden_layer_output(graph) -> str:
+    """The first FULLY_CONNECTED's output (its name depends on how many Keras layers the session built)."""
+    op = next(o for o in graph.operators if o.opcode == "FULLY_CONNECTED")
+    return graph.tensors[op.outputs[0]].name
+
+
 def test_activation_range_hook_reaches_the_export(mlp, tmp_path):
     """Ranges handed to convert() (the probabilistic estimator's hook) set the int8 activation scales."""
-    hidden = next(t.name for t in mlp.graph.tensors if t.name.endswith("dense_1/MatMul"))
+    hidden = first_hidden_layer_output(mlp.graph)
     result = convert(mlp, make_plan(mlp, ["int8"], "static", predicted=False), tmp_path / "m.tflite",
                      mode="static", horizon=4, windows=3, activation_ranges={hidden: (-2.0, 6.0)})
     graph = TFLiteGraph.load(result.out)
@@ -124,7 +130,7 @@ def test_cli_reads_an_activation_range_file(mlp, tmp_path):
     from edgetqs.cli.app import main
     from edgetqs.ranges.export import write_ranges_json
 
-    hidden = next(t.name for t in mlp.graph.tensors if t.name.endswith("dense_1/MatMul"))
+    hidden = first_hidden_layer_output(mlp.graph)
     ranges = write_ranges_json({hidden: (-1.0, 3.0)}, tmp_path / "ranges.json", mlp.graph.sha256)
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps(make_plan(mlp, ["int8"], "static", predicted=False)))

@@ -95,3 +95,35 @@ def test_tflite_runtime_in_a_throwaway_venv(tmp_path):
     for mode in ("weight_only", "dynamic"):
         for fmt in ("int8", "int4"):
             assert cells[mode][fmt]["status"] == shipped[mode][fmt]["status"], (mode, fmt)
+
+
+def test_shipped_matrix_has_static_results():
+    """Static mode (int8 activations x int8 weights) was run, not assumed from dynamic mode."""
+    matrix = CapabilityMatrix.load()
+    for spec in ("ai-edge-litert==2.3.0", "tflite-runtime==2.14.0"):
+        assert matrix.has_mode(spec, "static")
+        for op in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"):
+            assert matrix.supports(spec, op, "static", "int8"), (spec, op)
+        # AEQ has no static kernels for sub-byte-int2 or blockwise weights: refused when quantizing
+        cell = matrix.runtimes[spec]["FULLY_CONNECTED"]["static"]["int4_b32"]
+        assert cell["status"] == "quantize_error"
+        # found by running: int8 BATCH_MATMUL with a per-channel constant operand outputs zeros
+        assert matrix.runtimes[spec]["BATCH_MATMUL"]["static"]["int8"]["status"] == "wrong"
+    assert matrix.supports("ai-edge-litert==2.3.0", "FULLY_CONNECTED", "static", "int4")
+    # tflite-runtime 2.14 rejects int4 weights in its int8 FULLY_CONNECTED kernel, though it runs them in dynamic mode
+    assert not matrix.supports("tflite-runtime==2.14.0", "FULLY_CONNECTED", "static", "int4")
+    assert matrix.supports("tflite-runtime==2.14.0", "FULLY_CONNECTED", "dynamic", "int4")
+
+
+def test_static_check_runs_int8_activations_in_this_venv(tmp_path):
+    """A static case is a real int8-activation model: QUANTIZE in, int8 op, DEQUANTIZE out, and it passes."""
+    from edgetqs.model.tflite_graph import TFLiteGraph
+
+    cases = conformance.write_cases(tmp_path, ops=("FULLY_CONNECTED",), formats=("int8",), modes=("static",))
+    graph = TFLiteGraph.load(tmp_path / "FULLY_CONNECTED__int8__static.tflite")
+    assert [op.opcode for op in graph.operators] == ["QUANTIZE", "FULLY_CONNECTED", "DEQUANTIZE"]
+    fc = graph.operators[1]
+    assert graph.tensors[fc.inputs[0]].type_name == "INT8" and graph.tensors[fc.outputs[0]].type_name == "INT8"
+    ran = conformance.run_runtime("ai-edge-litert==2.3.0", tmp_path, tmp_path / "envs")
+    verdict = conformance.judge(cases, ran, tmp_path)["FULLY_CONNECTED__int8__static"]
+    assert verdict["status"] == "ok" and 1e-4 < verdict["rel_error"] < conformance.TOLERANCE["static"]

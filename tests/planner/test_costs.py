@@ -105,3 +105,41 @@ def test_units_sharing_a_weight_are_planned_as_one(models, scores_for):
     assert len(names) == len(set(names))  # every tensor in exactly one planned unit
     merged = [u for u in problem.units if "sharing its weights" in u.name]
     assert len(merged) == 1
+
+
+def _aeq_static_file_size(model_path, plan, rng) -> int:
+    """The static export as the converter makes it: real min/max calibration on random windows."""
+    from edgetqs.converter.calibration import minmax_calibration
+
+    graph = TFLiteGraph.load(model_path)
+    q = quantizer.Quantizer(str(model_path), build_recipe(graph, plan.to_dict(), "static"))
+    shape = graph.input_shapes()[0][1:]
+    windows = rng.standard_normal((3, *shape)).astype(np.float32)
+    return len(q.quantize(minmax_calibration(q, str(model_path), windows)).quantized_model)
+
+
+@pytest.mark.parametrize("model", ["mlp64", "mlp_odd", "conv", "tied"])
+def test_static_predicted_size_within_one_percent_of_aeq(models, scores_for, model):
+    """Static plans (int8 activations): QUANTIZE/DEQUANTIZE, activation tables and int32
+    biases included. Integer plans are priced exactly by the additive costs alone."""
+    problem = _problem(scores_for, models[model], "static")
+    rng = np.random.default_rng(0)
+    plans = _plans(problem, rng, n_mixed=3)
+    assert len(plans) >= 3
+    for choice in plans:
+        plan = _plan_from_choice(problem, choice, 10**9, "test", None)
+        actual = _aeq_static_file_size(models[model], plan, rng)
+        predicted = plan.predicted["model_bytes"]
+        formats = [a.format for a in plan.assignments]
+        assert abs(predicted - actual) / actual < 0.01, (model, formats, predicted, actual)
+        if not any(FORMATS[f].is_float for f in formats):
+            additive = problem.fixed_file_bytes + sum(a.bytes for a in plan.assignments)
+            assert abs(additive - actual) / actual < 0.01, (model, formats, additive, actual)
+
+
+def test_static_costs_more_than_dynamic_for_the_same_plan(models, scores_for):
+    """The gap the static model closes: activation tables, boundary QUANTIZE/DEQUANTIZE."""
+    static, dynamic = (_problem(scores_for, models["mlp64"], mode) for mode in ("static", "dynamic"))
+    int8 = [u.formats.index("int8") for u in static.units]
+    sizes = {p.mode: _plan_from_choice(p, int8, 10**9, "t", None).predicted["model_bytes"] for p in (static, dynamic)}
+    assert sizes["static"] > sizes["dynamic"]
