@@ -93,8 +93,10 @@ def win_rates(rows: list[dict], tqs: str = TQS) -> dict:
             if baselines:
                 best = min(baselines)
                 _count(tally["best-baseline"], _outcome(mine, best))
+                cell["best-baseline"] = abs(best[1])  # picked per cell after measuring: an oracle
             per_cell.append(cell)
-        result[reference] = {"win_rate": {m: {"wins": w, "ties": t, "cells": n, "rate": round(w / n, 3)}
+        result[reference] = {"win_rate": {m: {"wins": w, "ties": t, "cells": n, "rate": round(w / n, 3),
+                                              "geomean_ratio": _geomean_ratio(per_cell, m)}
                                           for m, (w, n, t) in sorted(tally.items())},
                              "cells": per_cell}
     return result
@@ -135,6 +137,13 @@ def cost_error_correlation(rows: list[dict], criterion: str = "rmse_vs_float") -
             result[predictor][grouping] = {"mean": round(float(np.mean(rhos)), 3) if rhos else None,
                                            "groups": len(rhos)}
     return result
+
+
+def _geomean_ratio(cells: list[dict], method: str) -> float | None:
+    """Geometric mean over cells of TQS's score / the method's (< 1: TQS lower), finite cells only."""
+    logs = [math.log(c["tqs"] / c[method]) for c in cells
+            if method in c and 0 < c["tqs"] < math.inf and 0 < c[method] < math.inf]
+    return round(math.exp(float(np.mean(logs))), 3) if logs else None
 
 
 def _count(tally: list, outcome: float) -> None:
@@ -203,8 +212,9 @@ def print_summary(payload: dict) -> None:
         print(f"TQS ({TQS}) win rate per (model, budget) cell, {reference}:")
         for method, w in block["win_rate"].items():
             strict = w["wins"] - w["ties"] / 2
+            ratio = w.get("geomean_ratio")
             print(f"  vs {method:24} {w['rate']:.2f}  (won {strict:g}, tied {w['ties']}, lost "
-                  f"{w['cells'] - w['ties'] - strict:g} of {w['cells']})")
+                  f"{w['cells'] - w['ties'] - strict:g} of {w['cells']}; TQS/it {ratio if ratio else '-'})")
     print("Spearman(predicted cost, measured RMSE vs float) over distinct plans, mean over groups:")
     for predictor, c in payload.get("cost_error_correlation", {}).items():
         print(f"  {predictor:14} " + "  ".join(f"{g}: {v['mean'] if v['mean'] is not None else float('nan'):+.3f} "
