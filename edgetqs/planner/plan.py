@@ -180,6 +180,8 @@ def build_problem(graph: TFLiteGraph, scores, scores_sha256: str, runtime: str, 
         label = group[0].name if len(group) == 1 else f"{group[0].name} (+{len(group) - 1} sharing its weights)"
         units.append(UnitOptions(label, [t.name for t in unit_tensors], gamma, dead, *map(list, zip(*options))))
     fixed = _fixed_file_bytes(graph, tensors, scores, units, mode, static_calibration)
+    if mode == "static":
+        _add_static_islands(graph, tensors, units, static_calibration)
     return Problem(graph, scores, scores_sha256, runtime, mode, units, fixed, costs.arena_bytes(graph),
                    static_calibration)
 
@@ -194,6 +196,27 @@ def _fixed_file_bytes(graph: TFLiteGraph, tensors: dict[str, costs.WeightTensor]
     in_units = {n for u in scores.units for n in u.weight_tensors}
     outside = sum(costs.tensor_bytes(t, FORMATS["fp32"], mode) for n, t in tensors.items() if n not in in_units)
     return costs.base_bytes(graph, tensors) + outside
+
+
+def _add_static_islands(graph: TFLiteGraph, tensors: dict[str, costs.WeightTensor], units: list[UnitOptions],
+                        static_calibration: dict | None) -> None:
+    """A unit left float in a static plan costs more than its weights: AEQ wraps its ops in
+    DEQUANTIZE/QUANTIZE (new tensors, ops, quantization tables). Measured per unit and
+    float format against the all-int8 file, and added to that option's bytes."""
+    unit_tensors = [[tensors[n] for n in u.weight_tensors if tensors[n].quantizable] for u in units]
+    all_int8 = {t.name: "int8" for ts in unit_tensors for t in ts}
+    reference = costs.static_model_bytes(graph, all_int8, static_calibration)
+    for unit, quantizable in zip(units, unit_tensors):
+        int8_bytes = sum(costs.tensor_bytes(t, FORMATS["int8"], "static") for t in quantizable)
+        for k, name in enumerate(unit.formats):
+            if not FORMATS[name].is_float or not quantizable:
+                continue
+            exact = costs.static_model_bytes(graph, {**all_int8, **{t.name: name for t in quantizable}},
+                                             static_calibration)
+            weights_delta = sum(costs.tensor_bytes(t, FORMATS[name], "static") for t in quantizable) - int8_bytes
+            island = exact - reference - weights_delta
+            unit.file_bytes[k] += island
+            unit.memory_bytes[k] += island
 
 
 def _share_groups(units: list) -> list[list]:
