@@ -232,13 +232,14 @@ def _quiet():
     return stack
 
 
-def static_calibration(graph: TFLiteGraph, windows: np.ndarray) -> dict:
-    """AEQ's min/max calibration over ``windows`` [K, window, features], as the converter calibrates."""
+def static_calibration(graph: TFLiteGraph, model_path, windows: np.ndarray) -> dict:
+    """AEQ's min/max calibration of the model at ``model_path`` over ``windows`` [K, window, features],
+    as the converter calibrates."""
     from edgetqs.converter.calibration import minmax_calibration
 
     q = _static_quantizer(graph, {})
     with _quiet():
-        return minmax_calibration(q, str(graph.path), windows)
+        return minmax_calibration(q, str(model_path), windows)
 
 
 def synthetic_ranges(graph: TFLiteGraph) -> dict:

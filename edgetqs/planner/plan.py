@@ -391,7 +391,7 @@ def static_calibration_for(model, calibration: str | None = None) -> dict:
     from edgetqs.converter.pipeline import DEFAULT_HORIZON, DEFAULT_WINDOWS, context_windows
 
     windows = context_windows(model, calibration, DEFAULT_WINDOWS, DEFAULT_HORIZON, seed=0).windows
-    return costs.static_calibration(model.graph, windows)
+    return costs.static_calibration(model.graph, model.tflite_path, windows)
 
 
 def uniform_costs(problem: Problem) -> dict[str, tuple[int, float]]:
