@@ -96,7 +96,8 @@ def win_rates(rows: list[dict], tqs: str = TQS) -> dict:
                 cell["best-baseline"] = abs(best[1])  # picked per cell after measuring: an oracle
             per_cell.append(cell)
         result[reference] = {"win_rate": {m: {"wins": w, "ties": t, "cells": n, "rate": round(w / n, 3),
-                                              "geomean_ratio": _geomean_ratio(per_cell, m)}
+                                              "geomean_ratio": _geomean_ratio(per_cell, m),
+                                              "sign_test_p": _sign_test(w - t / 2, n - t - (w - t / 2))}
                                           for m, (w, n, t) in sorted(tally.items())},
                              "cells": per_cell}
     return result
@@ -144,6 +145,15 @@ def _geomean_ratio(cells: list[dict], method: str) -> float | None:
     logs = [math.log(c["tqs"] / c[method]) for c in cells
             if method in c and 0 < c["tqs"] < math.inf and 0 < c[method] < math.inf]
     return round(math.exp(float(np.mean(logs))), 3) if logs else None
+
+
+def _sign_test(won: float, lost: float) -> float | None:
+    """Two-sided sign test over the cells that differ (ties dropped): how surprising the
+    split is if neither method were better. Cells of one model are not independent: a guide."""
+    from scipy.stats import binomtest
+
+    decided = int(round(won + lost))
+    return round(float(binomtest(int(round(won)), decided).pvalue), 4) if decided else None
 
 
 def _count(tally: list, outcome: float) -> None:
@@ -214,7 +224,8 @@ def print_summary(payload: dict) -> None:
             strict = w["wins"] - w["ties"] / 2
             ratio = w.get("geomean_ratio")
             print(f"  vs {method:24} {w['rate']:.2f}  (won {strict:g}, tied {w['ties']}, lost "
-                  f"{w['cells'] - w['ties'] - strict:g} of {w['cells']}; TQS/it {ratio if ratio else '-'})")
+                  f"{w['cells'] - w['ties'] - strict:g} of {w['cells']}; TQS/it {ratio if ratio else '-'}; "
+                  f"sign test p {w['sign_test_p']})")
     print("Spearman(predicted cost, measured RMSE vs float) over distinct plans, mean over groups:")
     for predictor, c in payload.get("cost_error_correlation", {}).items():
         print(f"  {predictor:14} " + "  ".join(f"{g}: {v['mean'] if v['mean'] is not None else float('nan'):+.3f} "
