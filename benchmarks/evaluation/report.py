@@ -197,7 +197,7 @@ def pareto_plot(rows: list[dict], path: Path, reference: str = "float") -> None:
                     points[r["budget_bits"]].append((r["memory_bytes"], r[f"{reference}_rmse"]))
             xs = [np.mean([p[0] for p in ps]) for _, ps in sorted(points.items(), key=lambda kv: kv[0] or 0)]
             ys = [np.mean([p[1] for p in ps]) for _, ps in sorted(points.items(), key=lambda kv: kv[0] or 0)]
-            style = "o" if None in points else (".--" if method.startswith("tqs-") else ".-")
+            style = "o" if None in points else (".--" if method.startswith("tqs-") and method != TQS else ".-")
             ax.plot(np.array(xs) / 1024, ys, style, label=method, lw=2.4 if method == TQS else 1,
                     color="black" if method == TQS else colors[method], zorder=5 if method == TQS else 2)
         ax.set_title(model, fontsize=9)
