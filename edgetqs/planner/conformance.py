@@ -371,14 +371,16 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runtime", action="append", default=[],
                         help="package==version to check (repeatable); default: ai-edge-litert==2.3.0 and tflite-runtime==2.14.0")
-    parser.add_argument("--merge", action="store_true", help="keep other runtimes already in the matrix")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other runtimes already in the output (or in the shipped matrix, for a new output)")
     parser.add_argument("-o", "--output", type=Path, default=MATRIX_PATH)
     parser.add_argument("--envs", type=Path, default=None, help="keep the runtime venvs here (default: throwaway)")
     args = parser.parse_args(argv)
     specs = args.runtime or ["ai-edge-litert==2.3.0", "tflite-runtime==2.14.0"]
     results = check_runtimes(specs, args.envs)
-    if args.merge and args.output.exists():
-        results = {**CapabilityMatrix.load(args.output).runtimes, **results}
+    if args.merge:  # keep the other runtimes of the output, or of the shipped matrix for a new file
+        base = args.output if args.output.exists() else MATRIX_PATH
+        results = {**CapabilityMatrix.load(base).runtimes, **results}
     write_matrix(results, args.output)
     for spec, table in results.items():
         ok = sum(c["status"] == "ok" for modes in table.values() for cells in modes.values() for c in cells.values())
