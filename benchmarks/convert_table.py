@@ -73,11 +73,11 @@ def problem_for(canonical, workdir: Path, horizon: int, windows: int):
 
 def plans_for(problem) -> dict[str, object]:
     """Uniform int8, and the TQS (MCKP) plans at two budgets between uniform int4 and int8."""
-    from edgetqs.planner.plan import _plan_from_choice, solve, uniform_costs
+    from edgetqs.planner.plan import plan_from_choice, solve, uniform_costs
 
     uniform = uniform_costs(problem)
     int8_choice = [u.formats.index("int8") for u in problem.units]
-    plans = {"uniform int8": _plan_from_choice(problem, int8_choice, uniform["int8"][0], "uniform", None)}
+    plans = {"uniform int8": plan_from_choice(problem, int8_choice, uniform["int8"][0], "uniform", None)}
     low = uniform["int4"][0] if "int4" in uniform else problem.smallest_memory()
     high = uniform["int8"][0]
     for share in BUDGET_POINTS:

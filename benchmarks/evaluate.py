@@ -75,13 +75,13 @@ def one_probe(scores, probe: str):
 def baseline_inputs(name: str, canonical) -> tuple[dict, str | None]:
     """Keyword arguments of the baselines; the reason the Hessian one cannot run, if so."""
     from edgetqs import zoo
-    from edgetqs.zoo.training import _pairs
+    from edgetqs.zoo.training import entry_training_pairs
 
     entry = zoo.entry(name)
     kwargs = {"card": canonical.card, "windows": SCORE_WINDOWS}
     if entry.source_format != "keras":
         return kwargs, f"{entry.source_format} model trained in torch: no Keras graph for TF Hessian-vector products"
-    x, y = _pairs(entry)
+    x, y = entry_training_pairs(entry)
     kwargs.update(keras_path=zoo.model_dir(name) / f"{name}.keras", train_x=x, train_y=y)
     return kwargs, None
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgetqs.planner.plan import KeepFloat, Problem, _plan_from_choice, build_problem, solve_many
+from edgetqs.planner.plan import KeepFloat, Problem, plan_from_choice, build_problem, solve_many
 from edgetqs.planner.formats import FORMATS
 
 RUNTIME = "ai-edge-litert==2.3.0"
@@ -75,7 +75,7 @@ def first_last_choice(problem: Problem) -> list[int]:
 
 def fixed_plan(problem: Problem, choice: list[int], name: str):
     memory = problem.fixed_memory_bytes + sum(u.memory_bytes[q] for u, q in zip(problem.units, choice))
-    return _plan_from_choice(problem, choice, memory, name, None)
+    return plan_from_choice(problem, choice, memory, name, None)
 
 
 def memory_of(plan) -> int:

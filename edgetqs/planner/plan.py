@@ -311,14 +311,14 @@ def _checked_plan(problem: Problem, choice: list[int] | None, budget_bytes: int,
             f"file without weights {problem.fixed_file_bytes} B + arena {problem.arena_bytes} B + weights at their "
             f"cheapest allowed formats)",
             f"give a budget of at least {smallest} B, allow lower formats (--bottom), or pick a bigger board")
-    plan = _plan_from_choice(problem, choice, budget_bytes, allocator, target)
+    plan = plan_from_choice(problem, choice, budget_bytes, allocator, target)
     if target is not None and plan.predicted["model_bytes"] > target.storage_bytes:
         raise EdgeTQSError(f"the plan's model file ({plan.predicted['model_bytes']} B) exceeds {target.name}'s storage",
                            "use a smaller budget")
     return plan
 
 
-def _plan_from_choice(problem: Problem, choice: list[int], budget_bytes: int, allocator: str,
+def plan_from_choice(problem: Problem, choice: list[int], budget_bytes: int, allocator: str,
                       target: Target | None) -> Plan:
     assignments = [Assignment(u.name, u.weight_tensors, u.formats[q], u.file_bytes[q], u.costs[q])
                    for u, q in zip(problem.units, choice)]

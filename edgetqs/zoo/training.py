@@ -57,7 +57,7 @@ def _roll_features(values: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     return np.take_along_axis(values, np.broadcast_to(columns, values.shape), axis=-1)
 
 
-def _pairs(entry: ZooEntry):
+def entry_training_pairs(entry: ZooEntry):
     """Training windows x [N, W, F] and targets y [N, F] (patch 1) or [N, patch, F]."""
     data = system_data(entry.system, entry.seed)
     x, y = training_pairs(data.train, entry.window, entry.patch)
@@ -81,7 +81,7 @@ def train_keras(entry: ZooEntry, out_path: Path) -> float:
     import keras
 
     _make_tensorflow_deterministic(entry.seed)
-    x, y = _pairs(entry)
+    x, y = entry_training_pairs(entry)
     features = x.shape[2]
     patch = {"patch": entry.patch} if entry.patch > 1 else {}
     model = BUILDERS[entry.arch](entry.window, features, name=entry.name.replace("-", "_"),
@@ -106,7 +106,7 @@ def train_torch_onnx(entry: ZooEntry, out_path: Path) -> float:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        x, y = (torch.from_numpy(a) for a in _pairs(entry))
+        x, y = (torch.from_numpy(a) for a in entry_training_pairs(entry))
         model = TorchResidualMLP(entry.window, x.shape[2], entry.arch_options.get("width", 32),
                                  increment_scale(x.numpy(), y.numpy()))
         optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)

@@ -17,7 +17,7 @@ import pytest
 from edgetqs import zoo
 from edgetqs.converter import convert
 from edgetqs.planner.conformance import CapabilityMatrix
-from edgetqs.planner.plan import _plan_from_choice, build_problem, solve, static_calibration_for
+from edgetqs.planner.plan import plan_from_choice, build_problem, solve, static_calibration_for
 from edgetqs.tqs.score import ScoreSettings, score_model
 
 RUNTIME = "ai-edge-litert==2.3.0"
@@ -64,7 +64,7 @@ def test_every_zoo_model_converts_under_three_plans(tmp_path, name):
 
     int8, int8_fell_back = uniform_choice(problem, "int8")
     assert not int8_fell_back, f"{name}: units without int8 {int8_fell_back}"
-    plan = _plan_from_choice(problem, int8, 10**12, "uniform", None)
+    plan = plan_from_choice(problem, int8, 10**12, "uniform", None)
     result = convert_and_check(canonical, plan, tmp_path / "int8.tflite")
     planned = {n: a.format for a in plan.assignments for n in a.weight_tensors}
     for tensor, described in result.verification.tensors.items():
@@ -73,7 +73,7 @@ def test_every_zoo_model_converts_under_three_plans(tmp_path, name):
     int4, int4_fell_back = uniform_choice(problem, "int4")
     fallback_ops = {t.op for u in problem.units if u.name in int4_fell_back for t in _unit_tensors(problem, u)}
     assert fallback_ops <= INT4_FALLBACK_OPS, f"{name}: int4 not allowed for {int4_fell_back} ({fallback_ops})"
-    convert_and_check(canonical, _plan_from_choice(problem, int4, 10**12, "uniform", None), tmp_path / "int4.tflite")
+    convert_and_check(canonical, plan_from_choice(problem, int4, 10**12, "uniform", None), tmp_path / "int4.tflite")
 
     middle = (problem.smallest_memory() + problem.largest_memory()) // 2
     mixed = solve(problem, middle)
@@ -96,7 +96,7 @@ def test_every_zoo_model_converts_under_a_static_tqs_plan(tmp_path, name):
     # costs, float islands included, price it
     int4, fell_back = uniform_choice(problem, "int4")
     assert not fell_back, f"{name}: static int4 not allowed for {fell_back}"
-    plan = _plan_from_choice(problem, int4, 10**12, "uniform", None)
+    plan = plan_from_choice(problem, int4, 10**12, "uniform", None)
     convert_and_check(canonical, plan, tmp_path / "static-int4.tflite")
     additive = problem.fixed_file_bytes + sum(a.bytes for a in plan.assignments)
     assert abs(additive - plan.predicted["model_bytes"]) <= 0.01 * additive

@@ -85,10 +85,10 @@ def test_unknown_baseline_and_missing_keras_source_fail_clearly(model_and_scores
 
 @pytest.mark.timeout(300)
 def test_hessian_trace_from_the_keras_source(model_and_scores):
-    from edgetqs.zoo.training import _pairs
+    from edgetqs.zoo.training import entry_training_pairs
 
     model, scores = model_and_scores
-    x, y = _pairs(zoo.entry("mlp-sunspots"))
+    x, y = entry_training_pairs(zoo.entry("mlp-sunspots"))
     hessian = baseline_scores("hessian", model.graph, scores, seed=0, train_x=x, train_y=y,
                               keras_path=zoo.model_dir("mlp-sunspots") / "mlp-sunspots.keras")
     gammas = [u.gamma_quant for u in hessian.units]

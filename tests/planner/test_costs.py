@@ -10,7 +10,7 @@ from edgetqs.model.tflite_graph import TFLiteGraph
 from edgetqs.planner import costs
 from edgetqs.planner.conformance import CapabilityMatrix
 from edgetqs.planner.formats import FORMATS
-from edgetqs.planner.plan import _plan_from_choice, build_problem
+from edgetqs.planner.plan import plan_from_choice, build_problem
 from edgetqs.planner.planfile import plan_from_dict
 
 
@@ -44,7 +44,7 @@ def test_predicted_size_within_one_percent_of_aeq(models, scores_for, model, mod
     rng = np.random.default_rng(0)
     checked = 0
     for choice in _plans(problem, rng):
-        plan = _plan_from_choice(problem, choice, 10**9, "test", None)
+        plan = plan_from_choice(problem, choice, 10**9, "test", None)
         actual = _aeq_file_size(models[model], plan)
         predicted = plan.predicted["model_bytes"]
         assert abs(predicted - actual) / actual < 0.01, (model, mode, [a.format for a in plan.assignments],
@@ -90,7 +90,7 @@ def test_arena_covers_the_largest_activation_pair(models):
 
 def test_plan_round_trip(models, scores_for, tmp_path):
     problem = _problem(scores_for, models["mlp64"], "dynamic")
-    plan = _plan_from_choice(problem, [0] * len(problem.units), 10**6, "mckp", None)
+    plan = plan_from_choice(problem, [0] * len(problem.units), 10**6, "mckp", None)
     path = plan.save(tmp_path / "plan.json")
     from edgetqs.planner.planfile import load_plan
 
@@ -127,7 +127,7 @@ def test_static_predicted_size_within_one_percent_of_aeq(models, scores_for, mod
     plans = _plans(problem, rng, n_mixed=3)
     assert len(plans) >= 3
     for choice in plans:
-        plan = _plan_from_choice(problem, choice, 10**9, "test", None)
+        plan = plan_from_choice(problem, choice, 10**9, "test", None)
         actual = _aeq_static_file_size(models[model], plan, rng)
         predicted = plan.predicted["model_bytes"]
         formats = [a.format for a in plan.assignments]
@@ -140,5 +140,5 @@ def test_static_costs_more_than_dynamic_for_the_same_plan(models, scores_for):
     """The gap the static model closes: activation tables, boundary QUANTIZE/DEQUANTIZE."""
     static, dynamic = (_problem(scores_for, models["mlp64"], mode) for mode in ("static", "dynamic"))
     int8 = [u.formats.index("int8") for u in static.units]
-    sizes = {p.mode: _plan_from_choice(p, int8, 10**9, "t", None).predicted["model_bytes"] for p in (static, dynamic)}
+    sizes = {p.mode: plan_from_choice(p, int8, 10**9, "t", None).predicted["model_bytes"] for p in (static, dynamic)}
     assert sizes["static"] > sizes["dynamic"]
