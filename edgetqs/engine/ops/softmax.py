@@ -10,9 +10,8 @@ import numpy as np
 from edgetqs.engine.registry import register
 
 
-@numba.njit(cache=True)
 def _softmax_rows(x, beta, out):
-    for r in range(x.shape[0]):
+    for r in numba.prange(x.shape[0]):
         row_max = x[r, 0]
         for j in range(1, x.shape[1]):
             row_max = max(row_max, x[r, j])
@@ -25,12 +24,20 @@ def _softmax_rows(x, beta, out):
             out[r, j] = out[r, j] / total
 
 
+# Rows are independent and each is computed the same way in either version,
+# so the threads change no bit; below this many elements one core is faster.
+PARALLEL_MIN_ELEMENTS = 1 << 16
+_softmax_parallel = numba.njit(parallel=True, cache=True)(_softmax_rows)
+_softmax_serial = numba.njit(cache=True)(_softmax_rows)
+
+
 @register("SOFTMAX")
 def _softmax(node, inputs):
     x = np.ascontiguousarray(inputs[0], dtype=np.float32)
     rows = x.reshape(-1, x.shape[-1])
     out = np.empty_like(rows)
-    _softmax_rows(rows, np.float32(node.option("beta", 1.0)), out)
+    kernel = _softmax_parallel if rows.size >= PARALLEL_MIN_ELEMENTS else _softmax_serial
+    kernel(rows, np.float32(node.option("beta", 1.0)), out)
     return [out.reshape(x.shape)]
 
 
