@@ -40,8 +40,8 @@ def _gemm(x, w_t, out):
         # row by eight steps). Written as a left-to-right sum, each step still
         # contracts to one fused multiply-add in k order: whatever the
         # grouping, every element is the same chain of FMAs, bit for bit.
-        r = 0
-        while r + 4 <= rows:
+        rows4 = rows - rows % 4
+        for r in range(0, rows4, 4):
             a0, a1, a2, a3 = acc[r], acc[r + 1], acc[r + 2], acc[r + 3]
             x0, x1, x2, x3 = x[i0 + r], x[i0 + r + 1], x[i0 + r + 2], x[i0 + r + 3]
             for k in range(0, k4, 4):
@@ -55,8 +55,7 @@ def _gemm(x, w_t, out):
                     a1[j] = (((a1[j] + q0 * w0[j]) + q1 * w1[j]) + q2 * w2[j]) + q3 * w3[j]
                     a2[j] = (((a2[j] + s0 * w0[j]) + s1 * w1[j]) + s2 * w2[j]) + s3 * w3[j]
                     a3[j] = (((a3[j] + u0 * w0[j]) + u1 * w1[j]) + u2 * w2[j]) + u3 * w3[j]
-            r += 4
-        for r in range(r, rows):  # the tile's last rows, one at a time
+        for r in range(rows4, rows):  # the tile's last rows, one at a time
             a0, x0 = acc[r], x[i0 + r]
             for k in range(0, k4, 4):
                 w0, w1, w2, w3 = w_t[k], w_t[k + 1], w_t[k + 2], w_t[k + 3]
