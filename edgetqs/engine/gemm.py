@@ -23,6 +23,8 @@ from collections import OrderedDict
 import numba
 import numpy as np
 
+from edgetqs.engine.jit import serial_and_parallel
+
 TILE_ROWS = 8
 
 
@@ -77,8 +79,7 @@ def _gemm(x, w_t, out):
 # core finishes before the other would have woken up. Both versions run the
 # same loop body, so a row's rounding does not depend on which one ran.
 PARALLEL_MIN_WORK = 1 << 21
-_gemm_parallel = numba.njit(parallel=True, fastmath={"contract"}, cache=True)(_gemm)
-_gemm_serial = numba.njit(fastmath={"contract"}, cache=True)(_gemm)
+_gemm_serial, _gemm_parallel = serial_and_parallel(_gemm, fastmath={"contract"})
 
 
 def _blas_by_group(a: np.ndarray, w_t: np.ndarray) -> np.ndarray:

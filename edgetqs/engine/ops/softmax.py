@@ -7,6 +7,7 @@ import math
 import numba
 import numpy as np
 
+from edgetqs.engine.jit import serial_and_parallel
 from edgetqs.engine.registry import register
 
 
@@ -27,8 +28,7 @@ def _softmax_rows(x, beta, out):
 # Rows are independent and each is computed the same way in either version,
 # so the threads change no bit; below this many elements one core is faster.
 PARALLEL_MIN_ELEMENTS = 1 << 16
-_softmax_parallel = numba.njit(parallel=True, cache=True)(_softmax_rows)
-_softmax_serial = numba.njit(cache=True)(_softmax_rows)
+_softmax_serial, _softmax_parallel = serial_and_parallel(_softmax_rows)
 
 
 @register("SOFTMAX")
