@@ -31,12 +31,22 @@ def probes_for(choice: str) -> list[str]:
     return ["quant", "gauss"] if choice == "both" else [choice]
 
 
-def unit_delta(unit: Unit, weights: dict[str, np.ndarray], probe: str, bits: int, seed: int) -> dict[str, np.ndarray]:
-    """Tensor name -> perturbation for one unit and one probe."""
+def unit_delta(unit: Unit, weights: dict[str, np.ndarray], probe: str, bits: int, seed: int,
+               residuals: dict | None = None) -> dict[str, np.ndarray]:
+    """Tensor name -> perturbation for one unit and one probe.
+
+    ``residuals``: an optional cache of quant residuals shared across calls, so
+    the two probes of a sweep quantize each tensor once.
+    """
     fmt = probe_format(bits)
     delta = {}
     for name in unit.weight_tensors:
-        quant_residual = _snap_roundoff(residual(weights[name], fmt, unit.channel_axes.get(name, 0)), weights[name])
+        key = (name, bits, unit.channel_axes.get(name, 0))
+        quant_residual = residuals.get(key) if residuals is not None else None
+        if quant_residual is None:
+            quant_residual = _snap_roundoff(residual(weights[name], fmt, key[2]), weights[name])
+            if residuals is not None:
+                residuals[key] = quant_residual
         if probe == "quant":
             delta[name] = quant_residual
         else:

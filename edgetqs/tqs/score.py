@@ -137,6 +137,7 @@ class _Sweep:
         self.jobs = [(u, probe) for probe in probes_for(settings.probe) for u in units]
         self.records = {u.name: UnitScore(u.name, u.weight_tensors, u.params) for u in units}
         self.dead = {u.name: True for u in units}
+        self.residuals: dict = {}  # quant residuals, shared by a unit's two probes
         self.reference = self.keep = self.ref_final = None
 
     def run(self, show_progress: bool) -> tuple[list[UnitScore], np.ndarray]:
@@ -144,8 +145,8 @@ class _Sweep:
         with _progress(show_progress) as bar:
             task = bar.add_task("scoring units", total=len(chunks))
             for index, chunk in enumerate(chunks):
-                deltas = [unit_delta(u, self.weights, probe, self.settings.probe_bits, self.settings.seed)
-                          for u, probe in chunk]
+                deltas = [unit_delta(u, self.weights, probe, self.settings.probe_bits, self.settings.seed,
+                                     self.residuals) for u, probe in chunk]
                 runs = self.backend.rollout_probes(self.windows, self.settings.horizon, ([{}] if index == 0 else []) + deltas)
                 if index == 0:
                     self._set_reference(runs[0])
