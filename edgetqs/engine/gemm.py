@@ -75,10 +75,14 @@ def _gemm(x, w_t, out):
             out[i0 + r] = acc[r]
 
 
-# Threads pay off only for big products; below this many multiply-adds one
-# core finishes before the other would have woken up. Both versions run the
-# same loop body, so a row's rounding does not depend on which one ran.
-PARALLEL_MIN_WORK = 1 << 21
+# Threads pay off only for big products: waking the second thread costs
+# ~30 us, so below about 4M multiply-adds one core finishes first. Outputs
+# narrower than 64 columns run at a fraction of the speed per multiply-add, so
+# they count as 64 wide (measured on the 2-core box; serial vs parallel break
+# even there). Both versions run the same loop body, so a row's rounding does
+# not depend on which one ran.
+PARALLEL_MIN_WORK = 1 << 22
+NARROW_COLUMNS = 64
 _gemm_serial, _gemm_parallel = serial_and_parallel(_gemm, fastmath={"contract"})
 
 
@@ -124,6 +128,7 @@ def matmul(a: np.ndarray, w_t: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(a, dtype=np.float32).reshape(-1, a.shape[-1])
     w_t = np.ascontiguousarray(w_t, dtype=np.float32)
     out = np.empty((x.shape[0], w_t.shape[1]), np.float32)
-    kernel = _gemm_parallel if x.shape[0] * x.shape[1] * w_t.shape[1] >= PARALLEL_MIN_WORK else _gemm_serial
+    work = x.shape[0] * x.shape[1] * max(w_t.shape[1], NARROW_COLUMNS)
+    kernel = _gemm_parallel if work >= PARALLEL_MIN_WORK else _gemm_serial
     kernel(x, w_t, out)
     return out.reshape(*a.shape[:-1], w_t.shape[1])
