@@ -76,13 +76,14 @@ def _gemm(x, w_t, out):
 
 
 # Threads pay off only for big products: waking the second thread costs
-# ~30 us, so below about 4M multiply-adds one core finishes first. Outputs
-# narrower than 64 columns run at a fraction of the speed per multiply-add, so
-# they count as 64 wide (measured on the 2-core box; serial vs parallel break
-# even there). Both versions run the same loop body, so a row's rounding does
-# not depend on which one ran.
+# ~30-50 us, so below about 4M multiply-adds one core finishes first. Outputs
+# narrower than 32 columns run at a fraction of the speed per multiply-add, so
+# they count as 32 wide. (Tuned on whole sweeps on the 2-core box: a lower bar
+# made the TCN sweeps ~10% slower, a higher one the mlp-ks sweep.) Both
+# versions run the same loop body, so a row's rounding does not depend on
+# which one ran.
 PARALLEL_MIN_WORK = 1 << 22
-NARROW_COLUMNS = 64
+NARROW_COLUMNS = 32
 _gemm_serial, _gemm_parallel = serial_and_parallel(_gemm, fastmath={"contract"})
 
 
