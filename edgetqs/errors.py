@@ -15,14 +15,3 @@ class EdgeTQSError(Exception):
         self.fix = fix
         super().__init__(f"{problem}\n  fix: {fix}" if fix else problem)
 
-
-class NotBuiltYet(EdgeTQSError):
-    """A pipeline stage that exists in the CLI but not yet in the code."""
-
-    exit_code = 3
-
-    def __init__(self, stage: str, issue: int):
-        super().__init__(
-            f"the '{stage}' stage is not built yet (tracked in issue #{issue})",
-            "use the stages that exist (see `edgetqs --help`), or build this one",
-        )
