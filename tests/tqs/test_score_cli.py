@@ -10,6 +10,7 @@ import pytest
 
 from edgetqs.cli.app import main
 from edgetqs.tqs.scorefile import load_scores
+from edgetqs.zoo import list_models
 
 ZOO_MODEL = "zoo:mlp-sunspots"  # the cheapest zoo model to train (about 20 s, then cached)
 
@@ -65,3 +66,18 @@ def test_bad_arguments_are_one_clean_message(zoo_model, tmp_path, args, message)
     assert result.returncode == 2
     assert message in result.stderr and "fix:" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "s.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [entry.name for entry in list_models()])
+def test_every_zoo_model_gets_scores_curves_and_plots(name, tmp_path):
+    """Both probes on every zoo model: a gamma per layer, a full divergence curve, both plots."""
+    out = tmp_path / "scores.json"
+    assert main(["score", f"zoo:{name}", "-o", str(out), "--horizon", "8", "--windows", "4", "--probe", "both"]) == 0
+    scores = load_scores(out)
+    assert len(scores.units) >= 2
+    for unit in scores.units:
+        assert np.isfinite(unit.gamma_quant) and np.isfinite(unit.gamma_gauss)
+        assert len(unit.curve_quant) == len(unit.curve_gauss) == 8
+    for suffix in (".scores.png", ".curves.png"):
+        assert (tmp_path / f"scores{suffix}").read_bytes()[:4] == b"\x89PNG"
