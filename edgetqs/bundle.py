@@ -17,7 +17,6 @@ checks format, version and every file's sha256 before anything is used.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -304,12 +303,3 @@ def _load_npz(path: Path, where: Path) -> dict[str, np.ndarray]:
             return {key: data[key] for key in data.files}
     except (OSError, ValueError) as exc:
         raise EdgeTQSError(f"bundle {where}: cannot read {path.name}: {exc}", "re-run `edgetqs convert`") from exc
-
-
-def bundle_bytes(bundle: Bundle) -> bytes:
-    """The bundle as .tar.gz bytes (for transports that ship one blob)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for file in bundle.files():
-            tar.add(file, arcname=f"bundle/{file.name}")
-    return buffer.getvalue()
