@@ -5,30 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgetqs.cli.common import add_command, add_json_flag, add_model_argument, console, print_json
-from edgetqs.errors import EdgeTQSError
 
 EXAMPLES = [
     "edgetqs score zoo:mlp-lorenz96 -o scores.json",
     "edgetqs score model.tflite --data series.csv --probe both --granularity block --horizon 32 --windows 16 -o scores.json",
 ]
-
-
-def load_canonical(model: str):
-    """(graph, card) for MODEL: through intake when it exists, else a float .tflite with its card beside it."""
-    from edgetqs.model.card import ModelCard
-    from edgetqs.model.tflite_graph import TFLiteGraph
-
-    try:
-        from edgetqs.model.intake import load_model
-    except ImportError:
-        load_model = None
-    if load_model is not None:
-        canonical = load_model(model)
-        return canonical.graph, canonical.card
-    card_path = Path(model).with_suffix(".card.json")
-    if not card_path.exists():
-        raise EdgeTQSError(f"no model card next to {model} ({card_path})", "run `edgetqs inspect MODEL` to create it")
-    return TFLiteGraph.load(model), ModelCard.load(card_path)
 
 
 def output_paths(out: str | Path) -> dict[str, Path]:
@@ -39,13 +20,15 @@ def output_paths(out: str | Path) -> dict[str, Path]:
 
 
 def run(args) -> int:
+    from edgetqs.model.intake import load_model
     from edgetqs.tqs.plots import plot_curves, plot_scores
     from edgetqs.tqs.score import ScoreSettings, score_model
 
     settings = ScoreSettings(probe=args.probe, granularity=args.granularity, block_regex=args.block_regex,
                              horizon=args.horizon, windows=args.windows, seed=args.seed, probe_bits=args.probe_bits,
                              engine=args.engine, data=args.data).validate()
-    graph, card = load_canonical(args.model)
+    canonical = load_model(args.model)
+    graph, card = canonical.graph, canonical.card
     notes: list[str] = []
     scores = score_model(graph, card, settings, progress=not args.json, notes=notes)
     paths = output_paths(args.output)
