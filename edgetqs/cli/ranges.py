@@ -10,6 +10,7 @@ static/dynamic/probabilistic rollout comparison.
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 from edgetqs.cli.common import add_command, add_json_flag, add_model_argument, console, print_json
@@ -56,7 +57,7 @@ def run(args) -> int:
     engine = FakeQuantEngine(graph, spec, QuantConfig("probabilistic", 8, weight_bits, args.granularity),
                              stride=args.stride, per_channel_weights=per_channel_weights)
     calibration, tests = _windows(args, engine, spec)
-    with console.status("calibrating and estimating ranges", spinner="dots") if not args.json else _null():
+    with console.status("calibrating and estimating ranges", spinner="dots") if not args.json else nullcontext():
         calibrate(engine, calibration)
         ranges = estimator_ranges(engine, calibration, args.horizon)
         miss = miss_rates(engine, tests, args.horizon)
@@ -96,14 +97,6 @@ def _windows(args, engine, spec):
 
     free = ctx.free_run(Engine(engine.graph, spec), spec, 2 * args.windows, args.seed).windows
     return free[: args.windows], free[args.windows :]
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _print(report: dict) -> None:
