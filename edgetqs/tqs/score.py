@@ -67,14 +67,10 @@ class ScoreSettings:
 
 def make_backend(graph: TFLiteGraph, card: ModelCard, engine: str = "numba", notes: list[str] | None = None):
     """The numba engine, or the black-box LiteRT path when asked or when the engine cannot run the model."""
+    from edgetqs.engine import Engine
     from edgetqs.tqs.blackbox import LiteRTRollout
 
     if engine == "litert":
-        return LiteRTRollout(graph, card.rollout)
-    try:
-        from edgetqs.engine import Engine
-    except ImportError:
-        _note(notes, "the numba engine is not installed; using the black-box LiteRT path")
         return LiteRTRollout(graph, card.rollout)
     try:
         return Engine(graph, card.rollout)
