@@ -80,7 +80,7 @@ def make_backend(graph: TFLiteGraph, card: ModelCard, engine: str = "numba", not
 
 
 def backend_name(backend) -> str:
-    return getattr(backend, "name", None) or ("litert" if type(backend).__name__.startswith("LiteRT") else "numba")
+    return getattr(backend, "name", "numba")  # LiteRTRollout names itself; the Engine has no name
 
 
 def _note(notes: list[str] | None, text: str) -> None:
