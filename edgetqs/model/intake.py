@@ -126,9 +126,7 @@ def canonicalize(path: Path, source_format: str, out_dir: Path, rollout: Rollout
     tflite_bytes, source_names, reference = converters[source_format](path, rollout)
     graph = TFLiteGraph.from_bytes(tflite_bytes, path)
     _check_builtin_only(graph, path)
-    spec = infer_rollout(graph, rollout)
-    if rollout is not None:  # keep the user's normalisation
-        spec.norm_mean, spec.norm_std = rollout.norm_mean, rollout.norm_std
+    spec = infer_rollout(graph, rollout)  # a copy of the user's spec, normalisation included
     if reference is not None:
         _check_agreement(tflite_bytes, reference, source_format, path)
     card = ModelCard(name=name, source=source_label, source_format=source_format, tflite_path="",
