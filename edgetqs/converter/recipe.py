@@ -18,10 +18,9 @@ from dataclasses import dataclass
 
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.tflite_graph import Operator, TFLiteGraph
+from edgetqs.planner.aeq import MODES
 from edgetqs.planner.aeq import op_config as planner_op_config
 from edgetqs.planner.formats import get_format
-
-MODES = ("weight_only", "dynamic", "static")
 
 # Ops whose constant weight AEQ quantizes, and the input index of that weight.
 WEIGHT_INPUT = {
@@ -36,10 +35,6 @@ WEIGHT_INPUT = {
 AEQ_OP_NAME = {"TRANSPOSE_CONV": "CONV_2D_TRANSPOSE"}
 
 NO_QUANTIZE = "no_quantize"
-
-# Static mode = the dynamic-range weight config plus int8 activations with
-# calibrated ranges (LiteRT's int8 activations are asymmetric, per tensor).
-STATIC_ACTIVATIONS = {"num_bits": 8, "symmetric": False, "granularity": "TENSORWISE", "dtype": "INT"}
 
 
 @dataclass
@@ -101,15 +96,13 @@ def op_config(fmt: str, mode: str) -> tuple[str, dict | None]:
     """(AEQ algorithm key, op_config dict) for one format in one mode.
 
     The format -> AEQ config mapping is the planner's (planner/aeq.py), so the
-    conformance matrix and byte costs describe exactly what we emit.
+    conformance matrix and byte costs describe exactly what we emit (static mode's
+    int8 activations included).
     """
     if fmt == "fp32":
         return NO_QUANTIZE, None
-    config, algorithm = planner_op_config(get_format(fmt), "dynamic" if mode == "static" else mode)
-    as_dict = config.to_dict()
-    if mode == "static" and not get_format(fmt).is_float:
-        as_dict["activation_tensor_config"] = dict(STATIC_ACTIVATIONS)
-    return algorithm, as_dict
+    config, algorithm = planner_op_config(get_format(fmt), mode)
+    return algorithm, config.to_dict()
 
 
 def build_recipe(graph: TFLiteGraph, plan: dict, mode: str) -> list[dict]:
