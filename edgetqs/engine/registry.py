@@ -105,11 +105,6 @@ def graph_axis(axis: int, rank: int) -> int:
     return (axis % rank) + 1 if rank else 1
 
 
-def batch_of(values) -> int:
-    """The largest leading (batch) axis among an op's input values."""
-    return max((v.shape[0] for v in values if isinstance(v, np.ndarray) and v.ndim), default=1)
-
-
 def ints(value) -> list[int]:
     """An integer parameter tensor (shape, axis, perm...) as a list of ints."""
     return np.asarray(value).reshape(-1).astype(np.int64).tolist()
