@@ -98,6 +98,6 @@ def _fit_alpha_beta(engine: FakeQuantEngine, windows: np.ndarray, quantile: floa
 def _coverage(excess: np.ndarray, sd: np.ndarray, quantile: float, axis=None):
     """How many predicted standard deviations it takes to reach the observed extreme."""
     ratio = np.where(sd > 1e-12, excess / np.maximum(sd, 1e-12), 0.0)
-    value = np.quantile(np.maximum(ratio, 0.0), quantile, axis=axis if axis is not None else None)
+    value = np.quantile(np.maximum(ratio, 0.0), quantile, axis=axis)
     value = value * (1 + 1e-4) + 1e-6  # the extreme itself must land inside despite float32 rounding
     return float(value) if axis is None else value
