@@ -40,10 +40,8 @@ def host_runtime() -> str:
 
 def load_matrix():
     """The planner's capability matrix, or None when it has not been generated yet."""
-    try:
-        from edgetqs.planner.conformance import MATRIX_PATH, CapabilityMatrix
-    except ImportError:
-        return None
+    from edgetqs.planner.conformance import MATRIX_PATH, CapabilityMatrix
+
     return CapabilityMatrix.load(MATRIX_PATH) if MATRIX_PATH.exists() else None
 
 
