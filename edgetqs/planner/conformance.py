@@ -362,9 +362,6 @@ class CapabilityMatrix:
         """Whether ``spec`` was checked in ``mode`` at all (older matrices lack static results)."""
         return any(mode in per_mode for per_mode in self._runtime(spec).values())
 
-    def formats_for(self, spec: str, op: str, mode: str) -> list[str]:
-        return [name for name in FORMATS if self.supports(spec, op, mode, name)]
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edgetqs.planner.conformance", description=__doc__,
