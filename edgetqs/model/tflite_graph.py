@@ -188,13 +188,7 @@ class TFLiteGraph:
         if tensor.type_name in ("INT4", "INT2", "INT8") and tensor.quantization is not None:
             return self._dequantize_low_bit(tensor)
         if tensor.type_name in ("INT8", "UINT8", "INT16", "INT32") and tensor.quantization is not None:
-            q = tensor.quantization
-            shape = [1] * len(tensor.shape)
-            if len(q.scales) > 1:
-                shape[q.axis] = len(q.scales)
-            scale = q.scales.reshape(shape) if len(q.scales) > 1 else q.scales[0]
-            zp = q.zero_points.reshape(shape) if len(q.zero_points) > 1 else q.zero_points[0]
-            return ((tensor.data.astype(np.float32) - zp) * scale).astype(np.float32)
+            return _affine_dequantize(tensor.data.astype(np.float32), tensor)
         if tensor.type_name in ("INT32", "INT64", "INT16", "INT8", "UINT8", "BOOL"):
             return tensor.data.astype(np.float32)
         raise EdgeTQSError(
@@ -223,12 +217,7 @@ class TFLiteGraph:
             scales = self.tensors[q.scales_tensor].data.astype(np.float32)
             blocks = values.reshape(scales.size, -1) * scales.reshape(-1, 1)
             return blocks.reshape(tensor.shape)
-        shape = [1] * len(tensor.shape)
-        if len(q.scales) > 1:
-            shape[q.axis] = len(q.scales)
-        scale = q.scales.reshape(shape) if len(q.scales) > 1 else q.scales[0]
-        zp = q.zero_points.reshape(shape) if len(q.zero_points) > 1 else q.zero_points[0]
-        return ((values - zp) * scale).astype(np.float32)
+        return _affine_dequantize(values, tensor)
 
     def producers(self) -> dict[int, Operator]:
         """Tensor index -> the operator that writes it."""
@@ -248,6 +237,17 @@ class TFLiteGraph:
 
     def output_shapes(self) -> list[tuple[int, ...]]:
         return [self.tensors[i].shape for i in self.outputs]
+
+
+def _affine_dequantize(values: np.ndarray, tensor: Tensor) -> np.ndarray:
+    """(values - zero point) * scale, per channel along the quantized axis when there are several scales."""
+    q = tensor.quantization
+    shape = [1] * len(tensor.shape)
+    if len(q.scales) > 1:
+        shape[q.axis] = len(q.scales)
+    scale = q.scales.reshape(shape) if len(q.scales) > 1 else q.scales[0]
+    zp = q.zero_points.reshape(shape) if len(q.zero_points) > 1 else q.zero_points[0]
+    return ((values - zp) * scale).astype(np.float32)
 
 
 def replace_constants(graph: TFLiteGraph, new_values: dict[str, np.ndarray]) -> bytes:
