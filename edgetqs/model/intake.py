@@ -142,16 +142,12 @@ def _write_atomically(out_dir: Path, tflite_bytes: bytes, card: ModelCard) -> Ca
         (staging / "model.tflite").write_bytes(tflite_bytes)
         card.tflite_path = str(out_dir / "model.tflite")
         card.save(staging / "model.card.json")
-        if out_dir.exists():  # someone else finished the same model first: theirs is equivalent
-            shutil.rmtree(staging)
-        else:
-            try:
+        # If someone else finished the same model first (or wins the race to rename), theirs is equivalent.
+        if not out_dir.exists():
+            with contextlib.suppress(OSError):
                 staging.rename(out_dir)
-            except OSError:  # lost a race to a concurrent writer
-                shutil.rmtree(staging, ignore_errors=True)
     finally:
-        if staging.exists() and staging != out_dir:
-            shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)  # nothing left after a successful rename
     return open_canonical(out_dir)
 
 
