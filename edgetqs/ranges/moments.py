@@ -51,10 +51,10 @@ class Moments:
         return np.sqrt(self.var)
 
 
-def of_values(values: np.ndarray, channels: bool = True) -> Moments:
-    """Measured moments of a batched value [B, ..., C] (per channel, or pooled)."""
+def of_values(values: np.ndarray) -> Moments:
+    """Measured moments of a batched value [B, ..., C], per channel."""
     batch = values.shape[0]
-    width = values.shape[-1] if channels and values.ndim > 1 else 1
+    width = values.shape[-1] if values.ndim > 1 else 1
     rows = values.reshape(batch, -1, width)
     return Moments(rows.mean(axis=1, dtype=np.float64), rows.var(axis=1, dtype=np.float64))
 
