@@ -249,9 +249,9 @@ def synthetic_ranges(graph: TFLiteGraph) -> dict:
             for t in graph.tensors if not t.is_constant}
 
 
-def static_fixed_bytes(graph: TFLiteGraph, units_tensors: list[list[WeightTensor]],
-                       calibration: dict | None = None) -> int:
-    """The static file minus what the units add at their int8 costs (fp32 where int8 does not apply).
+def static_fixed_bytes(units_tensors: list[list[WeightTensor]], int8_model_bytes: int) -> int:
+    """The static file minus what the units add at their int8 costs (fp32 where int8 does not apply),
+    from ``int8_model_bytes``: ``static_model_bytes`` with every quantizable unit tensor at int8.
 
     Exact for any plan of integer formats (weights cost the same as in dynamic
     mode); units left float add the island of QUANTIZE/DEQUANTIZE around them,
@@ -261,6 +261,4 @@ def static_fixed_bytes(graph: TFLiteGraph, units_tensors: list[list[WeightTensor
 
     int8, fp32 = FORMATS["int8"], FORMATS["fp32"]
     in_units = {t.name: t for ts in units_tensors for t in ts}
-    formats = {n: "int8" for n, t in in_units.items() if t.quantizable}
-    reference = static_model_bytes(graph, formats, calibration)
-    return reference - sum(tensor_bytes(t, int8 if t.quantizable else fp32, "static") for t in in_units.values())
+    return int8_model_bytes - sum(tensor_bytes(t, int8 if t.quantizable else fp32, "static") for t in in_units.values())

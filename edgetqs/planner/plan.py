@@ -179,30 +179,29 @@ def build_problem(graph: TFLiteGraph, scores, scores_sha256: str, runtime: str, 
             options = [min(options, key=lambda o: o[2])]
         label = group[0].name if len(group) == 1 else f"{group[0].name} (+{len(group) - 1} sharing its weights)"
         units.append(UnitOptions(label, [t.name for t in unit_tensors], gamma, dead, *map(list, zip(*options))))
-    fixed = _fixed_file_bytes(graph, tensors, scores, units, mode, static_calibration)
-    if mode == "static":
-        _add_static_islands(graph, tensors, units, static_calibration)
+    if mode == "static":  # AEQ's own static export of the graph, all units at int8, priced once
+        int8_bytes = _add_static_islands(graph, tensors, units, static_calibration)
+        fixed = costs.static_fixed_bytes([[tensors[n] for n in u.weight_tensors] for u in units], int8_bytes)
+    else:
+        fixed = _fixed_file_bytes(graph, tensors, scores, mode)
     return Problem(graph, scores, scores_sha256, runtime, mode, units, fixed, costs.arena_bytes(graph),
                    static_calibration)
 
 
-def _fixed_file_bytes(graph: TFLiteGraph, tensors: dict[str, costs.WeightTensor], scores,
-                      units: list[UnitOptions], mode: str, static_calibration: dict | None) -> int:
-    """The file without the units' weights: the float graph re-serialised (plus weights outside every
-    unit, in float), or in static mode AEQ's own static export of the graph (costs.static_fixed_bytes)."""
-    if mode == "static":
-        return costs.static_fixed_bytes(graph, [[tensors[n] for n in u.weight_tensors] for u in units],
-                                        static_calibration)
+def _fixed_file_bytes(graph: TFLiteGraph, tensors: dict[str, costs.WeightTensor], scores, mode: str) -> int:
+    """The file without the units' weights: the float graph re-serialised, plus weights outside every
+    unit, in float (static mode: costs.static_fixed_bytes)."""
     in_units = {n for u in scores.units for n in u.weight_tensors}
     outside = sum(costs.tensor_bytes(t, FORMATS["fp32"], mode) for n, t in tensors.items() if n not in in_units)
     return costs.base_bytes(graph, tensors) + outside
 
 
 def _add_static_islands(graph: TFLiteGraph, tensors: dict[str, costs.WeightTensor], units: list[UnitOptions],
-                        static_calibration: dict | None) -> None:
+                        static_calibration: dict | None) -> int:
     """A unit left float in a static plan costs more than its weights: AEQ wraps its ops in
     DEQUANTIZE/QUANTIZE (new tensors, ops, quantization tables). Measured per unit and
-    float format against the all-int8 file, and added to that option's bytes."""
+    float format against the all-int8 file, and added to that option's bytes.
+    Returns the all-int8 file's bytes (the fixed bytes are priced from it)."""
     unit_tensors = [[tensors[n] for n in u.weight_tensors if tensors[n].quantizable] for u in units]
     all_int8 = {t.name: "int8" for ts in unit_tensors for t in ts}
     reference = costs.static_model_bytes(graph, all_int8, static_calibration)
@@ -217,6 +216,7 @@ def _add_static_islands(graph: TFLiteGraph, tensors: dict[str, costs.WeightTenso
             island = exact - reference - weights_delta
             unit.file_bytes[k] += island
             unit.memory_bytes[k] += island
+    return reference
 
 
 def _share_groups(units: list) -> list[list]:
