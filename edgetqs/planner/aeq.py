@@ -14,8 +14,7 @@ from ai_edge_quantizer import qtyping, quantizer
 
 from edgetqs.errors import EdgeTQSError
 from edgetqs.planner.formats import WeightFormat
-
-MODES = ("weight_only", "dynamic", "static")
+from edgetqs.planner.planfile import PLAN_MODES as MODES
 
 # Static mode: the dynamic-range weights plus int8 activations with calibrated
 # ranges (LiteRT's int8 activations are asymmetric, per tensor), as the converter emits.

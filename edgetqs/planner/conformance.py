@@ -29,12 +29,12 @@ import numpy as np
 
 from edgetqs.errors import EdgeTQSError
 from edgetqs.planner.formats import FORMATS, WeightFormat
+from edgetqs.planner.planfile import PLAN_MODES as MODES
 
 MATRIX_PATH = Path(__file__).parent / "data" / "capability_matrix.json"
 RUNNER = Path(__file__).with_name("conformance_runner.py")
 OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "BATCH_MATMUL", "EMBEDDING_LOOKUP")
 CHECKED_FORMATS = ("fp16", "int8", "int4", "int2", "int8_b32", "int4_b32", "int4_b64")
-MODES = ("weight_only", "dynamic", "static")
 # Relative L2 error allowed. Weight-only computes in float with the same weights:
 # only summation order differs. Dynamic range also quantizes activations to int8
 # on the fly (~0.5% error); static quantizes input and output to int8 with ranges
