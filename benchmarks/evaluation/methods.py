@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgetqs.planner.plan import KeepFloat, Problem, plan_from_choice, build_problem, solve_many
+from edgetqs.planner.formats import DEFAULT_LADDER as LADDER  # per-channel ints and floats: "b bits per weight"
 from edgetqs.planner.formats import FORMATS
 
 RUNTIME = "ai-edge-litert==2.3.0"
 MODE = "dynamic"
-LADDER = ("int2", "int4", "int8", "fp16", "fp32")  # per-channel ints and floats: "b bits per weight"
 
 
 @dataclass
