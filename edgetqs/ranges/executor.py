@@ -147,7 +147,8 @@ class FakeQuantEngine(Engine):
             pre_moments = self.estimator.pre_moments(node, inputs, self._carried)
             if pre_moments is None:
                 pre_moments = self.estimator.fallback(node.outputs[0], pre)
-        post = apply_fused(pre.copy(), node.option("fusedActivationFunction", 0))
+        code = node.option("fusedActivationFunction", 0)
+        post = apply_fused(pre.copy(), code) if code else pre  # apply_fused clips in place: keep pre intact
         out = self._quantize_site(node.outputs[0], node, pre, post, pre_moments)
         if self._want_moments:
             self._carried[node.outputs[0]] = self.estimator.post_moments(node, pre_moments)
