@@ -67,10 +67,8 @@ def _build(args) -> int:
 
 
 def run(args) -> int:
-    if args.action == "build":
+    if args.action == "build":  # argparse allows only build, list or nothing
         return _build(args)
-    if args.action not in (None, "list"):
-        raise EdgeTQSError(f"unknown zoo action '{args.action}'", "use `edgetqs zoo` or `edgetqs zoo build NAME|--all`")
     rows = _rows()
     print_json(rows) if args.json else _print_table(rows)
     return 0
