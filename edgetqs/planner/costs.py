@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgetqs.model.tflite_graph import TFLiteGraph
-from edgetqs.planner.formats import WeightFormat
+from edgetqs.planner.formats import FORMATS, WeightFormat
 
 # Metadata bytes AEQ adds per tensor beyond payloads, measured on its output
 # (tests/planner/test_costs.py keeps them honest): a DEQUANTIZE op with its
@@ -257,8 +257,6 @@ def static_fixed_bytes(units_tensors: list[list[WeightTensor]], int8_model_bytes
     mode); units left float add the island of QUANTIZE/DEQUANTIZE around them,
     which ``static_model_bytes`` of the chosen plan accounts for.
     """
-    from edgetqs.planner.formats import FORMATS
-
     int8, fp32 = FORMATS["int8"], FORMATS["fp32"]
     in_units = {t.name: t for ts in units_tensors for t in ts}
     return int8_model_bytes - sum(tensor_bytes(t, int8 if t.quantizable else fp32, "static") for t in in_units.values())
