@@ -82,11 +82,12 @@ class FakeQuantEngine(Engine):
 
     def __init__(self, graph: TFLiteGraph, spec: RolloutSpec, config: QuantConfig, stride: int = 1,
                  per_channel_weights: bool = True, exact_mean: bool = False):
-        super().__init__(graph, spec)
-        self.config = config.check()
-        shapes = {t.index: t.shape for t in graph.tensors}
         if stride < 1:
             raise EdgeTQSError(f"sampling stride {stride} must be at least 1", "use --stride 1 (every position) or more")
+        config = config.check()
+        super().__init__(graph, spec)
+        self.config = config
+        shapes = {t.index: t.shape for t in graph.tensors}
         self.estimator = RangeEstimator(list(self.nodes), self.constants, shapes, stride=stride,
                                         per_channel_weights=per_channel_weights, exact_mean=exact_mean)
         self.static_ranges: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # tensor -> per-tensor/per-channel lo, hi
