@@ -114,44 +114,16 @@ def _embedding_lookup_model(rng) -> bytes:
 
 
 # -- reading quantized weights back -----------------------------------------
-def _unpack(raw: np.ndarray, bits: int, count: int) -> np.ndarray:
-    """Signed sub-byte values, element 0 in the low bits (AEQ's pack_data)."""
-    per_byte = 8 // bits
-    shifts = np.arange(per_byte, dtype=np.uint8) * bits
-    values = ((raw[:, None] >> shifts) & ((1 << bits) - 1)).reshape(-1)[:count].astype(np.int16)
-    return np.where(values >= 1 << (bits - 1), values - (1 << bits), values)
-
-
 def dequantized_weight(model_bytes: bytes) -> np.ndarray:
     """The one quantized (or fp16) weight of a conformance model, as float32."""
-    from ai_edge_litert import schema_py_generated as schema
-    from ai_edge_litert.tools import flatbuffer_utils
-
     from edgetqs.model.tflite_graph import TFLiteGraph
 
     graph = TFLiteGraph.from_bytes(model_bytes)
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
-    raw_tensors = model.subgraphs[0].tensors
     for t in graph.tensors:
-        if t.data is None or t.name.endswith("_scales"):
+        if t.data is None or t.name.endswith("_scales"):  # a blockwise weight's fp16 scales are not the weight
             continue
-        if t.type_name == "FLOAT16":
-            return t.data.astype(np.float32)
-        if t.type_name in ("INT8", "INT4", "INT2"):
-            bits = {"INT8": 8, "INT4": 4, "INT2": 2}[t.type_name]
-            values = _unpack(np.asarray(t.data, np.uint8).ravel() if bits < 8 else
-                             np.asarray(t.data, np.int8).ravel().view(np.uint8), bits, t.num_elements)
-            values = values.reshape(t.shape).astype(np.float32)
-            q = raw_tensors[t.index].quantization
-            if q.detailsType == schema.QuantizationDetails.BlockwiseQuantization:
-                scales = graph.tensors[q.details.scales].data.astype(np.float32)  # [out, blocks]
-                block = q.details.blockSize
-                rows = values.reshape(values.shape[0], -1)
-                return (rows * np.repeat(scales, block, axis=1)[:, : rows.shape[1]]).reshape(values.shape)
-            scale = np.asarray(q.scale, np.float32)
-            shape = [1] * values.ndim
-            shape[q.quantizedDimension] = -1
-            return values * scale.reshape(shape)
+        if t.type_name in ("FLOAT16", "INT8", "INT4", "INT2"):
+            return graph.float_constant(t)
     raise EdgeTQSError("the quantized conformance model has no quantized weight", "this is a bug in the check")
 
 
