@@ -204,11 +204,16 @@ def observed_range(value: np.ndarray, per_channel: bool) -> tuple[np.ndarray, np
     return rows.min(axis=1), rows.max(axis=1)
 
 
+def zero_inclusive(value: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample ranges [B, 1|C] widened to contain zero, shaped to broadcast against the batched value."""
+    shape = (value.shape[0],) + (1,) * (value.ndim - 2) + (-1,)
+    return (np.minimum(np.asarray(lo, np.float64), 0.0).reshape(shape),
+            np.maximum(np.asarray(hi, np.float64), 0.0).reshape(shape))
+
+
 def fake_quantize(value: np.ndarray, lo: np.ndarray, hi: np.ndarray, bits: int) -> np.ndarray:
     """Asymmetric uniform quantize-dequantize of a batched value with per-sample ranges [B, 1|C]."""
-    shape = (value.shape[0],) + (1,) * (value.ndim - 2) + (-1,)
-    lo = np.minimum(np.asarray(lo, np.float64), 0.0).reshape(shape)  # zero must be exact (padding, ReLU)
-    hi = np.maximum(np.asarray(hi, np.float64), 0.0).reshape(shape)
+    lo, hi = zero_inclusive(value, lo, hi)  # zero must be exact (padding, ReLU)
     levels = 2**bits - 1
     scale = np.maximum(hi - lo, 1e-12) / levels
     zero_point = np.rint(-lo / scale)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetqs.ranges.estimator import weight_rows
-from edgetqs.ranges.executor import INPUT_SITE, FakeQuantEngine, observed_range
+from edgetqs.ranges.executor import INPUT_SITE, FakeQuantEngine, observed_range, zero_inclusive
 
 
 @dataclass
@@ -40,10 +40,8 @@ def miss_rates(engine: FakeQuantEngine, contexts: np.ndarray, horizon: int = 1) 
     counts: dict[int, list] = {}
 
     def observe(tensor, node, pre, post, pre_moments, lo, hi):
-        lo_p, hi_p = engine.predicted_range(node, tensor, pre_moments, per_channel, post.shape[0])
-        shape = (post.shape[0],) + (1,) * (post.ndim - 2) + (-1,)
-        lo_p = np.minimum(lo_p, 0).reshape(shape)
-        hi_p = np.maximum(hi_p, 0).reshape(shape)
+        predicted = engine.predicted_range(node, tensor, pre_moments, per_channel, post.shape[0])
+        lo_p, hi_p = zero_inclusive(post, *predicted)
         missed = int(np.count_nonzero((post < lo_p) | (post > hi_p)))
         exact_lo, exact_hi = observed_range(post, per_channel)
         width = float(np.mean(hi_p - lo_p))
