@@ -15,8 +15,8 @@ from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
 from edgetqs.planner import boards as planner_boards
-# Firmware: the one type for planner and remote; REPO_ROOT: emulated_board uses it.
-from edgetqs.planner.boards import REPO_ROOT, Firmware, list_firmware  # noqa: F401
+# Firmware: the one type for planner and remote.
+from edgetqs.planner.boards import Firmware
 
 # Where models live on the board, relative to the login user's home directory
 # (SFTP and the login shell both start there, so a relative path needs no $HOME).

@@ -25,7 +25,8 @@ import subprocess
 from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.remote.boards import REPO_ROOT, Firmware, load_firmware
+from edgetqs.planner.boards import REPO_ROOT
+from edgetqs.remote.boards import Firmware, load_firmware
 
 BUILD_SCRIPT = REPO_ROOT / ".ci" / "make_arm64_board.sh"
 QEMU = "qemu-aarch64-static"
