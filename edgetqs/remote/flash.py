@@ -84,10 +84,9 @@ class FlashResult:
         return f"current -> {self.slot} ({len(self.uploaded_files)} files sent{resumed})"
 
 
-def runner_path() -> Path | None:
-    """The on-device runner, uploaded into every slot (absent until it is built)."""
-    path = Path(__file__).with_name(RUNNER_FILE)
-    return path if path.exists() else None
+def runner_path() -> Path:
+    """The on-device runner, uploaded into every slot."""
+    return Path(__file__).with_name(RUNNER_FILE)
 
 
 @dataclass
@@ -110,9 +109,7 @@ def slot_files(bundle_path: str | Path, staging: Path) -> SlotFiles:
     into ``staging``, so what is hashed here is exactly what gets uploaded."""
     bundle = load_bundle(bundle_path)  # checks every file against its manifest hash
     paths = {path.name: path for path in bundle.files()}
-    runner = runner_path()
-    if runner is not None:
-        paths[RUNNER_FILE] = Path(shutil.copy(runner, staging / RUNNER_FILE))
+    paths[RUNNER_FILE] = Path(shutil.copy(runner_path(), staging / RUNNER_FILE))
     hashes = {name: sha256_file(path) for name, path in paths.items()}
     bundle_id = hashlib.sha256(paths["manifest.json"].read_bytes()).hexdigest()[:12]
     return SlotFiles(bundle, bundle_id, paths, hashes)
