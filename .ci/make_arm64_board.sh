@@ -117,11 +117,12 @@ done
 # constructor). qemu -L looks a path up inside ROOT first, so a Raspberry Pi 4's
 # CPU description placed there is what the runtime sees.
 describe_pi4_cpus "$STAGE"
-echo "$KEY" > "$STAGE/.edgetqs-board-ready"
 mkdir -p "$(dirname "$ROOT")"
 rm -rf "$ROOT"
 mv "$STAGE" "$ROOT"
 log "checking the board's python under qemu"
 qemu-aarch64-static -cpu cortex-a72 -L "$ROOT" "$ROOT/usr/bin/$PYTHON_PKG" -c \
   "import numpy; import $RUNTIME_MODULE; print('numpy', numpy.__version__)" >&2
+# Marked ready only once its python runs: a root that failed the check is rebuilt next time.
+echo "$KEY" > "$ROOT/.edgetqs-board-ready"
 echo "$ROOT"
