@@ -46,12 +46,14 @@ def _demo_budget(model: str, scores: Path, fraction: float) -> int:
 
 
 def _board_firmware(workdir: Path) -> Path:
-    """A firmware config for the local board: its runtime is this venv's LiteRT."""
+    """The local board's firmware config (local_board.local_firmware) as a file
+    for --firmware, its venv being this one, whose LiteRT is the runtime."""
+    from edgetqs.remote.local_board import local_firmware
+
+    firmware = local_firmware(install_dir=str(Path(sys.prefix)))
     path = workdir / "local-board-firmware.toml"
-    path.write_text(
-        'name = "local-board"\npython = "3.11"\nruntime = "ai-edge-litert"\n'
-        f'runtime_version = "2.3.0"\ninstall_dir = "{Path(sys.prefix)}"\n'
-    )
+    path.write_text("".join(f'{key} = "{getattr(firmware, key)}"\n'
+                            for key in ("name", "python", "runtime", "runtime_version", "install_dir")))
     return path
 
 
