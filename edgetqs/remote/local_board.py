@@ -169,8 +169,6 @@ class LocalBoard:
         self.process.wait(timeout=10)
         self.process = None
 
-    stop = kill
-
     def __enter__(self) -> LocalBoard:
         self.start()
         return self
