@@ -9,6 +9,7 @@ non-zero if any board failed.
 from __future__ import annotations
 
 import argparse
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -116,21 +117,22 @@ def settings_table(report):
 # -- flash / rollback ---------------------------------------------------------
 
 def cmd_flash(args) -> int:
-    from edgetqs.bundle import load_bundle
-    from edgetqs.remote.flash import flash
+    from edgetqs.remote.flash import flash, slot_files
 
-    load_bundle(args.bundle)  # a bad bundle is one error, not one per board
-    boards = boards_from_args(args)
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with Progress(*columns, console=console, disable=args.json, transient=True) as progress:
-        tasks = {board.name: progress.add_task(board.name, total=None) for board in boards}
+    with tempfile.TemporaryDirectory(prefix="edgetqs-flash-") as staging:
+        # Loaded and hashed once for every board; a bad bundle is one error, not one per board.
+        content = slot_files(args.bundle, Path(staging))
+        boards = boards_from_args(args)
+        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+        with Progress(*columns, console=console, disable=args.json, transient=True) as progress:
+            tasks = {board.name: progress.add_task(board.name, total=None) for board in boards}
 
-        def action(t):
-            task = tasks[t.board.name]
-            return flash(t, args.bundle, keep=args.keep,
-                         on_progress=lambda sent, total: progress.update(task, completed=sent, total=total))
+            def action(t):
+                task = tasks[t.board.name]
+                return flash(t, content, keep=args.keep,
+                             on_progress=lambda sent, total: progress.update(task, completed=sent, total=total))
 
-        outcomes = run_fleet(boards, action, lambda result: (True, result.summary()))
+            outcomes = run_fleet(boards, action, lambda result: (True, result.summary()))
     return finish(args, outcomes, f"flash {args.bundle}")
 
 

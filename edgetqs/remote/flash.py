@@ -195,16 +195,20 @@ def remote_hashes(t: Transport, directory: str, names: list[str]) -> dict[str, s
 
 def flash(
     t: Transport,
-    bundle_path: str | Path,
+    bundle: str | Path | SlotFiles,
     keep: int = DEFAULT_KEEP,
     on_progress: Callable[[int, int], None] | None = None,
     hooks: FlashHooks | None = None,
 ) -> FlashResult:
-    """Flash one bundle onto the board behind ``t``; see the module doc for the steps."""
+    """Flash one bundle onto the board behind ``t``; see the module doc for the steps.
+    ``bundle`` is a bundle path, or its ``slot_files`` already loaded and hashed
+    (a fleet shares one, so the bundle is hashed once, not once per board)."""
     if keep < 1:
         raise EdgeTQSError(f"--keep {keep} would delete the model being flashed", "keep at least 1 version")
+    if isinstance(bundle, SlotFiles):
+        return _flash(t, bundle, keep, on_progress, hooks or FlashHooks())
     with tempfile.TemporaryDirectory(prefix="edgetqs-flash-") as staging:
-        return _flash(t, slot_files(bundle_path, Path(staging)), keep, on_progress, hooks or FlashHooks())
+        return _flash(t, slot_files(bundle, Path(staging)), keep, on_progress, hooks or FlashHooks())
 
 
 def _flash(t: Transport, content: SlotFiles, keep: int, on_progress, hooks: FlashHooks) -> FlashResult:
