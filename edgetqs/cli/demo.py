@@ -60,17 +60,19 @@ def _board_firmware(workdir: Path) -> Path:
 def _remote_steps(bundle: Path, out: Path, horizon: int) -> None:
     from edgetqs.remote.local_board import LocalBoard, make_keys
 
-    workdir = Path(tempfile.mkdtemp(prefix="edgetqs-demo-board-"))
-    keys = make_keys(workdir / "keys")
-    with LocalBoard(workdir, keys) as board:
-        args = ["--host", f"{board.user}@{board.host}:{board.port}", "--key", str(keys.client_key),
-                "--known-hosts", str(board.known_hosts), "--root", str(board.root),
-                "--firmware", str(_board_firmware(workdir))]
-        console.print(f"local board: sshd on {board.host}:{board.port}, root {board.root}")
-        _step("provision the board", ["provision", *args, "--min-free-mib", "50"])
-        _step("flash the bundle", ["flash", str(bundle), *args])
-        _step("validate rollouts on the board", ["validate", str(bundle), *args, "--out", str(out / "validation"),
-                                                 "--horizon", str(horizon)])
+    # The board (its keys, sshd config and root) is throwaway: removed when the demo ends.
+    with tempfile.TemporaryDirectory(prefix="edgetqs-demo-board-") as tmp:
+        workdir = Path(tmp)
+        keys = make_keys(workdir / "keys")
+        with LocalBoard(workdir, keys) as board:
+            args = ["--host", f"{board.user}@{board.host}:{board.port}", "--key", str(keys.client_key),
+                    "--known-hosts", str(board.known_hosts), "--root", str(board.root),
+                    "--firmware", str(_board_firmware(workdir))]
+            console.print(f"local board: sshd on {board.host}:{board.port}, root {board.root}")
+            _step("provision the board", ["provision", *args, "--min-free-mib", "50"])
+            _step("flash the bundle", ["flash", str(bundle), *args])
+            _step("validate rollouts on the board", ["validate", str(bundle), *args, "--out", str(out / "validation"),
+                                                     "--horizon", str(horizon)])
 
 
 def run(args) -> int:
