@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.table import Table
 
 from edgetqs.cli.common import add_command, add_json_flag, add_model_argument, console, print_json
+from edgetqs.files import write_atomically
 from edgetqs.planner.allocators import ALLOCATORS
 from edgetqs.planner.formats import FORMATS
 from edgetqs.planner.planfile import PLAN_MODES
@@ -18,10 +19,7 @@ def _write_recipe(graph, plan, path: Path) -> Path | None:
     from edgetqs.converter.recipe import build_recipe
 
     recipe = build_recipe(graph, plan.to_dict(), plan.mode)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(recipe, indent=1))
-    tmp.replace(path)
-    return path
+    return write_atomically(path, json.dumps(recipe, indent=1))
 
 
 def _front_outputs(problem, args, output: Path, board_budget: int | None) -> dict:
@@ -30,7 +28,7 @@ def _front_outputs(problem, args, output: Path, board_budget: int | None) -> dic
     front = pareto_front(problem, args.front_points, args.allocator, board_budget)
     png = plot_front(front, problem, output.with_suffix(".front.png"))
     table_path = output.with_suffix(".front.json")
-    table_path.write_text(json.dumps(front.table(), indent=1))
+    write_atomically(table_path, json.dumps(front.table(), indent=1))
     return {"front": front, "png": png, "table": table_path}
 
 

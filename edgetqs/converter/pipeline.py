@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from edgetqs.converter.recipe import MODES, build_recipe, op_targets, planned_fo
 from edgetqs.converter.verify import Verification, verify_export
 from edgetqs.engine.litert import LiteRTRunner
 from edgetqs.errors import EdgeTQSError
+from edgetqs.files import write_atomically
 from edgetqs.tqs import contexts as ctx
 
 DEFAULT_HORIZON = 32  # model calls in the reference rollouts
@@ -193,15 +192,3 @@ def quantize(float_path: str | Path, recipe: list[dict], mode: str, windows: np.
                            "plan a format AEQ supports for that op in this mode (blockwise formats need --mode "
                            "dynamic; AEQ has no int2 weight-only kernels), or change --mode") from exc
     return bytes(result.quantized_model)
-
-
-def write_atomically(out: Path, data: bytes) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetqs.files import save_figure
 from edgetqs.planner.plan import Problem, format_size, marginal_error_per_byte, solve_many, uniform_costs
 from edgetqs.planner.planfile import Plan
 
@@ -117,12 +118,7 @@ def plot_front(front: Front, problem: Problem, path: str | Path, title: str = ""
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)
 
 
 def unit_table(problem: Problem, plan: Plan) -> list[dict]:

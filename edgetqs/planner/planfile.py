@@ -7,11 +7,11 @@ The converter reads it through :func:`load_plan`.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
+from edgetqs.files import write_atomically
 
 PLAN_FORMAT = "edgetqs.plan"
 PLAN_VERSION = 1
@@ -50,12 +50,8 @@ class Plan:
         return {t: a.format for a in self.assignments for t in a.weight_tensors}
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
-        load_plan(tmp)  # verify before it takes the real name
-        tmp.replace(path)
-        return path
+        # load_plan verifies the file before it takes the real name
+        return write_atomically(path, json.dumps(self.to_dict(), indent=1, allow_nan=False), verify=load_plan)
 
 
 def plan_from_dict(data: dict, where: str = "the plan") -> Plan:

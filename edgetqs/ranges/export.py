@@ -14,13 +14,12 @@ handful of windows rather than a calibration set. The result is what
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
+from edgetqs.files import write_atomically
 from edgetqs.ranges.calibration import check_windows
 from edgetqs.ranges.executor import FakeQuantEngine
 
@@ -55,12 +54,7 @@ def write_ranges_json(ranges: dict[str, tuple[float, float]], path: str | Path, 
     path = Path(path)
     document = {"format": RANGES_FORMAT, "version": 1, "model_sha256": model_sha256, "source": source,
                 "ranges": {name: [float(lo), float(hi)] for name, (lo, hi) in ranges.items()}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(document, handle, indent=2)
-    os.replace(tmp, path)
-    return path
+    return write_atomically(path, json.dumps(document, indent=2))
 
 
 def read_ranges_json(path: str | Path) -> dict[str, tuple[float, float]]:

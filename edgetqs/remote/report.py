@@ -12,7 +12,6 @@ import base64
 import html
 import io
 import json
-import os
 from pathlib import Path
 
 import matplotlib
@@ -22,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 
 from edgetqs.remote.validate import Validation  # noqa: E402
+from edgetqs.files import write_atomically  # noqa: E402
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}
@@ -172,9 +172,4 @@ def render_html(validation: Validation) -> str:
 
 def write_report(validation: Validation, path: str | Path) -> Path:
     """Write the page to ``path`` (via a temporary name, so no half-written report)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(render_html(validation), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_atomically(path, render_html(validation))

@@ -29,6 +29,7 @@ import numpy as np
 
 from edgetqs.bundle import Bundle, load_bundle
 from edgetqs.errors import EdgeTQSError
+from edgetqs.files import write_atomically
 from edgetqs.metrics import RolloutMetrics, normalised_error, rollout_metrics
 from edgetqs.remote import runner as runner_module
 
@@ -380,7 +381,7 @@ def validate(transport, bundle_path: str | Path | None, out_dir: str | Path, *, 
     host = run_locally(bundle.root, out_dir / "host", contexts=shape[0], horizon=shape[1], threads=threads,
                        timeout=timeout)
     validation = judge(bundle, board, host, board_name=transport.board.name)
-    (out_dir / "validation.json").write_text(json.dumps(validation.to_dict(), indent=2, default=str))
+    write_atomically(out_dir / "validation.json", json.dumps(validation.to_dict(), indent=2, default=str))
     return validation
 
 

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from edgetqs.files import save_figure  # noqa: E402
 
 from edgetqs.tqs.scorefile import PROBES, ScoreFile  # noqa: E402
 
@@ -56,8 +57,5 @@ def plot_curves(scores: ScoreFile, path: str | Path, probe: str | None = None) -
 
 
 def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

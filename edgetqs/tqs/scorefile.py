@@ -9,11 +9,11 @@ import csv
 import hashlib
 import io
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
+from edgetqs.files import write_atomically
 
 SCORES_FORMAT = "edgetqs.scores"
 SCORES_VERSION = 1
@@ -62,12 +62,12 @@ class ScoreFile:
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        _write_atomic(path, json.dumps(self.to_dict(), indent=1, allow_nan=False).encode())
+        write_atomically(path, json.dumps(self.to_dict(), indent=1, allow_nan=False))
         return path
 
     def save_csv(self, path: str | Path) -> Path:
         path = Path(path)
-        _write_atomic(path, scores_csv(self).encode())
+        write_atomically(path, scores_csv(self))
         return path
 
 
@@ -88,13 +88,6 @@ def scores_csv(scores: ScoreFile) -> str:
 
 def _cell(value: float | None) -> str:
     return "" if value is None else f"{value:.6g}"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def file_sha256(path: str | Path) -> str:
