@@ -26,6 +26,7 @@ from typing import Callable, NamedTuple
 import paramiko
 
 from edgetqs.errors import EdgeTQSError
+from edgetqs.retry import with_backoff
 from edgetqs.remote.boards import BoardConnection
 
 # Seconds `timeout` waits after TERM before it KILLs a remote command.
@@ -150,25 +151,17 @@ class Transport:
         self.close()
 
     def connect(self) -> None:
-        delay = self.board.backoff
-        for attempt in range(self.board.retries + 1):
-            try:
-                self._connect_once()
-                return
-            except EdgeTQSError:
-                self.close()  # refused keys etc.: no retry, but no half-open connection either
-                raise
-            except TRANSPORT_FAULTS as exc:
-                self.close()
-                if attempt == self.board.retries:
-                    raise HostUnreachable(
-                        f"cannot reach {self.board.name} ({self.board.address}) after "
-                        f"{attempt + 1} attempts: {exc or type(exc).__name__}",
-                        "check that the board is on, on the network and runs sshd on that port "
-                        f"(try: ssh -p {self.board.port} {self.board.user}@{self.board.host})",
-                    ) from exc
-                self._sleep(delay)
-                delay *= 2
+        try:
+            with_backoff(self._connect_once, attempts=self.board.retries + 1, backoff=self.board.backoff,
+                         faults=TRANSPORT_FAULTS, on_fault=lambda _: self.close(), sleep=self._sleep,
+                         give_up=lambda exc, attempts: HostUnreachable(
+                             f"cannot reach {self.board.name} ({self.board.address}) after "
+                             f"{attempts} attempts: {exc or type(exc).__name__}",
+                             "check that the board is on, on the network and runs sshd on that port "
+                             f"(try: ssh -p {self.board.port} {self.board.user}@{self.board.host})"))
+        except EdgeTQSError:
+            self.close()  # refused keys etc.: no retry, but no half-open connection either
+            raise
 
     def _connect_once(self) -> None:
         board = self.board
@@ -275,19 +268,13 @@ class Transport:
         ``retry`` (so only pass idempotent commands, or retry=False).
         """
         bounded = f"timeout --kill-after={KILL_AFTER} {max(1, int(timeout + 0.999))} sh -c {shlex.quote(cmd)}"
-        for attempt in range(self.board.retries + 1 if retry else 1):
-            try:
-                result = self._run_once(bounded, timeout + KILL_AFTER + 10, on_line)
-                break
-            except TRANSPORT_FAULTS as exc:
-                if attempt == (self.board.retries if retry else 0):
-                    raise HostUnreachable(
-                        f"lost the connection to {self.board.name} while running `{cmd[:80]}`: "
-                        f"{exc or type(exc).__name__}",
-                        "check the board and the network, then rerun",
-                    ) from exc
-                self._sleep(self.board.backoff * 2**attempt)
-                self.close()
+        result = with_backoff(
+            lambda: self._run_once(bounded, timeout + KILL_AFTER + 10, on_line),
+            attempts=self.board.retries + 1 if retry else 1, backoff=self.board.backoff, faults=TRANSPORT_FAULTS,
+            on_fault=lambda _: self.close(), sleep=self._sleep,
+            give_up=lambda exc, _: HostUnreachable(
+                f"lost the connection to {self.board.name} while running `{cmd[:80]}`: {exc or type(exc).__name__}",
+                "check the board and the network, then rerun"))
         if result.exit in TIMEOUT_EXITS:
             raise CommandTimedOut(
                 f"`{cmd[:120]}` on {self.board.name} ran longer than {timeout:g} s and was stopped on the board",
@@ -407,17 +394,11 @@ class Transport:
             return False
 
     def _with_retry(self, action: Callable[[], None], what: str) -> None:
-        for attempt in range(self.board.retries + 1):
-            try:
-                return action()
-            except TRANSPORT_FAULTS as exc:
-                self.close()
-                if attempt == self.board.retries:
-                    raise HostUnreachable(
-                        f"lost the connection to {self.board.name} while {what}: {exc or type(exc).__name__}",
-                        "check the board and the network, then rerun (finished work is kept)",
-                    ) from exc
-                self._sleep(self.board.backoff * 2**attempt)
+        with_backoff(action, attempts=self.board.retries + 1, backoff=self.board.backoff, faults=TRANSPORT_FAULTS,
+                     on_fault=lambda _: self.close(), sleep=self._sleep,
+                     give_up=lambda exc, _: HostUnreachable(
+                         f"lost the connection to {self.board.name} while {what}: {exc or type(exc).__name__}",
+                         "check the board and the network, then rerun (finished work is kept)"))
 
 
 def _emit_lines(pending: bytearray, on_line) -> bytearray:
