@@ -17,7 +17,14 @@ Registered by name in :data:`BASELINES`:
 - ``hessian``: HAWQ-style mean Hessian trace of the training loss per unit,
   Hutchinson's estimator on the Keras source model (``baselines/hessian.py``);
 - ``random``: ``log s_l ~ U(0, 10)`` seeded — a random allocation that still
-  fills the budget.
+  fills the budget;
+- ``tqs_saturation``: TQS's own sweep read the saturation-aware way — the
+  first-step kick and the growth before ``d_t`` saturates
+  (``edgetqs/tqs/saturation.py``). It needs a TQS score file with curves as
+  ``template``.
+
+A function returns the sensitivities, or (sensitivities, extra settings) to
+record how they were found.
 """
 
 from __future__ import annotations
@@ -80,6 +87,12 @@ def random_sensitivity(graph, template: ScoreFile, seed: int = 0, **_) -> dict[s
     return {u.name: math.exp(rng.uniform(0.0, 10.0)) for u in template.units}
 
 
+def tqs_saturation(graph, template: ScoreFile, **kwargs):
+    from edgetqs.tqs.saturation import tqs_saturation as saturation_aware
+
+    return saturation_aware(graph, template, **kwargs)
+
+
 def hessian(graph, template: ScoreFile, keras_path=None, train_x=None, train_y=None, seed: int = 0, **_) -> dict[str, float]:
     from edgetqs.baselines.hessian import hessian_traces
 
@@ -88,6 +101,7 @@ def hessian(graph, template: ScoreFile, keras_path=None, train_x=None, train_y=N
 
 BASELINES: dict[str, Callable[..., dict[str, float]]] = {
     "weight_error": weight_error, "single_step": single_step, "hessian": hessian, "random": random_sensitivity,
+    "tqs_saturation": tqs_saturation,
 }
 
 
@@ -95,4 +109,6 @@ def baseline_scores(name: str, graph, template: ScoreFile, **kwargs) -> ScoreFil
     """The score file of baseline ``name`` (see :data:`BASELINES`) for the units of ``template``."""
     if name not in BASELINES:
         raise EdgeTQSError(f"unknown baseline '{name}'", f"use one of: {', '.join(BASELINES)}")
-    return scores_from_sensitivities(template, BASELINES[name](graph, template, **kwargs), name)
+    result = BASELINES[name](graph, template, **kwargs)
+    sensitivities, extra = result if isinstance(result, tuple) else (result, None)
+    return scores_from_sensitivities(template, sensitivities, name, extra)

@@ -9,12 +9,12 @@ from edgetqs.cli.common import add_command, add_json_flag, console, print_json
 from edgetqs.errors import EdgeTQSError
 
 
-def _rows() -> list[dict]:
+def _rows(tier: str = "core") -> list[dict]:
     from edgetqs import zoo
     from edgetqs.model.card import ModelCard
 
     rows = []
-    for item in zoo.list_models():
+    for item in zoo.list_models(tier):
         row = {"name": item.name, "arch": item.arch, "system": item.system, "window": item.window,
                "source_format": item.source_format, "built": zoo.is_built(item.name),
                "params": None, "training_seconds": None, "float_quality": None}
@@ -50,7 +50,7 @@ def _print_table(rows: list[dict]) -> None:
 def _build(args) -> int:
     from edgetqs import zoo
 
-    names = [item.name for item in zoo.list_models()] if args.all else [n.removeprefix("zoo:") for n in args.names]
+    names = [item.name for item in zoo.list_models(args.tier)] if args.all else [n.removeprefix("zoo:") for n in args.names]
     if not names:
         raise EdgeTQSError("no zoo model named to build", "give NAME(s) or --all (`edgetqs zoo` lists them)")
     for name in names:
@@ -61,7 +61,7 @@ def _build(args) -> int:
             progress.update(task, description=f"building {name}")
             zoo.build(name)
             progress.advance(task)
-    rows = [row for row in _rows() if row["name"] in names]
+    rows = [row for row in _rows("all") if row["name"] in names]
     print_json(rows) if args.json else _print_table(rows)
     return 0
 
@@ -69,16 +69,19 @@ def _build(args) -> int:
 def run(args) -> int:
     if args.action == "build":  # argparse allows only build, list or nothing
         return _build(args)
-    rows = _rows()
+    rows = _rows(args.tier)
     print_json(rows) if args.json else _print_table(rows)
     return 0
 
 
 def register(subparsers) -> None:
     parser = add_command(subparsers, "zoo", "list the example forecasters, or build (train + convert + judge) them",
-                         ["edgetqs zoo", "edgetqs zoo build mlp-lorenz96", "edgetqs zoo build --all", "edgetqs zoo --json"],
+                         ["edgetqs zoo", "edgetqs zoo build mlp-lorenz96", "edgetqs zoo build --all", "edgetqs zoo build --all --tier deep",
+                          "edgetqs zoo --json"],
                          run)
     parser.add_argument("action", nargs="?", choices=["list", "build"], help="list (default) or build")
     parser.add_argument("names", nargs="*", metavar="NAME", help="zoo models to build")
-    parser.add_argument("--all", action="store_true", help="build every zoo model")
+    parser.add_argument("--all", action="store_true", help="build every zoo model of the tier")
+    parser.add_argument("--tier", default="core", choices=["core", "deep", "all"],
+                        help="core: the CI-sized models (default); deep: >= 24 units, minutes to train; all")
     add_json_flag(parser)

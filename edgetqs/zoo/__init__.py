@@ -17,7 +17,7 @@ from pathlib import Path
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.card import RolloutSpec
 from edgetqs.zoo.data import SYSTEMS, SystemData, evaluation_starts, system_data, training_pairs, true_trajectories
-from edgetqs.zoo.registry import BY_NAME, ENTRIES, ZOO_VERSION, ZooEntry
+from edgetqs.zoo.registry import BY_NAME, ENTRIES, TIERS, ZOO_VERSION, ZooEntry
 
 __all__ = [
     "ZooEntry", "SystemData", "SYSTEMS", "list_models", "entry", "build", "is_built", "model_dir",
@@ -25,8 +25,11 @@ __all__ = [
 ]
 
 
-def list_models() -> list[ZooEntry]:
-    return list(ENTRIES)
+def list_models(tier: str = "core") -> list[ZooEntry]:
+    """The catalogue's entries of ``tier`` (core: the CI-sized models; deep: the many-unit ones; all)."""
+    if tier not in TIERS:
+        raise EdgeTQSError(f"there is no zoo tier '{tier}'", f"pick one of: {', '.join(TIERS)}")
+    return [e for e in ENTRIES if tier in ("all", e.tier)]
 
 
 def entry(name: str) -> ZooEntry:

@@ -23,6 +23,7 @@ class ZooEntry:
     shift_copies: int = 3  # cyclic-shift copies of the training data (periodic systems only)
     input_noise: float = 0.03  # std of the noise added to training windows (normalised units)
     description: str = ""
+    tier: str = "core"  # core: CI builds and tests it; deep: many units, trained on demand (minutes, see DEEP)
 
 
 ENTRIES = [
@@ -47,4 +48,18 @@ ENTRIES = [
     ZooEntry("tcn-co2", "tcn", "co2", 52, arch_options={"channels": 16, "dilations": (1, 4, 16)}, epochs=20, horizon=104),
     ZooEntry("transformer-co2", "transformer", "co2", 52, arch_options={"dim": 16, "heads": 2}, epochs=20, horizon=104),
 ]
+# Deep models (issue 13): >= 24 weighted units and 1-10 M parameters, so that
+# allocation is a real choice. Training takes a minute or more each on 2 cores:
+# they are outside CI's path (tier "deep"; `edgetqs zoo build --tier deep`).
+DEEP = [
+    ZooEntry("mlp-lorenz96-deep", "mlp", "lorenz96", 4, arch_options={"width": 256, "blocks": 12}, epochs=4,
+             horizon=100, tier="deep", description="12 residual blocks: 26 Dense units, chaotic system"),
+    ZooEntry("transformer-ks-deep", "transformer", "ks", 4, arch_options={"dim": 160, "heads": 4, "blocks": 6},
+             epochs=3, horizon=100, shift_copies=2, tier="deep",
+             description="6 layers, separate q/k/v/o/FFN tensors: 38 units, chaotic system"),
+    ZooEntry("tcn-co2-deep", "tcn", "co2", 32, arch_options={"channels": 128, "dilations": (1, 2, 4, 8) * 3},
+             epochs=8, horizon=104, tier="deep", description="12 residual blocks: 26 Conv units, forgets its errors"),
+]
+ENTRIES = ENTRIES + DEEP
+TIERS = ("core", "deep", "all")
 BY_NAME = {entry.name: entry for entry in ENTRIES}

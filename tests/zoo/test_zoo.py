@@ -171,3 +171,18 @@ def test_zoo_model_with_a_contradicting_rollout_spec_is_an_error(keras_zoo_model
     assert load_model("zoo:mlp-lorenz96", RolloutSpec.parse("window=4,features=40")).card.name == "mlp-lorenz96"
     with pytest.raises(EdgeTQSError, match="does not match mlp-lorenz96"):
         load_model("zoo:mlp-lorenz96", RolloutSpec.parse("window=8,features=40"))
+
+
+def test_deep_tier_has_many_units_and_stays_out_of_the_default_list():
+    """Issue 13: >= 3 deep models, >= 24 weighted units, 1-10 M parameters (counted from the
+    architecture without training); CI's default list (tier core) does not include them."""
+    deep = zoo.list_models("deep")
+    assert len(deep) >= 3 and not {e.name for e in deep} & {e.name for e in zoo.list_models()}
+    assert {e.name for e in zoo.list_models("all")} == {e.name for e in zoo.list_models()} | {e.name for e in deep}
+    for e in deep:
+        model = BUILDERS[e.arch](e.window, SYSTEMS[e.system].features, **e.arch_options)
+        kernels = [w for w in model.weights if "kernel" in w.path]  # one per Dense/Conv/attention projection
+        assert len(kernels) >= 24, (e.name, len(kernels))
+        assert 1_000_000 <= model.count_params() <= 10_000_000, (e.name, model.count_params())
+    with pytest.raises(EdgeTQSError, match="no zoo tier"):
+        zoo.list_models("huge")

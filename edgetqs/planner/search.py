@@ -1,0 +1,424 @@
+"""Rollout-verified search: plans checked by rolling them out before one is chosen.
+
+The knapsack optimises a proxy — the additive, open-loop cost
+``sum_l cost_l(q_l)`` — that ranks real plans only roughly. This search keeps
+the knapsack as its starting point and judges plans by what they do:
+
+1. **Starts**: the exact knapsack's plan at the budget, its front neighbours
+   (its plans at slightly smaller budgets) and the greedy plan.
+2. **Measure**: every candidate plan is rolled out *as a whole* — all its
+   units quantized at once with the reference quantizer the export matches
+   (the converter's verification checks that agreement on every export) —
+   from the same context windows the scores came from (data-free free run by
+   default, the user's data when given), batched: one engine call rolls out
+   ``batch`` plans x K windows. Its error is the rollout RMSE against the float
+   model; a plan whose rollouts blow up in more windows is worse whatever its RMSE.
+3. **Improve** by local search under the byte budget: *ladder* moves (one unit
+   one format up its ladder, paid for by another unit one format down, or
+   alone when it fits) and *swaps* (two units exchange their rungs). Each round
+   ranks the incumbent's neighbours by the cost the scores predict, rolls out
+   the most promising ones plus a seeded random few, and moves to the best
+   measured one if it improves. It stops when no neighbour improves, or at the
+   evaluation or time budget.
+
+Deterministic under ``seed`` (contexts and the random picks). The result
+records every evaluated plan's predicted cost and measured error, so the
+cost model's own ranking can be checked against the rollouts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgetqs.errors import EdgeTQSError
+from edgetqs.planner import costs
+from edgetqs.planner.allocators import undominated
+from edgetqs.planner.formats import FORMATS
+from edgetqs.planner.plan import Problem, plan_from_choice, solve_many
+
+# Front neighbours: the knapsack's plans at these fractions of the budget also start the search.
+FRONT_FRACTIONS = (1.0, 0.98, 0.95, 0.9)
+RANDOM_SHARE = 0.25  # of each batch, picked at random among the not-yet-ranked-first neighbours
+ALLOCATOR_NAME = "verified-search"
+
+
+@dataclass
+class SearchSettings:
+    evaluations: int | None = None  # plan rollouts; None: 2 per unit, at least 16
+    seconds: float | None = None  # wall-clock limit (checked between batches)
+    horizon: int = 32  # model calls per rollout
+    windows: int = 16  # context windows K
+    seed: int = 0
+    batch: int = 8  # plans per engine call
+    data: str | None = None  # CSV/NPY series; None: data-free contexts
+
+    def budget_for(self, units: int) -> int:
+        if self.evaluations is not None:
+            if self.evaluations < 1:
+                raise EdgeTQSError(f"the search needs at least one evaluation (got {self.evaluations})",
+                                   "pass --evaluations N with N >= 1")
+            return self.evaluations
+        return max(2 * units, 16)
+
+
+@dataclass(frozen=True)
+class Measured:
+    choice: tuple[int, ...]
+    memory_bytes: int
+    predicted_cost: float
+    rmse: float  # rollout RMSE vs the float model over the search windows (finite windows)
+    blow_up_fraction: float
+    origin: str  # start:<how> or the move that produced it
+
+    def key(self) -> tuple[float, float]:
+        """Fewer blown-up windows first, then lower error (the evaluation's 'beats')."""
+        return (self.blow_up_fraction, self.rmse)
+
+    def to_dict(self) -> dict:
+        return {"memory_bytes": self.memory_bytes, "predicted_cost": self.predicted_cost, "rmse": self.rmse,
+                "blow_up_fraction": self.blow_up_fraction, "origin": self.origin}
+
+
+@dataclass
+class SearchResult:
+    plan: object  # edgetqs.planner.planfile.Plan: the best measured plan
+    best: Measured
+    knapsack: Measured  # the exact knapsack's own plan at the budget, as measured
+    evaluated: list[Measured] = field(default_factory=list)
+    seconds: float = 0.0
+    contexts: str = ""
+    stopped: str = ""  # converged | evaluations | time
+
+    def summary(self) -> dict:
+        return {"evaluations": len(self.evaluated), "seconds": round(self.seconds, 2), "stopped": self.stopped,
+                "contexts": self.contexts, "best": self.best.to_dict(), "knapsack": self.knapsack.to_dict(),
+                "improvement": (self.knapsack.rmse / self.best.rmse) if self.best.rmse > 0 else None,
+                "plans": [m.to_dict() for m in self.evaluated]}
+
+
+class ExportedWeights:
+    """Q(W) - W exactly as AI Edge Quantizer stores each (tensor, format): read back from one
+    real export per format with every unit that allows it at that format.
+
+    The reference quantizer agrees with AEQ per channel but not to the bit for
+    blockwise formats (AEQ rounds its block scales): reading the export back is
+    the only way to roll out exactly the weights the .tflite will hold.
+    """
+
+    def __init__(self, problem: Problem, tflite_path):
+        self.problem, self.tflite_path = problem, tflite_path
+        self.tensors = costs.weight_tensors(problem.graph)
+        self._residuals: dict[tuple[str, str], np.ndarray] = {}
+        self._exported: set[str] = set()
+
+    def residual(self, tensor: str, fmt: str) -> np.ndarray | None:
+        if fmt == "fp32" or not self.tensors[tensor].quantizable:
+            return None
+        if fmt not in self._exported:
+            self._export(fmt)
+        return self._residuals.get((tensor, fmt))
+
+    def _export(self, fmt: str) -> None:
+        from edgetqs.converter.pipeline import quantize
+        from edgetqs.converter.recipe import build_recipe
+        from edgetqs.converter.verify import constant_named
+        from edgetqs.model.tflite_graph import TFLiteGraph
+
+        graph = self.problem.graph
+        choice = [u.formats.index(fmt) if fmt in u.formats else _most_precise(u) for u in self.problem.units]
+        plan = plan_from_choice(self.problem, choice, 0, "exported-weights", None).to_dict()
+        exported = TFLiteGraph.from_bytes(quantize(self.tflite_path, build_recipe(graph, plan, self.problem.mode),
+                                        self.problem.mode, np.zeros((1,)), None))
+        for unit, q in zip(self.problem.units, choice):
+            if unit.formats[q] != fmt:
+                continue
+            for name in unit.weight_tensors:
+                if self.tensors[name].quantizable:
+                    original = graph.float_constant(graph.tensor_by_name(name))
+                    stored = exported.float_constant(constant_named(exported, name))
+                    self._residuals[(name, fmt)] = (stored - original).astype(np.float32)
+        self._exported.add(fmt)
+
+
+class ReferenceWeights:
+    """Q(W) - W from the reference quantizer (no export; blockwise formats differ slightly from AEQ)."""
+
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        self.tensors = costs.weight_tensors(problem.graph)
+        self._residuals: dict[tuple[str, str], np.ndarray] = {}
+
+    def residual(self, tensor: str, fmt: str) -> np.ndarray | None:
+        from edgetqs.tqs.quantizers import residual
+
+        t = self.tensors[tensor]
+        if fmt == "fp32" or not t.quantizable:
+            return None
+        key = (tensor, fmt)
+        if key not in self._residuals:
+            weights = self.problem.graph.float_constant(self.problem.graph.tensor_by_name(tensor))
+            self._residuals[key] = residual(weights, FORMATS[fmt], t.channel_axis).astype(np.float32)
+        return self._residuals[key]
+
+
+def _most_precise(unit) -> int:
+    return max(range(len(unit.formats)), key=lambda q: unit.memory_bytes[q])
+
+
+# Ops LiteRT runs as hybrid kernels when their weight is stored as integers.
+HYBRID_OPS = {"FULLY_CONNECTED": "row", "BATCH_MATMUL": "row", "CONV_2D": "sample", "DEPTHWISE_CONV_2D": "sample"}
+
+
+def quantize_inputs(x: np.ndarray, per: str) -> np.ndarray:
+    """Asymmetric int8 quantize-dequantize, one (scale, zero point) per row (last axis) or per sample:
+    how LiteRT's XNNPACK dynamic-range kernels (qd8) quantize a float input on the fly."""
+    axes = (-1,) if per == "row" else tuple(range(1, x.ndim))
+    lo = np.minimum(np.min(x, axis=axes, keepdims=True), 0.0)
+    hi = np.maximum(np.max(x, axis=axes, keepdims=True), 0.0)
+    scale = (hi - lo) / 255.0
+    safe = np.where(scale > 0, scale, 1.0)
+    zero = np.round(-128.0 - lo / safe)
+    q = np.clip(np.round(x / safe) + zero, -128, 127)
+    return ((q - zero) * safe).astype(np.float32)
+
+
+def _hybrid_engine_class():
+    from edgetqs.engine import Engine
+
+    class HybridPlanEngine(Engine):
+        """The engine with LiteRT's dynamic-range arithmetic: where a plan stores an op's weight as
+        integers, that op quantizes its float input to int8 on the fly (``quantize_inputs``).
+
+        ``quantized_rows`` (node index -> the batch rows of the plans that quantize its weight) is
+        set per batch of plans; those nodes always arrive perturbed, so ``_run_perturbed`` is the hook.
+        """
+
+        quantized_rows: dict[int, list[slice]] = {}
+
+        def _run_perturbed(self, node, inputs, perturbations):
+            rows = self.quantized_rows.get(node.index)
+            if rows and node.opcode in HYBRID_OPS:
+                x = np.array(inputs[0], dtype=np.float32)
+                for r in rows:
+                    x[r] = quantize_inputs(x[r], HYBRID_OPS[node.opcode])
+                inputs = [x, *inputs[1:]]
+            return super()._run_perturbed(node, inputs, perturbations)
+
+    return HybridPlanEngine
+
+
+class PlanRollouts:
+    """Whole-plan rollouts: every unit at its planned format, K windows, batched over plans."""
+
+    def __init__(self, problem: Problem, spec, windows: np.ndarray, horizon: int, backend=None, source: str = "",
+                 weights=None):
+        from edgetqs.engine import Engine
+
+        self.problem, self.windows, self.horizon, self.source = problem, windows, horizon, source
+        self.backend = backend or _hybrid_engine_class()(problem.graph, spec)
+        self.reference = self.backend.rollout_probes(windows, horizon, [{}])[0]
+        self.weights = weights or ReferenceWeights(problem)
+        self._readers: dict[str, list[int]] = {}
+        for node in self.backend.nodes:
+            for i in node.inputs:
+                if i >= 0:
+                    self._readers.setdefault(self.problem.graph.tensors[i].name, []).append(node.index)
+
+    def _set_quantized_rows(self, choices: list) -> None:
+        """Tell a hybrid engine which plans (batch rows) store which ops' weights as integers."""
+        if not hasattr(self.backend, "quantized_rows"):
+            return
+        k, rows = len(self.windows), {}
+        for g, choice in enumerate(choices):
+            for unit, q in zip(self.problem.units, choice):
+                if FORMATS[unit.formats[q]].is_float:
+                    continue
+                for name in unit.weight_tensors:
+                    for node in self._readers.get(name, []):
+                        group_rows = rows.setdefault(node, [])
+                        if not group_rows or group_rows[-1].start != g * k:
+                            group_rows.append(slice(g * k, (g + 1) * k))
+        self.backend.quantized_rows = rows
+
+    def rollout(self, choices: list) -> np.ndarray:
+        """[plans, K, T*patch, F] rollouts of whole plans."""
+        self._set_quantized_rows(choices)
+        return self.backend.rollout_probes(self.windows, self.horizon, [self.deltas(c) for c in choices])
+
+    def deltas(self, choice) -> dict[str, np.ndarray]:
+        out = {}
+        for unit, q in zip(self.problem.units, choice):
+            for name in unit.weight_tensors:
+                r = self.weights.residual(name, unit.formats[q])
+                if r is not None:
+                    out[name] = r
+        return out
+
+    def measure(self, choices: list) -> list[tuple[float, float]]:
+        """(rmse vs float, blow-up fraction) per plan."""
+        from edgetqs.metrics import rollout_metrics
+
+        runs = self.rollout(choices)
+        results = []
+        for run in runs:
+            m = rollout_metrics(run, self.reference)
+            results.append((float(m.rmse), float(m.blow_up_fraction)))
+        return results
+
+
+class _Ladders:
+    """Each unit's useful formats in order of bytes (undominated by bytes and predicted cost)."""
+
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        self.rungs = [undominated(u.options()) for u in problem.units]
+
+    def position(self, unit: int, q: int) -> int:
+        rungs = self.rungs[unit]
+        if q in rungs:
+            return rungs.index(q)
+        size = self.problem.units[unit].memory_bytes[q]  # a dominated choice: the rung of nearest size below
+        below = [i for i, r in enumerate(rungs) if self.problem.units[unit].memory_bytes[r] <= size]
+        return below[-1] if below else 0
+
+    def memory(self, choice) -> int:
+        return self.problem.fixed_memory_bytes + sum(u.memory_bytes[q] for u, q in zip(self.problem.units, choice))
+
+    def cost(self, choice) -> float:
+        return float(sum(u.costs[q] for u, q in zip(self.problem.units, choice)))
+
+    def neighbours(self, choice: tuple[int, ...], budget: int) -> list[tuple[tuple[int, ...], str]]:
+        """Ladder moves (i up, j down or nothing) and swaps (i, j exchange rungs) that fit ``budget``."""
+        pos = [self.position(i, q) for i, q in enumerate(choice)]
+        n = len(choice)
+        found: dict[tuple[int, ...], str] = {}
+
+        def at(i: int, p: int) -> int | None:
+            return self.rungs[i][p] if 0 <= p < len(self.rungs[i]) else None
+
+        def add(changes: dict[int, int], move: str) -> None:
+            new = list(choice)
+            for i, q in changes.items():
+                new[i] = q
+            key = tuple(new)
+            if key != choice and key not in found and self.memory(key) <= budget:
+                found[key] = move
+
+        names = [u.name for u in self.problem.units]
+        for i in range(n):
+            up = at(i, pos[i] + 1)
+            if up is None:
+                continue
+            add({i: up}, f"up {names[i]}")
+            for j in range(n):
+                down = at(j, pos[j] - 1)
+                if j != i and down is not None:
+                    add({i: up, j: down}, f"up {names[i]}, down {names[j]}")
+        for i in range(n):
+            for j in range(i + 1, n):
+                qi, qj = at(i, pos[j]), at(j, pos[i])
+                if pos[i] != pos[j] and qi is not None and qj is not None:
+                    add({i: qi, j: qj}, f"swap {names[i]} <-> {names[j]}")
+        return list(found.items())
+
+
+def search_contexts(problem: Problem, card, settings: SearchSettings, backend):
+    """The context windows TQS scored with: the same free run (seed, K) or the same data."""
+    from edgetqs.tqs.score import ScoreSettings, make_contexts
+
+    return make_contexts(backend, card, ScoreSettings(horizon=settings.horizon, windows=settings.windows,
+                                                      seed=settings.seed, data=settings.data))
+
+
+def verified_search(problem: Problem, card, budget_bytes: int, settings: SearchSettings | None = None,
+                    rollouts: PlanRollouts | None = None, tflite_path=None) -> SearchResult:
+    """The best plan under ``budget_bytes`` by measured rollout error (see the module doc).
+
+    ``tflite_path``: the float model; given, plans roll out with the weights AEQ
+    actually exports (:class:`ExportedWeights`), else the reference quantizer's.
+    ``rollouts``: share one :class:`PlanRollouts` (engine, contexts, reference,
+    residuals) across the budgets of one model.
+    """
+    settings = settings or SearchSettings()
+    if problem.mode == "static":
+        raise EdgeTQSError("the verified search prices plans additively and supports dynamic and weight-only modes",
+                           "plan static-int8 models with the knapsack (allocator mckp)")
+    start_time = time.perf_counter()
+    if rollouts is None:
+        engine = _hybrid_engine_class()(problem.graph, card.rollout)
+        contexts = search_contexts(problem, card, settings, engine)
+        weights = ExportedWeights(problem, tflite_path) if tflite_path else ReferenceWeights(problem)
+        rollouts = PlanRollouts(problem, card.rollout, contexts.windows, settings.horizon, engine, contexts.source,
+                                weights)
+    ladders = _Ladders(problem)
+    limit = settings.budget_for(len(problem.units))
+    rng = np.random.default_rng(settings.seed)
+    seen: dict[tuple[int, ...], Measured] = {}
+    order: list[Measured] = []
+
+    def run(candidates: list[tuple[tuple[int, ...], str]]) -> list[Measured]:
+        fresh = [(c, o) for c, o in candidates if c not in seen][: max(limit - len(order), 0)]
+        for i in range(0, len(fresh), settings.batch):
+            part = fresh[i:i + settings.batch]
+            for (choice, origin), (rmse, blown) in zip(part, rollouts.measure([c for c, _ in part])):
+                m = Measured(choice, ladders.memory(choice), ladders.cost(choice), rmse, blown, origin)
+                seen[choice] = m
+                order.append(m)
+        return [seen[c] for c, _ in candidates if c in seen]
+
+    starts = _starts(problem, budget_bytes)
+    measured_starts = run(starts)
+    knapsack = measured_starts[0]
+    best = min(measured_starts, key=Measured.key)
+    stopped = "converged"
+    while True:
+        if len(order) >= limit:
+            stopped = "evaluations"
+            break
+        if settings.seconds is not None and time.perf_counter() - start_time >= settings.seconds:
+            stopped = "time"
+            break
+        pending = [(c, o) for c, o in ladders.neighbours(best.choice, budget_bytes) if c not in seen]
+        if not pending:
+            break
+        batch = _pick(pending, ladders, settings.batch, rng)
+        improved = min(run(batch), key=Measured.key, default=None)
+        if improved is not None and improved.key() < best.key():
+            best = improved
+        elif len(pending) <= len(batch):
+            break  # every neighbour measured, none better: a local optimum
+    plan = plan_from_choice(problem, list(best.choice), budget_bytes, ALLOCATOR_NAME, None)
+    return SearchResult(plan, best, knapsack, order, time.perf_counter() - start_time,
+                        rollouts.source, stopped)
+
+
+def _starts(problem: Problem, budget_bytes: int) -> list[tuple[tuple[int, ...], str]]:
+    budgets = [int(budget_bytes * f) for f in FRONT_FRACTIONS]
+    feasible = [b for b in budgets if b >= problem.smallest_memory()]
+    if not feasible or feasible[0] != budget_bytes:
+        solve_many(problem, [budget_bytes])  # raises the knapsack's own "below the smallest footprint" error
+    starts = []
+    for b, plan in zip(feasible, solve_many(problem, feasible, "mckp")):
+        starts.append((_choice_of(problem, plan), f"start: knapsack at {b / budget_bytes:.0%} of the budget"))
+    starts.append((_choice_of(problem, solve_many(problem, [budget_bytes], "greedy")[0]), "start: greedy"))
+    unique: dict[tuple[int, ...], str] = {}
+    for choice, origin in starts:
+        unique.setdefault(choice, origin)
+    return list(unique.items())
+
+
+def _choice_of(problem: Problem, plan) -> tuple[int, ...]:
+    return tuple(u.formats.index(a.format) for u, a in zip(problem.units, plan.assignments))
+
+
+def _pick(pending, ladders: _Ladders, size: int, rng: np.random.Generator):
+    """The ``size`` neighbours to roll out next: most promising by predicted cost, plus a random few."""
+    ranked = sorted(pending, key=lambda item: (ladders.cost(item[0]), item[1]))
+    random_count = min(int(round(size * RANDOM_SHARE)), max(len(ranked) - size, 0))
+    head = ranked[: size - random_count]
+    rest = ranked[size - random_count:]
+    picks = [rest[i] for i in sorted(rng.choice(len(rest), random_count, replace=False))] if random_count else []
+    return head + picks

@@ -1,0 +1,104 @@
+"""Rollout-verified search on a real zoo model: within the budget, never worse
+than the knapsack on its own windows, bounded, deterministic, and its
+whole-plan rollout agrees with LiteRT running the exported .tflite."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from edgetqs.errors import EdgeTQSError  # noqa: E402
+from edgetqs.planner.search import PlanRollouts, SearchSettings, verified_search  # noqa: E402
+
+HORIZON, WINDOWS = 8, 4
+
+
+@pytest.fixture(scope="module")
+def problem():
+    import hashlib
+
+    from edgetqs import zoo
+    from edgetqs.planner.plan import build_problem
+    from edgetqs.tqs.score import ScoreSettings, score_model
+
+    model = zoo.build("mlp-sunspots")
+    scores = score_model(model.graph, model.card, ScoreSettings(probe="quant", horizon=HORIZON, windows=WINDOWS),
+                         progress=False)
+    sha = hashlib.sha256(repr(scores.to_dict()).encode()).hexdigest()
+    return model, build_problem(model.graph, scores, sha, "ai-edge-litert==2.3.0", "dynamic")
+
+
+def _budget(problem, share: float) -> int:
+    low, high = problem.smallest_memory(), problem.largest_memory()
+    return int(low + share * (high - low))
+
+
+def _settings(**kw):
+    return SearchSettings(horizon=HORIZON, windows=WINDOWS, **kw)
+
+
+def test_search_fits_the_budget_and_never_loses_to_the_knapsack_on_its_windows(problem):
+    model, prob = problem
+    budget = _budget(prob, 0.15)
+    result = verified_search(prob, model.card, budget, _settings(evaluations=12))
+    assert result.plan.predicted["memory_bytes"] <= budget
+    assert all(m.memory_bytes <= budget for m in result.evaluated)
+    assert result.best.key() <= result.knapsack.key()
+    assert len(result.evaluated) <= 12 and result.stopped in ("converged", "evaluations")
+    assert result.plan.allocator == "verified-search"
+    assert result.evaluated[0].origin.startswith("start: knapsack at 100%")
+    summary = result.summary()
+    assert len(summary["plans"]) == len(result.evaluated) and summary["best"]["rmse"] == result.best.rmse
+
+
+def test_search_is_deterministic_under_its_seed(problem):
+    model, prob = problem
+    budget = _budget(prob, 0.15)
+    first = verified_search(prob, model.card, budget, _settings(evaluations=10, seed=3))
+    second = verified_search(prob, model.card, budget, _settings(evaluations=10, seed=3))
+    assert [m.choice for m in first.evaluated] == [m.choice for m in second.evaluated]
+    assert [m.rmse for m in first.evaluated] == [m.rmse for m in second.evaluated]
+
+
+def test_search_refuses_a_budget_below_the_smallest_plan(problem):
+    model, prob = problem
+    with pytest.raises(EdgeTQSError, match="below the smallest footprint"):
+        verified_search(prob, model.card, prob.smallest_memory() - 1, _settings(evaluations=4))
+    with pytest.raises(EdgeTQSError, match="at least one evaluation"):
+        verified_search(prob, model.card, _budget(prob, 0.5), _settings(evaluations=0))
+
+
+def test_whole_plan_rollout_matches_litert_on_the_exported_model(problem, tmp_path):
+    """The arithmetic the search judges plans with is the exported model's: same
+    windows, the converted .tflite in LiteRT vs PlanRollouts, a few calls (the plan
+    has a blockwise unit, where the reference quantizer and AEQ differ)."""
+    from edgetqs.converter import convert
+    from edgetqs.engine.litert import LiteRTRunner
+    from edgetqs.planner.plan import solve
+    from edgetqs.planner.search import ExportedWeights
+
+    model, prob = problem
+    plan = solve(prob, _budget(prob, 0.1))
+    assert {a.format for a in plan.assignments} - {"fp32"}, "the plan quantizes something"
+    contexts = np.random.default_rng(0).standard_normal((WINDOWS, model.card.rollout.window, 1)).astype(np.float32)
+    rollouts = PlanRollouts(prob, model.card.rollout, contexts, 4, weights=ExportedWeights(prob, model.tflite_path))
+    choice = [u.formats.index(a.format) for u, a in zip(prob.units, plan.assignments)]
+    simulated = rollouts.rollout([choice])[0]
+    out = tmp_path / "plan.tflite"
+    with contextlib.redirect_stdout(io.StringIO()):
+        convert(model, plan.to_dict(), out, horizon=2, windows=2, overwrite=True)
+    exported = LiteRTRunner(out, model.card.rollout, num_threads=1).rollout(contexts, 4)
+    floats = rollouts.reference
+    quant_effect = np.linalg.norm(exported - floats)
+    mismatch = np.linalg.norm(exported - simulated)
+    assert quant_effect > 0
+    # exported weights + LiteRT's on-the-fly int8 inputs: the same numbers up to float round-off
+    assert mismatch < 1e-3 * quant_effect, (mismatch, quant_effect)
+    reference_only = PlanRollouts(prob, model.card.rollout, contexts, 4).rollout([choice])[0]
+    assert np.linalg.norm(exported - reference_only) > 10 * mismatch  # the exact weights are what closes the gap
