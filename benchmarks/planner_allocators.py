@@ -93,7 +93,7 @@ def zoo(names: list[str]) -> None:
     from ai_edge_quantizer import quantizer
 
     from edgetqs.converter.recipe import build_recipe
-    from edgetqs.model.intake import load_model
+    from edgetqs.zoo.resolve import load_model
     from edgetqs.planner.conformance import CapabilityMatrix
     from edgetqs.planner.front import pareto_front, plot_front
     from edgetqs.planner.plan import build_problem, solve

@@ -35,7 +35,7 @@ def _step(title: str, argv: list[str]) -> None:
 def _demo_budget(model: str, scores: Path, fraction: float) -> int:
     """A memory budget part-way between the smallest plan and the float model,
     so the plan has to mix formats rather than keep or drop everything."""
-    from edgetqs.model.intake import load_model
+    from edgetqs.zoo.resolve import load_model
     from edgetqs.planner.plan import build_problem
     from edgetqs.tqs.scorefile import file_sha256, load_scores
 

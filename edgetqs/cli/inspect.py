@@ -44,7 +44,7 @@ def print_card(card: ModelCard) -> None:
 
 
 def run(args) -> int:
-    from edgetqs.model.intake import load_model
+    from edgetqs.zoo.resolve import load_model
 
     model = load_model(args.model, args.rollout)
     if args.json:

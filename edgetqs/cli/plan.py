@@ -33,7 +33,7 @@ def _front_outputs(problem, args, output: Path, board_budget: int | None) -> dic
 
 
 def run(args) -> int:
-    from edgetqs.model.intake import load_model
+    from edgetqs.zoo.resolve import load_model
     from edgetqs.planner.boards import load_target
     from edgetqs.planner.front import unit_table
     from edgetqs.planner.plan import KeepFloat, format_size, make_plan, parse_size, target_budget

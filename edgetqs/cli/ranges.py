@@ -42,7 +42,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from edgetqs.model.intake import load_model
+    from edgetqs.zoo.resolve import load_model
     from edgetqs.ranges.calibration import calibrate
     from edgetqs.ranges.executor import FakeQuantEngine, QuantConfig
     from edgetqs.ranges.export import estimator_ranges, write_ranges_json

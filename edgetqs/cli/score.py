@@ -20,7 +20,7 @@ def output_paths(out: str | Path) -> dict[str, Path]:
 
 
 def run(args) -> int:
-    from edgetqs.model.intake import load_model
+    from edgetqs.zoo.resolve import load_model
     from edgetqs.tqs.plots import plot_curves, plot_scores
     from edgetqs.tqs.score import ScoreSettings, score_model
 

@@ -28,6 +28,7 @@ from edgetqs.engine.litert import LiteRTRunner
 from edgetqs.errors import EdgeTQSError
 from edgetqs.files import write_atomically
 from edgetqs.tqs import contexts as ctx
+from edgetqs.zoo.resolve import load_model
 
 DEFAULT_HORIZON = 32  # model calls in the reference rollouts
 DEFAULT_WINDOWS = 8  # context windows (and as many random probe windows)
@@ -126,10 +127,6 @@ def convert(model, plan, out: str | Path, *, mode: str | None = None, calibratio
 
 def resolve_model(model):
     """A CanonicalModel from a CanonicalModel, a path or zoo:NAME (through model intake)."""
-    if hasattr(model, "graph") and hasattr(model, "card"):
-        return model
-    from edgetqs.model.intake import load_model
-
     return load_model(model)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.card import RolloutSpec
+from edgetqs.model.intake import CanonicalModel, cache_dir, canonicalize, open_canonical
 from edgetqs.zoo.data import SYSTEMS, SystemData, evaluation_starts, system_data, training_pairs, true_trajectories
 from edgetqs.zoo.registry import BY_NAME, ENTRIES, TIERS, ZOO_VERSION, ZooEntry
 
@@ -40,8 +41,6 @@ def entry(name: str) -> ZooEntry:
 
 
 def model_dir(name: str) -> Path:
-    from edgetqs.model.intake import cache_dir
-
     return cache_dir() / "zoo" / f"v{ZOO_VERSION}" / entry(name).name
 
 
@@ -50,14 +49,12 @@ def is_built(name: str) -> bool:
     return (directory / "model.tflite").exists() and (directory / "model.card.json").exists()
 
 
-def build(name: str):
+def build(name: str) -> CanonicalModel:
     """The zoo model ``name`` as a CanonicalModel: trained, converted and judged once, then cached.
 
     Concurrent builders of the same model (parallel tests, several users of one
     cache) wait on a lock instead of training twice.
     """
-    from edgetqs.model.intake import open_canonical
-
     item = entry(name)
     directory = model_dir(item.name)
     if is_built(item.name):
@@ -70,8 +67,7 @@ def build(name: str):
         return _train_and_intake(item, directory)
 
 
-def _train_and_intake(item: ZooEntry, directory: Path):
-    from edgetqs.model.intake import canonicalize, open_canonical
+def _train_and_intake(item: ZooEntry, directory: Path) -> CanonicalModel:
     from edgetqs.zoo.evaluate import float_quality
     from edgetqs.zoo.training import train_keras, train_torch_onnx
 

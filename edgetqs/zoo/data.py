@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
+from edgetqs.model.intake import cache_dir
 from edgetqs.zoo import systems
 
 TRAIN_FRACTION = 0.8
@@ -77,8 +78,6 @@ SIMULATION_VERSION = 2  # bump when a simulation setting changes: the cached ser
 
 def _simulated(system: str, seed: int) -> np.ndarray:
     """Simulate once, then read the cached series (simulation takes a few seconds)."""
-    from edgetqs.model.intake import cache_dir
-
     path = cache_dir() / "systems" / f"{system}-v{SIMULATION_VERSION}-seed{seed}-{SIMULATED_STEPS}.npy"
     if path.exists():
         return np.load(path)

@@ -12,6 +12,7 @@ import numpy as np
 
 from edgetqs.metrics import rollout_metrics
 from edgetqs.model.card import RolloutSpec
+from edgetqs.model.quiet import quiet_stderr
 from edgetqs.zoo.data import true_trajectories
 
 QUALITY_WINDOWS = 8
@@ -20,8 +21,6 @@ QUALITY_WINDOWS = 8
 def litert_rollout(tflite_path: str | Path, spec: RolloutSpec, contexts: np.ndarray, horizon: int) -> np.ndarray:
     """Roll the model out from each context [K, window, F] for ``horizon`` steps -> [K, horizon, F]."""
     from ai_edge_litert.interpreter import Interpreter
-
-    from edgetqs.model.intake import quiet_stderr
 
     with quiet_stderr():  # LiteRT announces its XNNPACK delegate on fd 2
         interpreter = Interpreter(model_path=str(tflite_path), num_threads=1)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetqs.model.quiet import import_tensorflow_quietly
 from edgetqs.zoo.architectures import BUILDERS
 from edgetqs.zoo.data import system_data, training_pairs
 from edgetqs.zoo.registry import ZooEntry
@@ -24,8 +25,6 @@ LEARNING_RATE = 2e-3
 
 
 def _make_tensorflow_deterministic(seed: int) -> None:
-    from edgetqs.model.intake import import_tensorflow_quietly
-
     tf = import_tensorflow_quietly()
     import keras
 

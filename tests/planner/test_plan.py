@@ -150,7 +150,7 @@ def test_zoo_model_with_real_scores_plans_within_one_percent(tmp_path):
     from ai_edge_quantizer import quantizer
 
     from edgetqs.converter.recipe import build_recipe
-    from edgetqs.model.intake import load_model
+    from edgetqs.zoo.resolve import load_model
     from edgetqs.tqs.score import ScoreSettings, score_model
 
     model = load_model("zoo:mlp-sunspots")

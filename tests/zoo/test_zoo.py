@@ -166,7 +166,7 @@ def test_gru_zoo_model_is_flat_for_the_engine():
 
 def test_zoo_model_with_a_contradicting_rollout_spec_is_an_error(keras_zoo_model):
     from edgetqs.model.card import RolloutSpec
-    from edgetqs.model.intake import load_model
+    from edgetqs.zoo.resolve import load_model
 
     assert load_model("zoo:mlp-lorenz96", RolloutSpec.parse("window=4,features=40")).card.name == "mlp-lorenz96"
     with pytest.raises(EdgeTQSError, match="does not match mlp-lorenz96"):

@@ -1,0 +1,56 @@
+"""What every source format's converter returns, and the input-shape rules they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from edgetqs.errors import EdgeTQSError
+from edgetqs.model.card import RolloutSpec
+from edgetqs.model.layers import SourceNames
+
+
+class Converted(NamedTuple):
+    """A source model as float TFLite bytes, plus what intake needs to judge and describe it."""
+
+    tflite: bytes
+    source_names: SourceNames | None  # readable unit names recovered from the source, if it has any
+    reference: tuple[np.ndarray, np.ndarray] | None  # (input, the source framework's output); None: nothing to compare
+
+
+@dataclass(frozen=True)
+class SourceFormat:
+    """One row of the intake table: how to recognise a source and how to convert it."""
+
+    name: str
+    label: str  # how users know it, for messages: ".keras file"
+    suffixes: tuple[str, ...]  # file name endings; empty for directory formats
+    convert: Callable[[Path, RolloutSpec | None], Converted]
+    is_directory_of_this_format: Callable[[Path], bool] | None = None
+
+
+def fixed_input_shape(shape, rollout: RolloutSpec | None, path: Path) -> list[int]:
+    """[1, window, features] from a source input shape with None/-1 for unknown sizes."""
+    dims = [None if d is None or d < 0 else int(d) for d in shape]
+    if len(dims) != 3:
+        raise EdgeTQSError(f"{path} takes input of rank {len(dims)} {shape}, not [batch, window, features]",
+                           "export the forecaster with one [batch, window, features] input")
+    if rollout is not None:
+        dims[1], dims[2] = dims[1] or rollout.window, dims[2] or rollout.features
+    if dims[1] is None or dims[2] is None:
+        raise EdgeTQSError(f"cannot infer a rollout spec from {path}: its input shape {list(shape)} leaves the window "
+                           "or feature count open", "pass --rollout window=W,features=F[,patch=P]")
+    return [1, dims[1], dims[2]]
+
+
+def random_window(shape) -> np.ndarray:
+    """The seeded input every conversion is checked on."""
+    return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+
+
+def one_input_one_output(path: Path, inputs: int, outputs: int, fix: str) -> None:
+    if inputs != 1 or outputs != 1:
+        raise EdgeTQSError(f"{path} has {inputs} inputs and {outputs} outputs", fix)
