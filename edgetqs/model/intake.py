@@ -11,17 +11,15 @@ numerically against the source framework before it is cached.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
+from edgetqs.files import staged_directory
 from edgetqs.model.card import ModelCard, RolloutSpec
 from edgetqs.model.formats import FORMATS, SUPPORTED, detect_format
 from edgetqs.model.layers import infer_rollout, layer_table
@@ -100,18 +98,11 @@ def canonicalize(path: Path, source_format: str, out_dir: Path, rollout: Rollout
 
 
 def _write_atomically(out_dir: Path, tflite_bytes: bytes, card: ModelCard) -> CanonicalModel:
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    # If someone else finishes the same model first, theirs is equivalent: staged_directory keeps it.
+    with staged_directory(out_dir) as staging:
         (staging / "model.tflite").write_bytes(tflite_bytes)
         card.tflite_path = str(out_dir / "model.tflite")
         card.save(staging / "model.card.json")
-        # If someone else finished the same model first (or wins the race to rename), theirs is equivalent.
-        if not out_dir.exists():
-            with contextlib.suppress(OSError):
-                staging.rename(out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)  # nothing left after a successful rename
     return open_canonical(out_dir)
 
 
