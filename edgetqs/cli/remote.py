@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from edgetqs.cli.common import add_command, add_json_flag, console, print_json
 from edgetqs.errors import EdgeTQSError
@@ -123,14 +123,16 @@ def cmd_flash(args) -> int:
         # Loaded and hashed once for every board; a bad bundle is one error, not one per board.
         content = slot_files(args.bundle, Path(staging))
         boards = boards_from_args(args)
-        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                   TimeRemainingColumn())
         with Progress(*columns, console=console, disable=args.json, transient=True) as progress:
             tasks = {board.name: progress.add_task(board.name, total=None) for board in boards}
 
             def action(t):
-                task = tasks[t.board.name]
+                task, name = tasks[t.board.name], t.board.name
                 return flash(t, content, keep=args.keep,
-                             on_progress=lambda sent, total: progress.update(task, completed=sent, total=total))
+                             on_progress=lambda sent, total: progress.update(task, completed=sent, total=total),
+                             on_stage=lambda stage: progress.update(task, description=f"{name}: {stage}"))
 
             outcomes = run_fleet(boards, action, lambda result: (True, result.summary()))
     return finish(args, outcomes, f"flash {args.bundle}")

@@ -2,9 +2,13 @@
 
 The steps, each safe to die in::
 
-    1. check free space (df) before sending anything
-    2. upload into models/.incoming-<id>/ (files already there with the right
-       sha256 are kept, so a rerun after a dropped connection resumes)
+    1. check free space (df) before sending anything, counting what the old
+       slots take: the ones this flash prunes anyway are pruned first when
+       that is what makes room, the current one only after the switch
+    2. upload into models/.incoming-<id>/, resuming: files already there with
+       the right sha256 are kept, and a partial file whose bytes match the
+       start of the host's file (sha256 of that prefix) is continued from its
+       length, so a rerun after a dropped connection sends only the rest
     3. sha256 every file on the board against the host's hashes
     4. rename the directory into its slot models/<seq>-<id> (atomic rename)
     5. point current at it: ln -s to a temp name, then mv -T over current
@@ -26,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from edgetqs.bundle import Bundle, load_bundle, sha256_file
+from edgetqs.bundle import MANIFEST, Bundle, load_bundle, sha256_file
 from edgetqs.errors import EdgeTQSError
 from edgetqs.remote.transport import DiskFull, RemoteError, Transport
 
@@ -70,9 +74,11 @@ class FlashResult:
     previous: str | None
     uploaded_files: list[str]
     kept_files: list[str]  # already on the board from an interrupted run
-    uploaded_bytes: int
+    uploaded_bytes: int  # bytes actually sent in this run (every attempt)
     pruned: list[str]
     already_current: bool = False
+    resumed_from: dict[str, int] = field(default_factory=dict)  # file -> verified bytes already on the board
+    pruned_before_upload: list[str] = field(default_factory=list)  # old slots removed first to make room
 
     def to_json(self) -> dict:
         return {**asdict(self), "summary": self.summary()}
@@ -80,8 +86,11 @@ class FlashResult:
     def summary(self) -> str:
         if self.already_current:
             return f"{self.slot} is already current and verified; nothing to do"
-        resumed = f", {len(self.kept_files)} resumed" if self.kept_files else ""
-        return f"current -> {self.slot} ({len(self.uploaded_files)} files sent{resumed})"
+        resumed = f", {len(self.kept_files)} kept" if self.kept_files else ""
+        if self.resumed_from:
+            resumed += f", resumed at {_mib(sum(self.resumed_from.values()))}"
+        return (f"current -> {self.slot} ({len(self.uploaded_files)} files, {_mib(self.uploaded_bytes)} "
+                f"sent{resumed})")
 
 
 def runner_path() -> Path:
@@ -110,8 +119,10 @@ def slot_files(bundle_path: str | Path, staging: Path) -> SlotFiles:
     bundle = load_bundle(bundle_path)  # checks every file against its manifest hash
     paths = {path.name: path for path in bundle.files()}
     paths[RUNNER_FILE] = Path(shutil.copy(runner_path(), staging / RUNNER_FILE))
-    hashes = {name: sha256_file(path) for name, path in paths.items()}
-    bundle_id = hashlib.sha256(paths["manifest.json"].read_bytes()).hexdigest()[:12]
+    # load_bundle just checked the listed files against these: hashing hundreds of MB again buys nothing.
+    hashes = {name: meta["sha256"] for name, meta in bundle.manifest["files"].items()}
+    hashes.update({name: sha256_file(paths[name]) for name in (MANIFEST, RUNNER_FILE)})
+    bundle_id = hashes[MANIFEST][:12]
     return SlotFiles(bundle, bundle_id, paths, hashes)
 
 
@@ -119,24 +130,32 @@ def slot_files(bundle_path: str | Path, staging: Path) -> SlotFiles:
 
 @dataclass
 class Survey(SlotState):
-    """SlotState plus free space and the hashes of one bundle's files wherever
-    they already lie on the board (its slots and its upload directory)."""
+    """SlotState plus free space, what each entry under models/ takes, and the
+    hashes and sizes of one bundle's files wherever they already lie on the
+    board (its slots and its upload directory)."""
 
     free_bytes: int = 0
+    usage: dict[str, int] = field(default_factory=dict)  # slot or upload directory -> bytes on disk
     hashes: dict[str, dict[str, str]] = field(default_factory=dict)  # directory -> file -> sha256
+    sizes: dict[str, dict[str, int]] = field(default_factory=dict)  # directory -> file -> bytes
 
 
 def _hash_function(names: list[str]) -> str:
     """Shell function ``h``: ``sha256  name`` for the named files in the working
-    directory; sha256sum where coreutils has it, Python's hashlib elsewhere."""
+    directory; sha256sum where coreutils has it, Python's hashlib elsewhere
+    (1 MiB at a time: a model of hundreds of MB is never read into memory)."""
     listed = " ".join(q(n) for n in names)
     python_fallback = (
         "python3 -c 'import hashlib,sys\n"
-        "for n in sys.stdin.read().split(): print(hashlib.sha256(open(n,\"rb\").read()).hexdigest()+\"  \"+n)'"
+        "for n in sys.stdin.read().split():\n"
+        " d=hashlib.sha256(); f=open(n,\"rb\")\n"
+        " for c in iter(lambda: f.read(1<<20), b\"\"): d.update(c)\n"
+        " print(d.hexdigest()+\"  \"+n)'"
     )
     return (
         f'h() {{ for f in {listed}; do [ -f "$f" ] && echo "$f"; done | '
         f"if command -v sha256sum >/dev/null; then xargs -r sha256sum --; else {python_fallback}; fi; }}; "
+        f'z() {{ for f in {listed}; do if [ -f "$f" ]; then echo "$(wc -c < "$f")  $f"; fi; done; }}; '
     )
 
 
@@ -153,11 +172,13 @@ def survey(t: Transport, bundle_id: str = "", names: list[str] = ()) -> Survey:
         f'echo "current=$(readlink {CURRENT} 2>/dev/null)"; '
         f"echo \"free_kb=$(df -Pk {MODELS} | tail -n 1 | awk '{{print $4}}')\"; "
         f"echo '--slots'; ls -1A {MODELS}; "
+        f"echo '--usage'; ls -1A {MODELS} | while read -r n; do du -sk \"{MODELS}/$n\"; done; "
     )
     if bundle_id:
         script += _hash_function(list(names)) + (
             f"for d in {MODELS}/[0-9]*-{bundle_id} {MODELS}/{INCOMING_PREFIX}{bundle_id}; do "
-            '[ -d "$d" ] || continue; echo "--hashes ${d#*/}"; (cd "$d" && h); done'
+            '[ -d "$d" ] || continue; echo "--hashes ${d#*/}"; (cd "$d" && h); '
+            'echo "--sizes ${d#*/}"; (cd "$d" && z); done'
         )
     return _parse_survey(t.check(script, timeout=300, what="surveying the model slots").stdout.splitlines())
 
@@ -172,12 +193,16 @@ def _parse_survey(lines: list[str]) -> Survey:
         elif line.strip():
             section.append(line.strip())
     names = sections.get("slots", [])
+    usage = {path.rsplit("/", 1)[-1]: int(kb) * 1024 for kb, path in (u.split(None, 1) for u in sections.get("usage", []))}
     return Survey(
         current=link.rsplit("/", 1)[-1] if link else None,
         slots=sorted((n for n in names if SLOT_PATTERN.match(n)), key=lambda n: int(n.split("-")[0])),
         incoming=[n for n in names if n.startswith(INCOMING_PREFIX)],
         free_bytes=int(free_kb) * 1024 if free_kb.isdigit() else 0,
+        usage=usage,
         hashes={k.split(" ", 1)[1]: _parse_hashes(v) for k, v in sections.items() if k.startswith("hashes ")},
+        sizes={k.split(" ", 1)[1]: {name: int(size) for name, size in _parse_hashes(v).items()}
+               for k, v in sections.items() if k.startswith("sizes ")},
     )
 
 
@@ -191,6 +216,39 @@ def remote_hashes(t: Transport, directory: str, names: list[str]) -> dict[str, s
     return _parse_hashes(t.check(script, timeout=300, what=f"hashing files in {directory}").stdout.splitlines())
 
 
+def prefix_sha256(path: Path, length: int) -> str:
+    """sha256 of the first ``length`` bytes of ``path``, read 1 MiB at a time."""
+    digest, left = hashlib.sha256(), length
+    with open(path, "rb") as handle:
+        while left > 0:
+            chunk = handle.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            digest.update(chunk)
+            left -= len(chunk)
+    return digest.hexdigest()
+
+
+def resume_offset(local: Path, board_size: int | None, board_sha256: str | None) -> int:
+    """Where an upload of ``local`` may continue: the length of the partial
+    file on the board when its bytes are exactly the start of ``local``
+    (sha256 of that prefix), else 0. A complete file is not "partial": if its
+    hash were right it would have been kept, so it is damaged and resent."""
+    if not board_size or not board_sha256 or board_size >= local.stat().st_size:
+        return 0
+    return board_size if prefix_sha256(local, board_size) == board_sha256 else 0
+
+
+def board_resume_offset(t: Transport, local: Path, remote: str) -> int:
+    """resume_offset for the file as it is on the board now (after a dropped link)."""
+    try:
+        size = t.sftp().stat(remote).st_size
+    except FileNotFoundError:
+        return 0
+    directory, name = remote.rsplit("/", 1)
+    return resume_offset(local, size, remote_hashes(t, directory, [name]).get(name))
+
+
 # -- flash ------------------------------------------------------------------
 
 def flash(
@@ -199,20 +257,32 @@ def flash(
     keep: int = DEFAULT_KEEP,
     on_progress: Callable[[int, int], None] | None = None,
     hooks: FlashHooks | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> FlashResult:
     """Flash one bundle onto the board behind ``t``; see the module doc for the steps.
     ``bundle`` is a bundle path, or its ``slot_files`` already loaded and hashed
-    (a fleet shares one, so the bundle is hashed once, not once per board)."""
+    (a fleet shares one, so the bundle is hashed once, not once per board).
+    ``on_progress(sent, total)`` follows the upload (starting at what a resume
+    keeps), ``on_stage(text)`` each step."""
     if keep < 1:
         raise EdgeTQSError(f"--keep {keep} would delete the model being flashed", "keep at least 1 version")
+    steps = _Steps(on_progress or (lambda sent, total: None), on_stage or (lambda text: None), hooks or FlashHooks())
     if isinstance(bundle, SlotFiles):
-        return _flash(t, bundle, keep, on_progress, hooks or FlashHooks())
+        return _flash(t, bundle, keep, steps)
     with tempfile.TemporaryDirectory(prefix="edgetqs-flash-") as staging:
-        return _flash(t, slot_files(bundle, Path(staging)), keep, on_progress, hooks or FlashHooks())
+        return _flash(t, slot_files(bundle, Path(staging)), keep, steps)
 
 
-def _flash(t: Transport, content: SlotFiles, keep: int, on_progress, hooks: FlashHooks) -> FlashResult:
+@dataclass
+class _Steps:
+    progress: Callable[[int, int], None]
+    stage: Callable[[str], None]
+    hooks: FlashHooks
+
+
+def _flash(t: Transport, content: SlotFiles, keep: int, steps: _Steps) -> FlashResult:
     bundle_id, files, hashes = content.bundle_id, content.paths, content.hashes
+    steps.stage("surveying the board")
     state = survey(t, bundle_id, list(files))
     if state.current and state.current.endswith(bundle_id) and state.hashes.get(state.current) == hashes:
         return FlashResult(t.board.name, state.current, state.current, [], [], 0, [], already_current=True)
@@ -223,22 +293,31 @@ def _flash(t: Transport, content: SlotFiles, keep: int, on_progress, hooks: Flas
         pruned = switch_current(t, newest, prune=_doomed(state, newest, keep))
         return FlashResult(t.board.name, newest, state.current, [], list(files), 0, pruned)
 
-    incoming = f"{t.board.root}/{MODELS}/{INCOMING_PREFIX}{bundle_id}"
-    present = state.hashes.get(f"{INCOMING_PREFIX}{bundle_id}", {})
+    upload_dir = f"{INCOMING_PREFIX}{bundle_id}"
+    incoming = f"{t.board.root}/{MODELS}/{upload_dir}"
+    present = state.hashes.get(upload_dir, {})
     to_send = [name for name in files if present.get(name) != hashes[name]]
-    _check_space(t, state.free_bytes, sum(files[name].stat().st_size for name in to_send))
-    sent_bytes = _upload(t, incoming, {name: files[name] for name in to_send}, on_progress)
-    if hooks.after_upload:
-        hooks.after_upload(t, incoming)
+    offsets = {name: resume_offset(files[name], state.sizes.get(upload_dir, {}).get(name), present.get(name))
+               for name in to_send}
+    slot = f"{_next_seq(state):04d}-{bundle_id}"
+    needed = sum(files[name].stat().st_size - offsets[name] for name in to_send)
+    pruned_early = _make_room(t, state, slot, keep, needed)
+    sent_before = t.sent_bytes
+    _upload(t, incoming, {name: files[name] for name in to_send}, offsets, steps)
+    if steps.hooks.after_upload:
+        steps.hooks.after_upload(t, incoming)
+    steps.stage("verifying sha256 on the board")
     _verify(t, incoming, hashes)
 
-    slot = f"{_next_seq(state):04d}-{bundle_id}"
+    steps.stage(f"switching current to {slot}")
     t.check(f"mv -T {q(incoming)} {q(t.board.root)}/{MODELS}/{slot} && sync", what="moving the upload into its slot")
-    if hooks.before_switch:
-        hooks.before_switch(t, slot)
-    pruned = switch_current(t, slot, prune=_doomed(state, slot, keep))
+    if steps.hooks.before_switch:
+        steps.hooks.before_switch(t, slot)
+    pruned = switch_current(t, slot, prune=[n for n in _doomed(state, slot, keep) if n not in pruned_early])
     kept = [name for name in files if name not in to_send]
-    return FlashResult(t.board.name, slot, state.current, to_send, kept, sent_bytes, pruned)
+    return FlashResult(t.board.name, slot, state.current, to_send, kept, t.sent_bytes - sent_before,
+                       pruned_early + pruned, resumed_from={n: o for n, o in offsets.items() if o},
+                       pruned_before_upload=pruned_early)
 
 
 def _doomed(state: SlotState, new_current: str, keep: int) -> list[str]:
@@ -247,31 +326,69 @@ def _doomed(state: SlotState, new_current: str, keep: int) -> list[str]:
     return [s for s in slots[:-keep] if s != new_current] + state.incoming
 
 
-def _check_space(t: Transport, free: int, needed: int) -> None:
-    if needed + SPACE_MARGIN_BYTES > free:
-        raise DiskFull(
-            f"{t.board.name} has {_mib(free)} free under {t.board.root}, the bundle needs "
-            f"{_mib(needed)} (+ {_mib(SPACE_MARGIN_BYTES)} margin)",
-            "free space on the board (fewer kept versions: --keep 1, or delete files), or use a bigger card",
-        )
+def _prunable_now(state: Survey, new_slot: str, keep: int) -> list[str]:
+    """What this flash deletes anyway and may delete before uploading: not the
+    current slot (it stays until the new one is verified), not this upload."""
+    upload_dir = f"{INCOMING_PREFIX}{new_slot.split('-', 1)[1]}"
+    return [n for n in _doomed(state, new_slot, keep) if n not in (state.current, upload_dir)]
+
+
+def _make_room(t: Transport, state: Survey, new_slot: str, keep: int, needed: int) -> list[str]:
+    """Check that ``needed`` bytes (+ margin) fit. When they fit only without
+    the old slots this flash prunes anyway, prune those first; returns them."""
+    if needed + SPACE_MARGIN_BYTES <= state.free_bytes:
+        return []
+    doomed = _prunable_now(state, new_slot, keep)
+    if needed + SPACE_MARGIN_BYTES <= state.free_bytes + sum(state.usage.get(n, 0) for n in doomed):
+        t.check(f"cd {q(t.board.root)}/{MODELS} && rm -rf -- {' '.join(q(n) for n in doomed)} && sync",
+                what="pruning old versions to make room")
+        return doomed
+    raise _disk_full(t, state, new_slot, keep, needed)
+
+
+def _disk_full(t: Transport, state: Survey, new_slot: str, keep: int, needed: int) -> DiskFull:
+    kept = [s for s in state.slots if s not in _prunable_now(state, new_slot, keep)]
+    listing = ", ".join(f"{s} {_mib(state.usage.get(s, 0))}" + (" (current)" if s == state.current else "")
+                        for s in kept) or "none"
+    smaller = [k for k in range(keep - 1, 0, -1)
+               if needed + SPACE_MARGIN_BYTES <= state.free_bytes
+               + sum(state.usage.get(n, 0) for n in _prunable_now(state, new_slot, k))]
+    fix = (f"flash with --keep {smaller[0]} (prunes older versions first), free space on the board, "
+           "or use a bigger card" if smaller else
+           "free space on the board or use a bigger card (the current version stays until the new one "
+           "is verified, so it cannot make room)")
+    return DiskFull(
+        f"{t.board.name} has {_mib(state.free_bytes)} free under {t.board.root}, the bundle needs "
+        f"{_mib(needed)} (+ {_mib(SPACE_MARGIN_BYTES)} margin); the versions kept with --keep {keep} "
+        f"take {listing}", fix)
 
 
 def _mib(n: int) -> str:
     return f"{n / 2**20:.2f} MiB"
 
 
-def _upload(t: Transport, incoming: str, files: dict[str, Path], on_progress) -> int:
+def _upload(t: Transport, incoming: str, files: dict[str, Path], offsets: dict[str, int], steps: _Steps) -> None:
+    """Send ``files`` into ``incoming``, each from its verified offset; a link
+    that drops mid-file resumes from what reached the board. ``offsets`` ends
+    up holding where each file's last attempt started."""
     t.makedirs(incoming)
     total = sum(path.stat().st_size for path in files.values())
     done = 0
     for name, path in files.items():
-        def progress(sent, _size, base=done):
-            if on_progress:
-                on_progress(base + sent, total)
+        remote = f"{incoming}/{name}"
+        first = [offsets.get(name, 0)]
 
-        t.put(path, f"{incoming}/{name}", on_progress=progress)
+        def offset(name=name, local=path, remote=remote, first=first) -> int:
+            # The survey's offset first; after a dropped link, what reached the board by then.
+            at = offsets[name] = first.pop() if first else board_resume_offset(t, local, remote)
+            steps.stage(f"resuming {name} at {_mib(at)} (verified)" if at else f"uploading {name}")
+            return at
+
+        def progress(position, _size, base=done):
+            steps.progress(base + position, total)
+
+        t.put(path, remote, on_progress=progress, offset=offset)
         done += path.stat().st_size
-    return total
 
 
 def _verify(t: Transport, incoming: str, hashes: dict[str, str]) -> None:

@@ -193,6 +193,14 @@ class LocalBoard:
         )
         return replace(board, **overrides)
 
+    def connection_via(self, port: int, **overrides) -> BoardConnection:
+        """A connection through a relay on ``port`` (link_proxy.LinkProxy): the
+        same board and host key, trusted under the relay's address."""
+        known_hosts = self.workdir / f"known_hosts.{port}"
+        key_type, key_b64 = Path(f"{self.keys.host_key}.pub").read_text().split()[:2]
+        known_hosts.write_text(f"[{self.host}]:{port} {key_type} {key_b64}\n")
+        return self.connection(port=port, known_hosts=str(known_hosts), **overrides)
+
 
 
 

@@ -29,6 +29,8 @@ from edgetqs.errors import EdgeTQSError
 from edgetqs.retry import with_backoff
 from edgetqs.remote.boards import BoardConnection
 
+# Bytes read from the local file and written per SFTP request batch.
+PUT_CHUNK = 256 * 1024
 # Seconds `timeout` waits after TERM before it KILLs a remote command.
 KILL_AFTER = 5
 # Exit codes of coreutils `timeout`: TERM worked (124) or KILL was needed (137).
@@ -141,6 +143,7 @@ class Transport:
         self._client: paramiko.SSHClient | None = None
         self._jump: Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
+        self.sent_bytes = 0  # file bytes written by put (all attempts), for progress and benchmarks
 
     # -- connection ---------------------------------------------------------
     def __enter__(self) -> Transport:
@@ -331,13 +334,23 @@ class Transport:
             self._sftp.get_channel().settimeout(self.board.connect_timeout * 3)
         return self._sftp
 
-    def put(self, local: str | Path, remote: str, on_progress: Callable[[int, int], None] | None = None) -> None:
-        """Copy one file to the board. A transport fault reconnects and starts over."""
-        self._with_retry(lambda: self._put_once(str(local), remote, on_progress), f"uploading {remote}")
+    def put(self, local: str | Path, remote: str, on_progress: Callable[[int, int], None] | None = None,
+            offset: int | Callable[[], int] = 0) -> None:
+        """Copy one file to the board, streamed in chunks (never read whole).
 
-    def _put_once(self, local: str, remote: str, on_progress) -> None:
+        ``offset``: the first ``offset`` bytes are already on the board (the
+        caller verified them), so only the rest is sent, written in place from
+        there. A callable is asked again before every attempt, so after a
+        dropped link a resumable upload resumes again instead of starting over.
+        ``on_progress(position, size)`` counts from the offset; every byte
+        written is added to ``sent_bytes``.
+        """
+        start = offset if callable(offset) else (lambda: offset)
+        self._with_retry(lambda: self._put_once(str(local), remote, start(), on_progress), f"uploading {remote}")
+
+    def _put_once(self, local: str, remote: str, offset: int, on_progress) -> None:
         try:
-            self.sftp().put(local, remote, callback=on_progress, confirm=True)
+            self._stream(local, remote, offset, on_progress)
         except OSError as exc:
             if not self._connected():  # "Socket is closed": the link died, not the write
                 raise EOFError(f"connection lost: {exc}") from exc
@@ -349,6 +362,28 @@ class Transport:
             if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout)):
                 raise
             raise RemoteError(f"cannot write {remote} on {self.board.name}: {exc}", "check the path and its permissions") from exc
+
+    def _stream(self, local: str, remote: str, offset: int, on_progress) -> None:
+        size = Path(local).stat().st_size
+        position = offset
+        with open(local, "rb") as source, self.sftp().open(remote, "r+b" if offset else "wb") as target:
+            target.set_pipelined(True)  # don't wait for each write's ack (like paramiko's put)
+            if offset:
+                target.truncate(offset)  # anything past the verified prefix is not trusted
+                target.seek(offset)
+                source.seek(offset)
+            if on_progress:
+                on_progress(position, size)
+            for chunk in iter(lambda: source.read(PUT_CHUNK), b""):
+                target.write(chunk)
+                position += len(chunk)
+                self.sent_bytes += len(chunk)
+                if on_progress:
+                    on_progress(position, size)
+        # The acks of pipelined writes arrive by close; a short file means some write failed.
+        written = self.sftp().stat(remote).st_size
+        if written != size:
+            raise OSError(f"size mismatch in put: {remote} has {written} bytes on the board, {size} were sent")
 
     def makedirs(self, remote: str) -> None:
         """``mkdir -p`` over SFTP (no login shell, so no shell start-up cost)."""
