@@ -375,9 +375,9 @@ class Transport:
             if on_progress:
                 on_progress(position, size)
             for chunk in iter(lambda: source.read(PUT_CHUNK), b""):
+                self.sent_bytes += len(chunk)  # counted when handed over: bytes lost in flight were sent too
                 target.write(chunk)
                 position += len(chunk)
-                self.sent_bytes += len(chunk)
                 if on_progress:
                     on_progress(position, size)
         # The acks of pipelined writes arrive by close; a short file means some write failed.
