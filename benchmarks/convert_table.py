@@ -92,11 +92,11 @@ def measure_model(name: str, args, workdir: Path) -> list[dict]:
     from edgetqs.engine.litert import LiteRTRunner
     from edgetqs.metrics import rollout_metrics
     from edgetqs.tqs import contexts as ctx
-    from edgetqs.tqs.score import make_backend
+    from edgetqs.tqs.score import backend_for
 
     canonical = zoo.build(name)
     spec = canonical.rollout
-    contexts = ctx.free_run(make_backend(canonical.graph, canonical.card), spec, args.windows, 0, args.horizon).windows
+    contexts = ctx.free_run(backend_for(canonical.graph, canonical.card), spec, args.windows, 0, args.horizon).windows
     float_path = Path(canonical.tflite_path)
     reference = LiteRTRunner(float_path, spec, num_threads=1).rollout(contexts, args.horizon)
     float_latency = step_latency(float_path, contexts[0], args.runs)

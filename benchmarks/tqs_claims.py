@@ -58,13 +58,13 @@ def measured_errors(backend, model, units, windows, bits: int) -> tuple[np.ndarr
 def evaluate(name: str) -> dict:
     from edgetqs import zoo
     from edgetqs.tqs.contexts import free_run
-    from edgetqs.tqs.score import ScoreSettings, backend_name, make_backend, score_model
+    from edgetqs.tqs.score import ScoreSettings, backend_for, score_model
     from edgetqs.tqs.units import build_units
 
     model = zoo.build(name)
-    backend = make_backend(model.graph, model.card, "numba")
+    backend = backend_for(model.graph, model.card, "numba")
     contexts = free_run(backend, model.card.rollout, WINDOWS, SEED)
-    result = {"model": name, "engine": backend_name(backend)}
+    result = {"model": name, "engine": backend.name}
     by_level = {}
     for level in ("layer", "block"):
         settings = ScoreSettings(probe="both", granularity=level, horizon=HORIZON, windows=WINDOWS, seed=SEED)

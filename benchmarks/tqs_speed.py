@@ -35,7 +35,7 @@ def sweep(model, backend, contexts, settings):
 def measure(name: str) -> dict:
     from edgetqs import zoo
     from edgetqs.engine import Engine
-    from edgetqs.tqs.blackbox import LiteRTRollout
+    from edgetqs.engine.blackbox import LiteRTRollout
     from edgetqs.tqs.contexts import free_run
     from edgetqs.tqs.score import ScoreSettings
 

@@ -150,9 +150,9 @@ def context_windows(canonical, calibration, windows: int, horizon: int, seed: in
     spec = canonical.rollout
     if calibration:
         return ctx.from_file(calibration, spec, windows, horizon)
-    from edgetqs.tqs.score import make_backend
+    from edgetqs.tqs.score import backend_for
 
-    return ctx.free_run(make_backend(canonical.graph, canonical.card), spec, windows, seed, horizon)
+    return ctx.free_run(backend_for(canonical.graph, canonical.card), spec, windows, seed, horizon)
 
 
 def probe_windows(context_windows: np.ndarray, seed: int) -> np.ndarray:

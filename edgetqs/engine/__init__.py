@@ -15,6 +15,8 @@ API (stable; the TQS scorer codes against it)::
 
     # the per-op hook: observe or replace every op's outputs during forward/rollout
     eng = Engine(graph, spec, on_output=lambda node, outputs: outputs)  # node: registry.Node; outputs batched
+    eng = Engine(graph, spec, hooks=wrapper)  # composition (OpHooks): wrapper.on_input(x), wrapper.run_op(node,
+                                            # inputs, kernel); also sees the perturbed ops of rollout_probes
     class MyEngine(Engine):                 # or override the hook points themselves:
         def run_op(self, node, inputs): ...         # default: self.kernel(node, inputs), then on_output
         def transform_input(self, x): ...           # the graph input, once per model call
@@ -23,6 +25,9 @@ API (stable; the TQS scorer codes against it)::
 
     from edgetqs.engine.litert import LiteRTRunner   # same forward/rollout through the LiteRT interpreter
     runner = LiteRTRunner(model_bytes_or_path, spec)
+
+    from edgetqs.engine.backends import make_backend, RolloutBackend   # numba | litert | fake-quant, by name
+    backend = make_backend("litert", graph, spec)   # the protocol: name, spec, weight, forward, rollout, rollout_probes
 
 A graph with an op the engine has no kernel for raises ``UnsupportedOpError``
 (an ``EdgeTQSError``; ``.ops`` names the ops) at construction, so callers can

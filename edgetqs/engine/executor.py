@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterator, Mapping, Protocol
 
 import numpy as np
 
@@ -26,6 +26,23 @@ _FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64")
 
 # on_output(node, outputs) -> outputs: sees (and may replace) every op's batched outputs.
 OutputHook = Callable[[Node, list], list]
+# kernel(node, inputs) -> outputs: the engine's kernel for an op (a perturbed op's probe kernel during
+# rollout_probes); it accepts a modified copy of the node, e.g. without its fused activation.
+OpKernel = Callable[[Node, list], list]
+
+
+class OpHooks(Protocol):
+    """What a wrapper composes with the engine (``Engine(graph, spec, hooks=...)``) to change execution.
+
+    ``on_input`` sees the graph input once per model call, before any op (it may reset
+    per-call state); ``run_op`` computes one op's batched outputs, calling ``kernel`` for
+    the engine's arithmetic. Unlike ``on_output`` these also run for the ops that read a
+    perturbed weight in ``rollout_probes``, so a wrapper sees every op of every probe group.
+    """
+
+    def on_input(self, x: np.ndarray) -> np.ndarray: ...
+
+    def run_op(self, node: Node, inputs: list[np.ndarray | None], kernel: OpKernel) -> list[np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -40,16 +57,20 @@ class OpView:
 
 
 class Engine:
-    """Batched, probe-aware execution of one model. See the package docstring for the API."""
+    """Batched, probe-aware execution of one model. See the package docstring for the API.
+
+    A ``RolloutBackend`` (engine/backends.py) under the name "numba"."""
+
+    name = "numba"
 
     def __init__(self, graph: TFLiteGraph, spec: RolloutSpec, gemm_kernel: str = "numba",
-                 on_output: OutputHook | None = None):
+                 on_output: OutputHook | None = None, hooks: OpHooks | None = None):
         """``gemm_kernel``: "numba" (row-exact kernel) or "blas" (one BLAS call per probe group); see gemm.py.
-        ``on_output``: the per-op hook, see ``run_op``."""
+        ``on_output``: the per-op hook, see ``run_op``; ``hooks``: a wrapper's input and op hooks (OpHooks)."""
         if gemm_kernel not in gemm.KERNELS:
             raise EdgeTQSError(f"unknown GEMM kernel '{gemm_kernel}'", f"use one of: {', '.join(gemm.KERNELS)}")
         self.graph, self.spec = graph, spec.validate()
-        self.gemm_kernel, self.on_output = gemm_kernel, on_output
+        self.gemm_kernel, self.on_output, self.hooks = gemm_kernel, on_output, hooks
         self._check_io()
         self._nodes = [self._node(op) for op in graph.operators]
         missing = sorted({n.opcode for n in self._nodes if lookup(n.opcode) is None})
@@ -144,9 +165,12 @@ class Engine:
         (``self.kernel(node, inputs)`` is the engine's kernel; it accepts a
         modified copy of ``node``, e.g. without its fused activation).
         ``rollout_probes`` calls it too, except for the ops that read a
-        perturbed weight (those run the probe kernels directly).
+        perturbed weight (those run the probe kernels directly; ``hooks.run_op`` sees them).
         """
-        outputs = self._entries[node.index].kernel(node, inputs)
+        if self.hooks is not None:
+            outputs = self.hooks.run_op(node, inputs, self.kernel)
+        else:
+            outputs = self._entries[node.index].kernel(node, inputs)
         if self.on_output is not None:
             outputs = self.on_output(node, outputs)
         return outputs
@@ -154,7 +178,7 @@ class Engine:
     def transform_input(self, x: np.ndarray) -> np.ndarray:
         """The graph input as the first op reads it (batched, graph shape). Called once per model
         call, before any ``run_op``: a subclass may transform it or reset per-call state here."""
-        return x
+        return self.hooks.on_input(x) if self.hooks is not None else x
 
     @staticmethod
     def kernel(node: Node, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
@@ -177,7 +201,12 @@ class Engine:
         for node in self._nodes:
             inputs = [values[i] if i >= 0 else None for i in node.inputs]
             perturbed = perturbations.get(node.index)
-            outputs = self._run_perturbed(node, inputs, perturbed) if perturbed else self.run_op(node, inputs)
+            if not perturbed:
+                outputs = self.run_op(node, inputs)
+            elif self.hooks is not None:
+                outputs = self.hooks.run_op(node, inputs, lambda n, ins, p=perturbed: self._run_perturbed(n, ins, p))
+            else:
+                outputs = self._run_perturbed(node, inputs, perturbed)
             for index, value in zip(node.outputs, outputs):
                 values[index] = value
             for index in self._last_use.get(node.index, ()):
@@ -185,6 +214,7 @@ class Engine:
         return values[self.graph.outputs[0]]
 
     def _run_perturbed(self, node: Node, inputs: list, perturbations) -> list[np.ndarray]:
+        """``node`` may be a modified copy of one of the graph's nodes (same index)."""
         entry = self._entries[node.index]
         if entry.perturbable:
             return entry.kernel(node, inputs, perturbations)

@@ -1,10 +1,11 @@
 """Weight- and activation-fake-quantized execution with three activation-range modes.
 
-``FakeQuantEngine`` is the rollout engine (``edgetqs.engine.Engine``, its
-kernels, constant folding, batching and rollout loop) with one change: after
-every op that computes values (a *site*: not a pure layout op) the output is
-quantized and dequantized to ``act_bits`` with an asymmetric uniform grid over
-a range chosen by the mode:
+``FakeQuantEngine`` wraps the rollout engine (``edgetqs.engine.Engine``, its
+kernels, constant folding, batching and rollout loop) through the engine's
+``hooks`` (``OpHooks``) and changes one thing: after every op that computes
+values (a *site*: not a pure layout op) the output is quantized and
+dequantized to ``act_bits`` with an asymmetric uniform grid over a range
+chosen by the mode:
 
 * ``static``: the min/max seen on the calibration windows (fixed);
 * ``dynamic``: the exact min/max of this very output (needs the whole float
@@ -23,6 +24,19 @@ Ranges are per sample of the batch, per tensor or per channel (last axis),
 and always contain zero (as TFLite's int8 scheme needs). Weights of weighted
 layers are fake-quantized symmetric per output channel with the TQS reference
 quantizer. Layout ops pass their input's quantization through, as in TFLite.
+
+It is the ``fake-quant`` rollout backend (engine/backends.py). Because the hooks
+see the ops that read a perturbed weight too, ``rollout_probes`` runs TQS probes
+on the quantized model, and ``rollout_plans`` rolls out whole plans
+(``{tensor: format}``, the reference quantizer's weights, activations as the
+mode says) side by side from the same contexts, sharing the unperturbed work::
+
+    fq = FakeQuantEngine(graph, spec, QuantConfig("dynamic", weight_bits=None))  # "float": weights only
+    trajs = fq.rollout_plans(contexts, horizon, [{"dense/kernel": "int4"}, {"dense/kernel": "int8"}])
+    # -> [P, K, horizon*patch, F]; tensors a plan does not name keep the engine's weights (float here)
+
+In the estimated modes a probe group's ranges are predicted from the
+unperturbed weights (the estimator's statistics are the model's, not the plan's).
 """
 
 from __future__ import annotations
@@ -30,11 +44,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
-from edgetqs.engine import Engine
+from edgetqs.engine import Engine, OpView
+from edgetqs.engine.backends import register_backend
+from edgetqs.engine.executor import OpKernel
 from edgetqs.engine.ops.unary import apply_fused
 from edgetqs.engine.registry import Node
 from edgetqs.errors import EdgeTQSError
@@ -42,7 +58,9 @@ from edgetqs.model.card import RolloutSpec
 from edgetqs.model.tflite_graph import TFLiteGraph
 from edgetqs.ranges.estimator import LAYOUT_OPS, LINEAR_OPS, RangeEstimator
 from edgetqs.ranges.moments import Moments
-from edgetqs.tqs.quantizers import channel_axis, quantize_channel
+from edgetqs.planner.formats import WeightFormat, get_format
+from edgetqs.tqs.quantizers import channel_axis, quantize, quantize_channel
+from edgetqs.tqs.units import tensor_channel_axes
 
 MODES = ("float", "static", "dynamic", "probabilistic", "hybrid")
 ESTIMATED_MODES = ("probabilistic", "hybrid")
@@ -72,21 +90,23 @@ class QuantConfig:
 Observer = Callable[[int, Node | None, np.ndarray, np.ndarray, Moments | None, np.ndarray, np.ndarray], None]
 
 
-class FakeQuantEngine(Engine):
+class FakeQuantEngine:
     """The engine with fake-quantized weights and activations (see module docstring).
 
-    Built on the engine's public hooks only: ``transform_input`` quantizes the
+    Composes with the engine through its ``hooks`` only: ``on_input`` quantizes the
     graph input and starts the moments a model call carries from op to op;
     ``run_op`` quantizes each site's output (and moves moments through layout ops).
     """
 
-    def __init__(self, graph: TFLiteGraph, spec: RolloutSpec, config: QuantConfig, stride: int = 1,
+    name = "fake-quant"
+
+    def __init__(self, graph: TFLiteGraph, spec: RolloutSpec, config: QuantConfig = QuantConfig(), stride: int = 1,
                  per_channel_weights: bool = True, exact_mean: bool = False):
         if stride < 1:
             raise EdgeTQSError(f"sampling stride {stride} must be at least 1", "use --stride 1 (every position) or more")
         config = config.check()
-        super().__init__(graph, spec)
-        self.config = config
+        self.engine = Engine(graph, spec, hooks=self)
+        self.graph, self.spec, self.config = graph, self.engine.spec, config
         shapes = {t.index: t.shape for t in graph.tensors}
         self.estimator = RangeEstimator(list(self.nodes), self.constants, shapes, stride=stride,
                                         per_channel_weights=per_channel_weights, exact_mean=exact_mean)
@@ -96,8 +116,59 @@ class FakeQuantEngine(Engine):
         self.sites = [INPUT_SITE] + [n.outputs[0] for n in self.nodes if is_site(n)]
         self._carried: dict[int, Moments] = {}  # this model call's moments, by tensor
         self._want_moments = False
+        self._channel_axes: dict[str, int] | None = None
         if config.weight_bits:
             self._quantize_weights(config.weight_bits)
+
+    # -- the engine, as this backend runs it -------------------------------------
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        return self.engine.nodes
+
+    @property
+    def constants(self) -> Mapping[int, np.ndarray]:
+        return self.engine.constants
+
+    def set_constant(self, index: int, value: np.ndarray) -> None:
+        self.engine.set_constant(index, value)
+
+    def ops(self) -> Iterator[OpView]:
+        return self.engine.ops()
+
+    def weight_names(self) -> list[str]:
+        return self.engine.weight_names()
+
+    def weight(self, name: str) -> np.ndarray:
+        """A weight as this backend computes with it (fake-quantized when ``weight_bits`` is set)."""
+        return self.engine.weight(name)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.engine.forward(x)
+
+    def rollout(self, contexts: np.ndarray, horizon: int) -> np.ndarray:
+        return self.engine.rollout(contexts, horizon)
+
+    def rollout_probes(self, contexts: np.ndarray, horizon: int, deltas: list[dict[str, np.ndarray]]) -> np.ndarray:
+        """TQS probes around the fake-quantized model: group g adds ``deltas[g]`` to its weights."""
+        return self.engine.rollout_probes(contexts, horizon, deltas)
+
+    def rollout_plans(self, contexts: np.ndarray, horizon: int,
+                      plans: list[Mapping[str, str | WeightFormat]]) -> np.ndarray:
+        """Every plan ``{tensor: format}`` rolled out from the same contexts in one batch: [P, K, horizon*patch, F]."""
+        return self.engine.rollout_probes(contexts, horizon, [self.plan_deltas(plan) for plan in plans])
+
+    def plan_deltas(self, plan: Mapping[str, str | WeightFormat]) -> dict[str, np.ndarray]:
+        """Tensor -> the change from this backend's weight to the float weight quantized as ``plan`` says."""
+        if self._channel_axes is None:
+            self._channel_axes = tensor_channel_axes(self.graph)
+        deltas = {}
+        for name, fmt in plan.items():
+            fmt = get_format(fmt) if isinstance(fmt, str) else fmt
+            current = self.weight(name)  # also checks the name is a weight
+            target = quantize(self.graph.float_constant(self.graph.tensor_by_name(name)).reshape(current.shape),
+                              fmt, self._channel_axes.get(name, 0))
+            deltas[name] = target - current
+        return deltas
 
     def is_small_site(self, tensor: int) -> bool:
         """Whether the site's float output (per sample) fits in two values per channel."""
@@ -105,7 +176,7 @@ class FakeQuantEngine(Engine):
         return bool(shape) and int(np.prod(shape)) <= 2 * shape[-1]
 
     def tensor_name(self, tensor: int) -> str:
-        return super().tensor_name(self.graph.inputs[0] if tensor == INPUT_SITE else tensor)
+        return self.engine.tensor_name(self.graph.inputs[0] if tensor == INPUT_SITE else tensor)
 
     def pre_activation_node(self, node: Node) -> Node:
         """The node whose kernel stops before its fused activation (what a site quantizes after)."""
@@ -115,11 +186,8 @@ class FakeQuantEngine(Engine):
         """Switch activation mode, keeping calibration and weights."""
         self.config = QuantConfig(mode, self.config.act_bits, self.config.weight_bits, self.config.granularity).check()
 
-    def rollout_probes(self, contexts, horizon, deltas):
-        raise EdgeTQSError("the fake-quant engine does not run TQS probes", "use edgetqs.engine.Engine for probes")
-
-    # -- the engine's hooks ----------------------------------------------------
-    def transform_input(self, x: np.ndarray) -> np.ndarray:
+    # -- the engine's hooks (OpHooks) ----------------------------------------------
+    def on_input(self, x: np.ndarray) -> np.ndarray:
         if self.config.mode == "static" and not self.static_ranges:
             raise EdgeTQSError("static activation ranges are not calibrated",
                                "call edgetqs.ranges.calibration.calibrate(engine, windows) first")
@@ -130,10 +198,10 @@ class FakeQuantEngine(Engine):
             self._carried[self.graph.inputs[0]] = in_moments
         return self._quantize_site(INPUT_SITE, None, x, x, in_moments)
 
-    def run_op(self, node: Node, inputs: list) -> list[np.ndarray]:
+    def run_op(self, node: Node, inputs: list, kernel: OpKernel) -> list[np.ndarray]:
         if is_site(node):
-            return [self._run_site(node, inputs)]
-        outputs = self.kernel(node, inputs)
+            return [self._run_site(node, inputs, kernel)]
+        outputs = kernel(node, inputs)
         if self._want_moments:
             moved = self.estimator.layout_moments(node, self._carried)
             for index, m in zip(node.outputs, moved or []):
@@ -141,8 +209,8 @@ class FakeQuantEngine(Engine):
         return outputs
 
     # -- execution -------------------------------------------------------------
-    def _run_site(self, node: Node, inputs: list) -> np.ndarray:
-        pre = self.kernel(self._pre_nodes[node.index], inputs)[0]
+    def _run_site(self, node: Node, inputs: list, kernel: OpKernel) -> np.ndarray:
+        pre = kernel(self._pre_nodes[node.index], inputs)[0]
         pre_moments = None
         if self._want_moments:
             pre_moments = self.estimator.pre_moments(node, inputs, self._carried)
@@ -192,6 +260,9 @@ class FakeQuantEngine(Engine):
                 weight = self.constants[index][0]
                 axis = channel_axis(node.opcode, weight.shape)
                 self.set_constant(index, quantize_channel(weight, bits, axis))
+
+
+register_backend(FakeQuantEngine.name, FakeQuantEngine)  # int8 weights, dynamic int8 activations
 
 
 def is_site(node: Node) -> bool:

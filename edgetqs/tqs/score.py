@@ -25,6 +25,9 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from edgetqs.engine import Engine
+from edgetqs.engine.backends import DEFAULT_BACKEND, RolloutBackend, backend_names, make_backend
+from edgetqs.engine.blackbox import LiteRTRollout
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.card import ModelCard
 from edgetqs.model.tflite_graph import TFLiteGraph
@@ -50,7 +53,7 @@ class ScoreSettings:
     windows: int = 16
     seed: int = 0
     probe_bits: int = 4
-    engine: str = "numba"  # numba | litert
+    engine: str = DEFAULT_BACKEND  # a rollout backend name (engine/backends.py)
     dead_floor: float = DEFAULT_DEAD_FLOOR
     data: str | None = None  # CSV/NPY path; None = data-free contexts
 
@@ -58,29 +61,24 @@ class ScoreSettings:
         ctx.check_counts(self.horizon, self.windows)
         if self.probe not in PROBE_CHOICES:
             raise EdgeTQSError(f"unknown probe '{self.probe}'", f"use one of: {', '.join(PROBE_CHOICES)}")
-        if self.engine not in ("numba", "litert"):
-            raise EdgeTQSError(f"unknown engine '{self.engine}'", "use --engine numba or --engine litert")
+        if self.engine not in backend_names():
+            raise EdgeTQSError(f"unknown engine '{self.engine}'", f"use --engine {' or '.join(backend_names())}")
         if not 0 < self.dead_floor < 1:
             raise EdgeTQSError(f"dead floor {self.dead_floor} is outside (0, 1)", "use a small relative floor such as 1e-6")
         return self
 
 
-def make_backend(graph: TFLiteGraph, card: ModelCard, engine: str = "numba", notes: list[str] | None = None):
-    """The numba engine, or the black-box LiteRT path when asked or when the engine cannot run the model."""
-    from edgetqs.engine import Engine
-    from edgetqs.tqs.blackbox import LiteRTRollout
-
-    if engine == "litert":
-        return LiteRTRollout(graph, card.rollout)
+def backend_for(graph: TFLiteGraph, card: ModelCard, engine: str = DEFAULT_BACKEND,
+                notes: list[str] | None = None) -> RolloutBackend:
+    """Backend ``engine`` (engine/backends.py); when the numba engine cannot run the model, the
+    black-box LiteRT path instead (with a note saying so)."""
     try:
-        return Engine(graph, card.rollout)
-    except EdgeTQSError as exc:
+        return make_backend(engine, graph, card.rollout)
+    except EdgeTQSError as exc:  # an op it lacks, a graph shape it cannot batch
+        if engine != Engine.name:
+            raise
         _note(notes, f"the numba engine cannot run this model ({exc.problem}); using the black-box LiteRT path")
-        return LiteRTRollout(graph, card.rollout)
-
-
-def backend_name(backend) -> str:
-    return getattr(backend, "name", "numba")  # LiteRTRollout names itself; the Engine has no name
+        return make_backend(LiteRTRollout.name, graph, card.rollout)
 
 
 def _note(notes: list[str] | None, text: str) -> None:
@@ -108,7 +106,7 @@ def score_model(graph: TFLiteGraph, card: ModelCard, settings: ScoreSettings | N
     """Score every unit of a canonical model; see the module doc for the definitions."""
     settings = (settings or ScoreSettings()).validate()
     units = build_units(card, graph, settings.granularity, settings.block_regex)
-    backend = backend or make_backend(graph, card, settings.engine, notes)
+    backend = backend or backend_for(graph, card, settings.engine, notes)
     contexts = contexts or make_contexts(backend, card, settings)
     sweep = _Sweep(backend, graph, units, contexts.windows, settings, card.rollout.patch)
     scores, blown = sweep.run(progress)
@@ -116,7 +114,7 @@ def score_model(graph: TFLiteGraph, card: ModelCard, settings: ScoreSettings | N
         model={"name": card.name, "tflite_sha256": graph.sha256, "source": card.source},
         settings={"probe": settings.probe, "granularity": settings.granularity, "block_regex": settings.block_regex,
                   "horizon": settings.horizon, "windows": settings.windows, "seed": settings.seed,
-                  "probe_bits": settings.probe_bits, "contexts": contexts.source, "engine": backend_name(backend),
+                  "probe_bits": settings.probe_bits, "contexts": contexts.source, "engine": backend.name,
                   "dead_floor": settings.dead_floor},
         reference={"windows_used": int((~blown).sum()), "windows_blown_up": [int(i) for i in np.flatnonzero(blown)]},
         units=scores,

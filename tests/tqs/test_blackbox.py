@@ -6,9 +6,9 @@ import pytest
 from scipy.stats import spearmanr
 
 from edgetqs.engine import Engine
-from edgetqs.tqs.blackbox import LiteRTRollout
+from edgetqs.engine.blackbox import LiteRTRollout
 from edgetqs.tqs.contexts import free_run
-from edgetqs.tqs.score import ScoreSettings, make_backend, score_model
+from edgetqs.tqs.score import ScoreSettings, backend_for, score_model
 
 
 def _both(graph, card, **kw):
@@ -39,8 +39,8 @@ def test_engine_and_blackbox_agree_on_the_mlp(mlp_model, granularity):
 
 def test_numba_is_the_default_and_litert_on_request(mlp_model):
     graph, card = mlp_model
-    assert isinstance(make_backend(graph, card, "numba"), Engine)
-    assert isinstance(make_backend(graph, card, "litert"), LiteRTRollout)
+    assert isinstance(backend_for(graph, card, "numba"), Engine)
+    assert isinstance(backend_for(graph, card, "litert"), LiteRTRollout)
 
 
 def _zoo_names():

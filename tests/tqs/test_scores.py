@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edgetqs.planner.formats import get_format
-from edgetqs.tqs.blackbox import LiteRTRollout
+from edgetqs.engine.blackbox import LiteRTRollout
 from edgetqs.tqs.contexts import Contexts
 from edgetqs.tqs.quantizers import residual
 from edgetqs.tqs.score import ScoreSettings, score_model

@@ -7,7 +7,7 @@ from edgetqs.errors import EdgeTQSError
 from edgetqs.model.card import RolloutSpec
 from edgetqs.model.tflite_graph import TFLiteGraph
 from edgetqs.tqs import contexts as ctx
-from edgetqs.tqs.blackbox import LiteRTRollout
+from edgetqs.engine.blackbox import LiteRTRollout
 from edgetqs.tqs.contexts import Contexts
 from edgetqs.tqs.score import ScoreSettings, score_model
 from edgetqs.tqs.units import build_units

@@ -1,4 +1,4 @@
-"""The black-box TQS path: perturb the .tflite itself and roll out through LiteRT.
+"""The black-box rollout backend ("litert"): perturb the .tflite itself and roll out through LiteRT.
 
 For a model with an op the numba engine does not cover, or on request
 (``--engine litert``), each probe's weights are written into a copy of the
@@ -6,7 +6,7 @@ flatbuffer (``tflite_graph.replace_constants``) and that copy is rolled out by
 the real LiteRT interpreter (``engine.litert.LiteRTRunner``), all context
 windows as one batch. It is slow — one interpreter per probe, no shared work —
 but trusts nothing but the runtime, which is why the tests compare the
-engine's rankings against it. Same API as ``engine.Engine.rollout_probes``.
+engine's rankings against it. A ``RolloutBackend`` (engine/backends.py), like the engine.
 """
 
 from __future__ import annotations
@@ -35,6 +35,10 @@ class LiteRTRollout:
         if name not in self._weights:
             self._weights[name] = self.graph.float_constant(self.graph.tensor_by_name(name))
         return self._weights[name]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """One model call of the model as it is: windows [B, window, F] -> [B, patch, F]."""
+        return self._base.forward(x)
 
     def rollout(self, contexts: np.ndarray, horizon: int) -> np.ndarray:
         """contexts [K, window, F] -> [K, horizon*patch, F] with the model as it is."""
