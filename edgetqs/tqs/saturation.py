@@ -105,12 +105,12 @@ def saturation_sensitivities(scores: ScoreFile, spread: float) -> tuple[dict[str
 
 def scored_reference(graph, card, scores: ScoreFile) -> np.ndarray:
     """The float reference rollout from the same contexts the TQS sweep used (data-free or its data)."""
-    from edgetqs.tqs.score import ScoreSettings, make_backend, make_contexts
+    from edgetqs.tqs.score import ScoreSettings, backend_for, make_contexts
 
     s = scores.settings
     data = s["contexts"].removeprefix("data:") if str(s.get("contexts", "")).startswith("data:") else None
     settings = ScoreSettings(horizon=int(s["horizon"]), windows=int(s["windows"]), seed=int(s.get("seed", 0)), data=data)
-    backend = make_backend(graph, card, s.get("engine", "numba"))
+    backend = backend_for(graph, card, s.get("engine", "numba"))
     contexts = make_contexts(backend, card, settings)
     return backend.rollout_probes(contexts.windows, settings.horizon, [{}])[0]
 
