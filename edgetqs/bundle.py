@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
@@ -29,9 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
+from edgetqs.files import JsonKind, move_into_place, read_json, staged_directory, write_json
 
 BUNDLE_FORMAT = "edgetqs.bundle"
 BUNDLE_VERSION = 1
+BUNDLE = JsonKind(BUNDLE_FORMAT, BUNDLE_VERSION, "bundle",
+                  "pass a bundle written by this edgetqs's `edgetqs convert` (re-run it to rebuild the bundle)")
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.tflite"
 PROBES_FILE = "probes.npz"
@@ -129,28 +131,39 @@ def write_bundle(
         raise EdgeTQSError(f"{out} already exists", "choose another output path or pass overwrite (--force)")
     model_bytes = model if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
     _check_arrays(probes_x, probes_y, contexts, reference_float, reference_host, truth, horizon, int(rollout.get("patch", 1)))
+    contents = dict(model_bytes=bytes(model_bytes), rollout=rollout, probes_x=probes_x, probes_y=probes_y,
+                    contexts=contexts, horizon=horizon, reference_float=reference_float,
+                    reference_host=reference_host, truth=truth, plan=plan, source_sha256=source_sha256,
+                    formats=formats, runtime=runtime, thresholds=thresholds, extra=extra)
+    if not is_archive(out):
+        with staged_directory(out, replace=True) as staging:
+            _fill(staging, **contents)
+        return out
+    # An archive is packed from a directory staged beside it, then renamed into place.
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".bundle-", dir=out.parent) as staging_name:
-        staging = Path(staging_name) / "bundle"
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
+        staging = Path(tmp) / "bundle"
         staging.mkdir()
-        (staging / MODEL_FILE).write_bytes(bytes(model_bytes))
-        _save_npz(staging / PROBES_FILE, x=probes_x, y=probes_y)
-        context_arrays = dict(contexts=contexts, horizon=np.int64(horizon),
-                              reference_float=reference_float, reference_host=reference_host)
-        if truth is not None:
-            context_arrays["truth"] = truth
-        _save_npz(staging / CONTEXTS_FILE, **context_arrays)
-        manifest = _manifest(staging, rollout, plan, source_sha256, formats, runtime, thresholds, extra,
-                             n_probes=len(probes_x), n_contexts=len(contexts), horizon=horizon)
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_json_default))
-        load_bundle(staging)  # verify what we wrote before it becomes visible
-        if is_archive(out):
-            staged_out = Path(staging_name) / "bundle.tar.gz"
-            _pack(staging, staged_out)
-        else:
-            staged_out = staging
-        _replace(staged_out, out)
+        _fill(staging, **contents)
+        _pack(staging, Path(tmp) / "bundle.tar.gz")
+        move_into_place(Path(tmp) / "bundle.tar.gz", out, replace=True)
     return out
+
+
+def _fill(staging: Path, *, model_bytes: bytes, probes_x, probes_y, contexts, horizon, reference_float,
+          reference_host, truth, rollout, plan, source_sha256, formats, runtime, thresholds, extra) -> None:
+    """Write a bundle's files into ``staging`` and check them before they become visible."""
+    (staging / MODEL_FILE).write_bytes(model_bytes)
+    _save_npz(staging / PROBES_FILE, x=probes_x, y=probes_y)
+    context_arrays = dict(contexts=contexts, horizon=np.int64(horizon),
+                          reference_float=reference_float, reference_host=reference_host)
+    if truth is not None:
+        context_arrays["truth"] = truth
+    _save_npz(staging / CONTEXTS_FILE, **context_arrays)
+    manifest = _manifest(staging, rollout, plan, source_sha256, formats, runtime, thresholds, extra,
+                         n_probes=len(probes_x), n_contexts=len(contexts), horizon=horizon)
+    write_json(staging / MANIFEST, BUNDLE, manifest, indent=2, default=_json_default)
+    load_bundle(staging)  # verify what we wrote before it becomes visible
 
 
 def _check_arrays(probes_x, probes_y, contexts, reference_float, reference_host, truth, horizon, patch) -> None:
@@ -212,23 +225,6 @@ def _pack(directory: Path, archive: Path) -> None:
             tar.add(child, arcname=f"bundle/{child.name}")
 
 
-def _replace(staged: Path, out: Path) -> None:
-    """Move a finished bundle into place; an existing one is swapped out only at the end."""
-    if not out.exists():
-        os.replace(staged, out)
-        return
-    old = out.with_name(out.name + ".old")
-    if old.exists():
-        _remove(old)
-    os.replace(out, old)
-    os.replace(staged, out)
-    _remove(old)
-
-
-def _remove(path: Path) -> None:
-    shutil.rmtree(path) if path.is_dir() else path.unlink()
-
-
 # -- loading ----------------------------------------------------------------
 
 def load_bundle(path: str | Path) -> Bundle:
@@ -266,20 +262,9 @@ def _unpack(archive: Path, dest: Path) -> Path:
 
 
 def _read_manifest(root: Path, where: Path) -> dict:
-    try:
-        manifest = json.loads((root / MANIFEST).read_text())
-    except FileNotFoundError:
-        raise EdgeTQSError(f"{where} has no {MANIFEST}", "pass a bundle written by `edgetqs convert`") from None
-    except ValueError as exc:
-        raise EdgeTQSError(f"{where}/{MANIFEST} is not valid JSON: {exc}",
-                           "the bundle is damaged; re-run `edgetqs convert`") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-        raise EdgeTQSError(f"{where} is not an edgetqs bundle (format {manifest.get('format') if isinstance(manifest, dict) else None!r})",
-                           "pass a bundle written by `edgetqs convert`")
-    if manifest.get("version") != BUNDLE_VERSION:
-        raise EdgeTQSError(f"bundle {where} has version {manifest.get('version')}, this edgetqs reads version {BUNDLE_VERSION}",
-                           "re-run `edgetqs convert` with this edgetqs to rebuild the bundle")
-    return manifest
+    if not (root / MANIFEST).is_file():
+        raise EdgeTQSError(f"{where} has no {MANIFEST}", "pass a bundle written by `edgetqs convert`")
+    return read_json(root / MANIFEST, BUNDLE, where=where)
 
 
 def _verify_files(root: Path, manifest: dict, where: Path) -> None:

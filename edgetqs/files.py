@@ -15,8 +15,8 @@ import io
 import json
 import os
 import shutil
-import tempfile
 import threading
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +40,20 @@ def write_atomically(path: str | Path, data: bytes | str, verify: Callable[[Path
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def companion_path(out: str | Path, suffix: str, tag: str = "") -> Path:
+    """The file written beside ``out``: ``out`` up to its extension, then ``.tag`` and ``suffix``.
+
+    Every command names its extra outputs this way, so they sort together with
+    the main file; a tag the name already ends with is not doubled
+    (``X.scores.json`` -> ``X.scores.csv``, ``X.scores.png``, ``X.scores.curves.png``).
+    """
+    out = Path(out)
+    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
+    if tag and not stem.endswith(f".{tag}"):
+        stem = f"{stem}.{tag}"
+    return out.with_name(stem + suffix)
 
 
 def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
@@ -106,18 +120,23 @@ def write_json(path: str | Path, kind: JsonKind, body: Mapping, *, indent: int =
     return write_atomically(path, text, verify=verify)
 
 
-def read_json(path: str | Path, kind: JsonKind) -> dict:
-    """Read a ``kind`` file: parse, check format and version (upgrading old ones), return it."""
+def read_json(path: str | Path, kind: JsonKind, where: str | Path | None = None) -> dict:
+    """Read a ``kind`` file: parse, check format and version (upgrading old ones), return it.
+
+    ``where`` names the file in messages when ``path`` is not what the user
+    gave (a manifest inside an unpacked archive, say).
+    """
     path = Path(path)
+    where = path if where is None else where
     try:
         document = json.loads(path.read_text())
     except FileNotFoundError:
-        raise EdgeTQSError(f"no {kind.what} at {path}", kind.fix) from None
+        raise EdgeTQSError(f"no {kind.what} at {where}", kind.fix) from None
     except OSError as exc:
-        raise EdgeTQSError(f"cannot read {kind.what} {path}: {exc}", kind.fix) from exc
+        raise EdgeTQSError(f"cannot read {kind.what} {where}: {exc}", kind.fix) from exc
     except ValueError as exc:
-        raise EdgeTQSError(f"{kind.what} {path} is not valid JSON: {exc}", kind.fix) from exc
-    return kind.check(document, path)
+        raise EdgeTQSError(f"{kind.what} {where} is not valid JSON: {exc}", kind.fix) from exc
+    return kind.check(document, where)
 
 
 # -- staged directories -----------------------------------------------------------
@@ -135,7 +154,9 @@ def staged_directory(target: str | Path, *, replace: bool = False) -> Iterator[P
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".staging", dir=target.parent))
+    # mkdir, not mkdtemp: the directory keeps the usual (umask) permissions once renamed
+    staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.staging")
+    staging.mkdir()
     try:
         yield staging
         move_into_place(staging, target, replace=replace)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edgetqs.cli.common import add_command, add_json_flag, add_model_argument, console, print_json
 from edgetqs.errors import EdgeTQSError
+from edgetqs.files import companion_path, write_atomically
 
 EXAMPLES = [
     "edgetqs ranges zoo:tcn-lorenz96 -o tcn.ranges.json",
@@ -63,8 +64,7 @@ def run(args) -> int:
         miss = miss_rates(engine, tests, args.horizon)
     out = Path(args.output)
     write_ranges_json(ranges, out, graph.sha256)
-    stem = out.with_suffix("")
-    png = weight_histograms(engine, Path(f"{stem}.weights.png"))
+    png = weight_histograms(engine, companion_path(out, ".png", "weights"))
     report = {"model": canonical.card.name, "ranges": str(out), "weights_png": str(png),
               "calibration_windows": len(calibration), "granularity": args.granularity, "stride": args.stride,
               "weight_stats": args.weight_stats,
@@ -76,8 +76,7 @@ def run(args) -> int:
                                    weight_bits=weight_bits, stride=args.stride,
                                    per_channel_weights=per_channel_weights)
         report["comparison"] = table(comparison)
-    report_path = Path(f"{stem}.report.json")
-    report_path.write_text(json.dumps(report, indent=2))
+    report_path = write_atomically(companion_path(out, ".json", "report"), json.dumps(report, indent=2))
     report["report"] = str(report_path)
     if args.json:
         print_json(report)

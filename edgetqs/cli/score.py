@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgetqs.cli.common import add_command, add_json_flag, add_model_argument, console, print_json
+from edgetqs.files import companion_path
 
 EXAMPLES = [
     "edgetqs score zoo:mlp-lorenz96 -o scores.json",
@@ -14,9 +15,8 @@ EXAMPLES = [
 
 def output_paths(out: str | Path) -> dict[str, Path]:
     out = Path(out)
-    stem = out.with_suffix("")
-    return {"json": out, "csv": stem.with_suffix(".csv"),
-            "scores_png": Path(f"{stem}.scores.png"), "curves_png": Path(f"{stem}.curves.png")}
+    return {"json": out, "csv": companion_path(out, ".csv"), "scores_png": companion_path(out, ".png", "scores"),
+            "curves_png": companion_path(out, ".png", "curves")}
 
 
 def run(args) -> int:

@@ -7,13 +7,16 @@ is saved as JSON next to the canonical .tflite (``model.tflite`` +
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
+from edgetqs.files import JsonKind, read_json, write_json
 
 CARD_VERSION = 1
+# The card carries a version but no format name (kept as it is on disk).
+CARD = JsonKind(None, CARD_VERSION, "model card",
+                "re-run intake (`edgetqs inspect MODEL`) with this edgetqs to rebuild the card")
 
 
 @dataclass
@@ -108,20 +111,18 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelCard":
-        data = dict(data)
-        if data.get("version") != CARD_VERSION:
-            raise EdgeTQSError(f"model card version {data.get('version')} is not {CARD_VERSION}",
-                               "re-run intake (`edgetqs inspect MODEL`) to rebuild the card")
+        data = CARD.check(dict(data), "the model card")
         data["rollout"] = RolloutSpec(**data["rollout"])
         data["layers"] = [LayerInfo(**layer) for layer in data["layers"]]
         return cls(**data)
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+    def save(self, path: str | Path) -> Path:
+        return write_json(path, CARD, self.to_dict(), indent=2)
 
     @classmethod
     def load(cls, path: str | Path) -> "ModelCard":
+        data = read_json(path, CARD)
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, ValueError, TypeError, KeyError) as exc:
-            raise EdgeTQSError(f"cannot read model card {path}: {exc}", "re-run intake to rebuild it") from exc
+            return cls.from_dict(data)
+        except (TypeError, KeyError) as exc:
+            raise EdgeTQSError(f"model card {path} is missing or has unexpected fields ({exc})", CARD.fix) from exc

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
+from edgetqs.files import write_atomically
 from edgetqs.planner.formats import FORMATS, WeightFormat
 from edgetqs.planner.planfile import PLAN_MODES as MODES
 
@@ -293,10 +294,7 @@ def write_matrix(runtimes: dict[str, dict], path: Path = MATRIX_PATH) -> None:
             "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": "python -m edgetqs.planner.conformance " + " ".join(f"--runtime {s}" for s in runtimes),
             "tolerance": TOLERANCE, "runtimes": runtimes}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False))
-    tmp.replace(path)
+    write_atomically(path, json.dumps(data, indent=1, sort_keys=False))
 
 
 class CapabilityMatrix:

@@ -13,17 +13,18 @@ handful of windows rather than a calibration set. The result is what
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.files import write_atomically
+from edgetqs.files import JsonKind, read_json, write_json
 from edgetqs.ranges.calibration import check_windows
 from edgetqs.ranges.executor import FakeQuantEngine
 
 RANGES_FORMAT = "edgetqs.activation_ranges"
+RANGES = JsonKind(RANGES_FORMAT, 1, "activation-range file",
+                  "pass a file written by `edgetqs ranges --out` (re-export it with this edgetqs)")
 
 
 def estimator_ranges(engine: FakeQuantEngine, contexts: np.ndarray, horizon: int = 1) -> dict[str, tuple[float, float]]:
@@ -52,17 +53,11 @@ def estimator_ranges(engine: FakeQuantEngine, contexts: np.ndarray, horizon: int
 def write_ranges_json(ranges: dict[str, tuple[float, float]], path: str | Path, model_sha256: str,
                       source: str = "probabilistic") -> Path:
     path = Path(path)
-    document = {"format": RANGES_FORMAT, "version": 1, "model_sha256": model_sha256, "source": source,
+    document = {"model_sha256": model_sha256, "source": source,
                 "ranges": {name: [float(lo), float(hi)] for name, (lo, hi) in ranges.items()}}
-    return write_atomically(path, json.dumps(document, indent=2))
+    return write_json(path, RANGES, document, indent=2)
 
 
 def read_ranges_json(path: str | Path) -> dict[str, tuple[float, float]]:
-    try:
-        document = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise EdgeTQSError(f"cannot read activation ranges {path}: {exc}", "re-export them with `edgetqs ranges`") from exc
-    if document.get("format") != RANGES_FORMAT or document.get("version") != 1:
-        raise EdgeTQSError(f"{path} is not an edgetqs activation-range file (format {document.get('format')})",
-                           "pass a file written by `edgetqs ranges --out`")
+    document = read_json(path, RANGES)
     return {name: (float(lo), float(hi)) for name, (lo, hi) in document["ranges"].items()}

@@ -27,13 +27,17 @@ from typing import Callable
 
 import numpy as np
 
-from edgetqs.bundle import Bundle, load_bundle
+from edgetqs.bundle import BUNDLE, Bundle, load_bundle
 from edgetqs.errors import EdgeTQSError
-from edgetqs.files import write_atomically
+from edgetqs.files import JsonKind, read_json, write_atomically
 from edgetqs.metrics import RolloutMetrics, normalised_error, rollout_metrics
 from edgetqs.remote import runner as runner_module
 
 RUNNER = Path(runner_module.__file__)
+# The runner runs on boards without edgetqs installed, so it writes results.json
+# itself; this is the host's reader of that format.
+RUN_RESULTS = JsonKind(runner_module.RESULTS_FORMAT, runner_module.RESULTS_VERSION, "runner results",
+                       "reflash the bundle so the board gets this edgetqs's runner (edgetqs flash), then rerun validate")
 RUNS_DIR = "runs"
 
 # Defaults for thresholds a bundle does not set (manifest "thresholds").
@@ -74,16 +78,13 @@ class RunOutput:
     @classmethod
     def load(cls, directory: str | Path) -> "RunOutput":
         directory = Path(directory)
+        results = read_json(directory / runner_module.RESULTS_JSON, RUN_RESULTS)
         try:
-            results = json.loads((directory / runner_module.RESULTS_JSON).read_text())
             with np.load(directory / runner_module.TRAJECTORIES_NPZ, allow_pickle=False) as data:
                 arrays = {key: data[key] for key in data.files}
         except (OSError, ValueError) as exc:
-            raise EdgeTQSError(f"cannot read the runner's results in {directory}: {exc}",
+            raise EdgeTQSError(f"cannot read the runner's trajectories in {directory}: {exc}",
                                "rerun validate; if it repeats, run the runner by hand on the board") from exc
-        if results.get("format") != runner_module.RESULTS_FORMAT or results.get("version") != runner_module.RESULTS_VERSION:
-            raise EdgeTQSError(f"results in {directory} are not edgetqs.run v{runner_module.RESULTS_VERSION}",
-                               "reflash the bundle so the board gets this edgetqs's runner")
         return cls(results, arrays["trajectories"], arrays["probe_outputs"], arrays["latency_seconds"])
 
 
@@ -391,11 +392,7 @@ def fetch_current_bundle(transport, dest: str | Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     current = require_current(transport)
     transport.get(f"{current}/manifest.json", dest / "manifest.json")
-    try:
-        manifest = json.loads((dest / "manifest.json").read_text())
-    except ValueError as exc:
-        raise EdgeTQSError(f"the manifest of {transport.board.name}'s current bundle is not JSON: {exc}",
-                           "reflash the bundle") from exc
+    manifest = read_json(dest / "manifest.json", BUNDLE, where=f"{transport.board.name}'s current bundle")
     for name in manifest.get("files", {}):
         transport.get(f"{current}/{name}", dest / name)
     return dest

@@ -8,15 +8,16 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.files import write_atomically
+from edgetqs.files import JsonKind, read_json, write_atomically, write_json
 
 SCORES_FORMAT = "edgetqs.scores"
 SCORES_VERSION = 1
+SCORES = JsonKind(SCORES_FORMAT, SCORES_VERSION, "score file",
+                  "run `edgetqs score MODEL -o scores.json` with this edgetqs and pass the JSON it writes")
 PROBES = ("quant", "gauss")
 
 
@@ -62,8 +63,7 @@ class ScoreFile:
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        write_atomically(path, json.dumps(self.to_dict(), indent=1, allow_nan=False))
-        return path
+        return write_json(path, SCORES, self.to_dict(), allow_nan=False)
 
     def save_csv(self, path: str | Path) -> Path:
         path = Path(path)
@@ -100,19 +100,7 @@ UNIT_FIELDS = {f.name for f in fields(UnitScore)}
 def load_scores(path: str | Path) -> ScoreFile:
     """Read and validate a score file (format, version, required fields)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise EdgeTQSError(f"cannot read score file {path}: {exc}", "run `edgetqs score MODEL -o scores.json` first") from exc
-    except ValueError as exc:
-        raise EdgeTQSError(f"score file {path} is not valid JSON: {exc}", "re-run `edgetqs score`") from exc
-    if not isinstance(data, dict) or data.get("format") != SCORES_FORMAT:
-        found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise EdgeTQSError(f"{path} is not an edgetqs score file (format: {found!r})",
-                           "pass the JSON written by `edgetqs score`")
-    if data.get("version") != SCORES_VERSION:
-        raise EdgeTQSError(f"score file {path} has version {data.get('version')}; this edgetqs reads version {SCORES_VERSION}",
-                           "re-run `edgetqs score` with this edgetqs")
+    data = read_json(path, SCORES)
     try:
         for unit in data["units"]:
             missing = UNIT_FIELDS - set(unit)

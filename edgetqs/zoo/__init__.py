@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
+from edgetqs.files import move_into_place
 from edgetqs.model.card import RolloutSpec
 from edgetqs.model.intake import CanonicalModel, cache_dir, canonicalize, open_canonical
 from edgetqs.zoo.data import SYSTEMS, SystemData, evaluation_starts, system_data, training_pairs, true_trajectories
@@ -75,6 +76,7 @@ def _train_and_intake(item: ZooEntry, directory: Path) -> CanonicalModel:
     spec = RolloutSpec(window=item.window, features=data.features, patch=item.patch,
                        output_rank=2 if item.patch == 1 else 3,
                        norm_mean=[float(v) for v in data.mean], norm_std=[float(v) for v in data.std])
+    # Built beside its final place (intake stages the canonical model in there) and renamed when complete.
     with tempfile.TemporaryDirectory(dir=directory.parent) as tmp:
         source = Path(tmp) / f"{item.name}.{item.source_format}"
         train = train_torch_onnx if item.source_format == "onnx" else train_keras
@@ -89,5 +91,5 @@ def _train_and_intake(item: ZooEntry, directory: Path) -> CanonicalModel:
                                                           item.horizon, seed=item.seed)
         model.card.save(staged / "model.card.json")
         shutil.copy2(source, staged / source.name)  # keep the source: tests and users can re-run intake on it
-        staged.rename(directory)
+        move_into_place(staged, directory)
     return open_canonical(directory)

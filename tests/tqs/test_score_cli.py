@@ -81,3 +81,13 @@ def test_every_zoo_model_gets_scores_curves_and_plots(name, tmp_path):
         assert len(unit.curve_quant) == len(unit.curve_gauss) == 8
     for suffix in (".scores.png", ".curves.png"):
         assert (tmp_path / f"scores{suffix}").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_every_output_of_a_tagged_name_shares_its_stem():
+    """`-o X.scores.json` used to give X.csv next to X.scores.scores.png; one rule names them all now."""
+    from edgetqs.cli.score import output_paths
+
+    names = {key: path.name for key, path in output_paths("run/X.scores.json").items()}
+    assert names == {"json": "X.scores.json", "csv": "X.scores.csv", "scores_png": "X.scores.png",
+                     "curves_png": "X.scores.curves.png"}
+    assert {p.name for p in output_paths("s.json").values()} == {"s.json", "s.csv", "s.scores.png", "s.curves.png"}
