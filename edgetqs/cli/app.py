@@ -8,9 +8,9 @@ import argparse
 import importlib
 import sys
 
-from rich.console import Console
 
 from edgetqs import __version__
+from edgetqs.cli.common import ExampleFormatter, err_console, line, styled
 from edgetqs.errors import EdgeTQSError
 
 # Order is the pipeline's order; it is also the order of `edgetqs --help`.
@@ -26,11 +26,6 @@ STAGE_MODULES = [
     "demo",
 ]
 
-err_console = Console(stderr=True)
-
-
-class ExampleFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the examples in each command's epilog laid out as written."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     except EdgeTQSError as exc:
         if args.debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc.problem}", highlight=False)
+        err_console.print(line(styled("error:", "bold red"), " ", exc.problem), highlight=False)
         if exc.fix:
-            err_console.print(f"  [bold]fix:[/] {exc.fix}", highlight=False)
+            err_console.print(line("  ", styled("fix:", "bold"), " ", exc.fix), highlight=False)
         return exc.exit_code
     except KeyboardInterrupt:
         err_console.print("interrupted")

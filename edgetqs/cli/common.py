@@ -9,8 +9,27 @@ import sys
 from typing import Any, Callable
 
 from rich.console import Console
+from rich.text import Text
 
-console = Console()
+# Markup off: messages carry shapes like [batch, window, features], paths and
+# user-given names, which rich would otherwise read (and drop) as style tags.
+# Styling is explicit, through styled().
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
+
+
+class ExampleFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples in each command's epilog laid out as written."""
+
+
+def styled(text: str, style: str) -> Text:
+    """``text`` printed in ``style``, never parsed as markup."""
+    return Text(str(text), style=style)
+
+
+def line(*parts: str | Text) -> Text:
+    """One line from plain strings and styled() pieces (strings are taken literally)."""
+    return Text.assemble(*(part if isinstance(part, Text) else str(part) for part in parts))
 
 
 def add_command(
@@ -21,8 +40,6 @@ def add_command(
     func: Callable[[argparse.Namespace], int | None],
 ) -> argparse.ArgumentParser:
     """Add a subcommand whose --help ends with runnable examples."""
-    from edgetqs.cli.app import ExampleFormatter
-
     epilog = "example:\n" + "\n".join(f"  {line}" for line in examples)
     parser = subparsers.add_parser(
         name, help=help, description=help, epilog=epilog, formatter_class=ExampleFormatter

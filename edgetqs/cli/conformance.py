@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from edgetqs.cli.common import add_command, add_json_flag, console, print_json
+from edgetqs.cli.common import add_command, add_json_flag, console, print_json, styled
 
 # status -> (short label, style): short so the grid fits a terminal
 STATUS_LABEL = {"ok": ("ok", "green"), "wrong": ("WRONG", "bold red"), "load_error": ("load", "yellow"),
@@ -45,7 +45,7 @@ def _print_runtime(spec: str, table: dict) -> None:
             for fmt in CHECKED_FORMATS:
                 status = cells.get(fmt, {}).get("status")
                 label, style = STATUS_LABEL.get(status, (status or "", ""))
-                row.append(f"[{style}]{label}[/]" if style else label)
+                row.append(styled(label, style) if style else label)
             grid.add_row(op.replace("_", " ").lower(), mode.replace("weight_only", "w-only"), *row)
     console.print(grid)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from edgetqs.cli.common import add_command, add_json_flag, add_model_argument, console, print_json
+from edgetqs.cli.common import add_command, add_json_flag, add_model_argument, console, line, print_json, styled
 from edgetqs.planner.planfile import PLAN_MODES
 
 
@@ -33,7 +33,7 @@ def run(args) -> int:
 
 def show(result) -> None:
     v = result.verification
-    console.print(f"[bold green]wrote[/] {result.out} ({result.mode} mode)")
+    console.print(line(styled("wrote", "bold green"), f" {result.out} ({result.mode} mode)"))
     console.print(f"  model {result.model_bytes:,} bytes ({result.model_bytes / result.float_bytes:.1%} of float "
                   f"{result.float_bytes:,})" + (f"; plan predicted {v.predicted_bytes:,}" if v.predicted_bytes else ""))
     console.print(f"  outputs vs the simulation of the same quantization: {v.simulation_rel_error:.2e} "

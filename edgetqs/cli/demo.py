@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rich.rule import Rule
 
-from edgetqs.cli.common import add_command, console
+from edgetqs.cli.common import add_command, console, styled
 from edgetqs.errors import EdgeTQSError
 
 DEFAULT_MODEL = "zoo:mlp-lorenz96"
@@ -25,7 +25,7 @@ def _step(title: str, argv: list[str]) -> None:
     """Run one `edgetqs` command as the user would, and stop the demo if it fails."""
     from edgetqs.cli.app import main
 
-    console.print(Rule(f"[bold]{title}"))
+    console.print(Rule(styled(title, "bold")))
     console.print(f"$ edgetqs {' '.join(argv)}", style="cyan", highlight=False)
     code = main(argv)
     if code != 0:
@@ -92,7 +92,7 @@ def run(args) -> int:
         console.print("skipping the board steps (--no-board)")
     else:
         _remote_steps(bundle, out, args.horizon)
-    console.print(Rule("[bold green]demo complete"))
+    console.print(Rule(styled("demo complete", "bold green")))
     console.print(f"everything is in {out}: scores (.json/.csv/.png), plan + Pareto front, bundle, "
                   f"validation report (validation/*/report.html)")
     return 0

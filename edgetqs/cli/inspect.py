@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from edgetqs.cli.common import add_command, add_json_flag, add_model_argument, console, print_json
+from edgetqs.cli.common import add_command, add_json_flag, add_model_argument, console, line, print_json, styled
 from edgetqs.model.card import ModelCard, RolloutSpec
 
 
@@ -15,7 +15,7 @@ def add_rollout_argument(parser) -> None:
 
 def print_card(card: ModelCard) -> None:
     spec = card.rollout
-    console.print(f"[bold]{card.name}[/]  ({card.source_format}: {card.source})")
+    console.print(line(styled(card.name, "bold"), f"  ({card.source_format}: {card.source})"))
     console.print(f"canonical: {card.tflite_path}  sha256 {card.tflite_sha256[:16]}…")
     output = f"[1, {spec.patch}, {spec.features}]" if spec.output_rank == 3 else f"[1, {spec.features}]"
     console.print(f"rollout: window={spec.window} features={spec.features} patch={spec.patch} "

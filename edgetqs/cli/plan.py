@@ -60,7 +60,7 @@ def run(args) -> int:
     _print_units(units)
     p = plan.predicted
     console.print(
-        f"[bold]{plan.model['name']}[/] on {plan.target or 'budget'} ({plan.runtime}, {plan.mode}, {plan.allocator}): "
+        f"{plan.model['name']} on {plan.target or 'budget'} ({plan.runtime}, {plan.mode}, {plan.allocator}): "
         f"model {format_size(p['model_bytes'])}, memory {format_size(p['memory_bytes'])} of "
         f"{format_size(plan.budget_bytes)} budget, predicted error {p['total_cost']:.4g}")
     console.print(f"wrote {output} and the AEQ recipe {recipe}")

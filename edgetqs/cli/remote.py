@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from edgetqs.cli.common import add_command, add_json_flag, console, print_json
+from edgetqs.cli.common import add_command, add_json_flag, console, line, print_json, styled
 from edgetqs.errors import EdgeTQSError
 from edgetqs.remote.boards import BoardConnection, resolve_board
 from edgetqs.remote.fleet import load_group, run_fleet, summary_table
@@ -63,7 +63,7 @@ def finish(args, outcomes, title: str) -> int:
         console.print(summary_table(outcomes, title))
     failed = [outcome.board for outcome in outcomes if not outcome.ok]
     if failed and not args.json:
-        console.print(f"[bold red]{len(failed)} of {len(outcomes)} board(s) failed:[/] {', '.join(failed)}")
+        console.print(line(styled(f"{len(failed)} of {len(outcomes)} board(s) failed:", "bold red"), f" {', '.join(failed)}"))
     return 1 if failed else 0
 
 
@@ -78,7 +78,7 @@ def cmd_provision(args) -> int:
                                "give --firmware NAME (see firmware_configs/) or use --target")
         return provision(t, t.board.firmware, install=args.install, min_free=args.min_free_mib * 2**20,
                          apply_settings=args.apply_settings,
-                         on_line=(lambda line: console.print(f"  [dim]{t.board.name}: {line}[/]")) if args.verbose else None)
+                         on_line=(lambda line: console.print(styled(f"  {t.board.name}: {line}", "dim"))) if args.verbose else None)
 
     outcomes = run_fleet(boards_from_args(args), action, lambda report: (report.ok, report.summary()))
     if not args.json:
@@ -97,7 +97,7 @@ def checks_table(report):
     for column in ("check", "wanted", "found", "", "fix"):
         table.add_column(column, overflow="fold")
     for check in report.checks:
-        table.add_row(check.name, check.wanted, check.found, "[green]ok[/]" if check.ok else "[bold red]NO[/]",
+        table.add_row(check.name, check.wanted, check.found, styled("ok", "green") if check.ok else styled("NO", "bold red"),
                       "" if check.ok else check.fix)
     return table
 
@@ -110,7 +110,7 @@ def settings_table(report):
         table.add_column(column, overflow="fold")
     for change in report.settings:
         table.add_row(change.name, change.wanted, change.before, change.after,
-                      "[yellow]changed[/]" if change.changed else "[green]already set[/]")
+                      styled("changed", "yellow") if change.changed else styled("already set", "green"))
     return table
 
 
@@ -123,7 +123,7 @@ def cmd_flash(args) -> int:
         # Loaded and hashed once for every board; a bad bundle is one error, not one per board.
         content = slot_files(args.bundle, Path(staging))
         boards = boards_from_args(args)
-        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        columns = (TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                    TimeRemainingColumn())
         with Progress(*columns, console=console, disable=args.json, transient=True) as progress:
             tasks = {board.name: progress.add_task(board.name, total=None) for board in boards}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgetqs.cli.common import add_command, add_json_flag, add_model_argument, console, print_json
+from edgetqs.cli.common import add_command, add_json_flag, add_model_argument, console, line, print_json, styled
 from edgetqs.files import companion_path
 
 EXAMPLES = [
@@ -57,7 +57,7 @@ def _print_table(scores, summary) -> None:
     from rich.table import Table
 
     for note in summary["notes"]:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(line(styled("note:", "yellow"), f" {note}"))
     table = Table(title=f"TQS scores: {scores.model['name']} (engine {scores.settings['engine']})")
     for column in ("unit", "params", "gamma_quant", "gamma_gauss", "dead"):
         table.add_column(column, justify="left" if column == "unit" else "right")
@@ -66,7 +66,7 @@ def _print_table(scores, summary) -> None:
     console.print(table)
     blown = scores.reference["windows_blown_up"]
     if blown:
-        console.print(f"[yellow]{len(blown)} reference window(s) blew up and were left out:[/] {blown}")
+        console.print(line(styled(f"{len(blown)} reference window(s) blew up and were left out:", "yellow"), f" {blown}"))
     for path in summary["files"].values():
         console.print(f"wrote {path}")
 

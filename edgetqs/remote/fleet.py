@@ -126,11 +126,12 @@ def run_fleet(
 def summary_table(outcomes: list[BoardOutcome], title: str):
     """A rich table: one row per board, failures in red."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title)
     for column in ("board", "address", "status", "detail", "time"):
         table.add_column(column, overflow="fold")
     for outcome in outcomes:
-        status = "[green]ok[/]" if outcome.ok else "[bold red]FAILED[/]"
+        status = Text("ok", style="green") if outcome.ok else Text("FAILED", style="bold red")
         table.add_row(outcome.board, outcome.address, status, outcome.detail, f"{outcome.seconds:.1f} s")
     return table

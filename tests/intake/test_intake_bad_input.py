@@ -133,3 +133,19 @@ def test_model_needing_select_tf_ops_names_the_op(tmp_path):
     with pytest.raises(EdgeTQSError, match="not TFLite builtins: Erf") as info:
         load_model(tmp_path / "erf")
     assert "builtin-only" in info.value.fix
+
+
+def test_cli_error_messages_keep_their_square_brackets(tmp_path):
+    """rich would read '[batch, window, features]' as a style tag and drop it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 2, 3, 4])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 2, 3, 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["image"], ["out"])], "rank4", [image], [out])
+    path = tmp_path / "rank4.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    result = _cli("inspect", str(path))
+    assert result.returncode != 0
+    message = " ".join(result.stderr.split())  # rich wraps long lines
+    assert "[1, 2, 3, 4]" in message and "not [batch, window, features]" in message
