@@ -21,6 +21,7 @@ STAGE_MODULES = [
     "plan",
     "conformance",  # the capability matrix the planner filters formats with
     "convert",
+    "evaluate",  # every method's plans, exported and rolled out, compared at matched bytes
     "ranges",  # probabilistic activation ranges (static int8 activations)
     "remote",  # provision, flash, rollback, validate
     "demo",

@@ -28,6 +28,8 @@ cost model's own ranking can be checked against the rollouts.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 from dataclasses import dataclass, field
 
@@ -130,8 +132,10 @@ class ExportedWeights:
         graph = self.problem.graph
         choice = [u.formats.index(fmt) if fmt in u.formats else _most_precise(u) for u in self.problem.units]
         plan = plan_from_choice(self.problem, choice, 0, "exported-weights", None).to_dict()
-        exported = TFLiteGraph.from_bytes(quantize(self.tflite_path, build_recipe(graph, plan, self.problem.mode),
-                                        self.problem.mode, np.zeros((1,)), None))
+        with contextlib.redirect_stderr(io.StringIO()):  # AEQ draws a progress bar per export
+            raw = quantize(self.tflite_path, build_recipe(graph, plan, self.problem.mode), self.problem.mode,
+                           np.zeros((1,)), None)
+        exported = TFLiteGraph.from_bytes(raw)
         for unit, q in zip(self.problem.units, choice):
             if unit.formats[q] != fmt:
                 continue

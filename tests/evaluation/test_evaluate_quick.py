@@ -36,8 +36,8 @@ def test_quick_table_has_every_method_in_every_cell(quick_results):
     payload, out = quick_results
     rows = payload["rows"]
     models, budgets = payload["config"]["models"], payload["config"]["budgets"]
-    budgeted = {"tqs-quant", "tqs-gauss", "tqs-quant-greedy", "uniform-at-budget", "weight-error", "single-step",
-                "random"}
+    budgeted = {"tqs-quant", "tqs-gauss", "tqs-quant-greedy", "tqs-saturation", "verified-search",
+                "uniform-at-budget", "weight-error", "single-step", "random"}
     for model in models:
         for bits in budgets:
             found = {r["method"] for r in rows if r["model"] == model and r["budget_bits"] == bits}
@@ -46,7 +46,7 @@ def test_quick_table_has_every_method_in_every_cell(quick_results):
         assert fixed == {"uniform-int8", "uniform-int4", "first-last-8"}
     seeds = {r["seed"] for r in rows if r["method"] == "random"}
     assert len(seeds) == payload["config"]["seeds"]
-    for ext in ("json", "csv", "png"):
+    for ext in ("json", "csv", "png", "html"):
         assert (out / f"quick_test.{ext}").stat().st_size > 0
 
 
@@ -69,6 +69,28 @@ def test_quick_quality_is_measured_and_ordered(quick_results):
     for model in payload["config"]["models"]:
         by = {r["method"]: r for r in rows if r["model"] == model and r["budget_bits"] is None}
         assert by["uniform-int8"]["float_rmse"] < by["uniform-int4"]["float_rmse"]
-    rates = payload["win_rates"]["rmse_vs_float"]["win_rate"]
-    assert {"best-baseline", "weight-error", "single-step", "random"} <= set(rates)
-    assert all(0 <= w["rate"] <= 1 for w in rates.values())
+    for headline in ("tqs-quant", "tqs-saturation", "verified-search"):
+        rates = payload["win_rates"][headline]["rmse_vs_float"]["win_rate"]
+        assert {"best-baseline", "weight-error", "single-step", "random"} <= set(rates)
+        assert all(0 <= w["rate"] <= 1 for w in rates.values())
+
+
+@pytest.mark.timeout(600)
+def test_quick_search_reports_predicted_and_measured_and_never_loses_on_its_windows(quick_results):
+    payload = quick_results[0]
+    searches = payload["searches"]
+    assert len(searches) == len(payload["config"]["models"]) * len(payload["config"]["budgets"])
+    for s in searches:
+        assert s["evaluations"] <= payload["config"]["search_evaluations"]
+        assert (s["best"]["blow_up_fraction"], s["best"]["rmse"]) <= (s["knapsack"]["blow_up_fraction"],
+                                                                      s["knapsack"]["rmse"])
+    # every distinct exported plan also has the rollout check's prediction, correlated with LiteRT's measurement
+    assert all(r["predicted_cost_rollout"] is not None for r in payload["rows"])
+    assert payload["cost_error_correlation"]["rollout"]["within_budget"]["groups"] >= 1
+
+
+def test_html_report_is_self_contained(quick_results):
+    payload, out = quick_results
+    text = (out / "quick_test.html").read_text()
+    assert "data:image/png;base64," in text and "Win table of verified-search" in text
+    assert "http://" not in text and "https://" not in text and "<script src" not in text

@@ -1,5 +1,6 @@
 """The evaluation's outputs: win rates per (model, budget) cell, the results
-table (JSON + CSV) and the Pareto plots (error vs bytes, a line per method).
+table (JSON + CSV), the Pareto plots (error vs bytes, a line per method) and a
+self-contained HTML report.
 
 A method beats another in a cell when its rollouts blow up less often, or as
 often with a better score, under three criteria: RMSE over the horizon against
@@ -13,7 +14,10 @@ int8/int4, first/last at 8 bits) enter a cell only when they fit its budget.
 
 from __future__ import annotations
 
+import base64
 import csv
+import html
+import io
 import json
 import math
 from collections import defaultdict
@@ -21,7 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetqs.files import write_atomically
+
 TQS = "tqs-quant"
+# The methods a win table is made for (each against every other method and the best baseline).
+HEADLINE = ("tqs-quant", "tqs-saturation", "verified-search")
 BASELINES = ("uniform-at-budget", "uniform-int8", "uniform-int4", "first-last-8", "weight-error", "single-step",
              "hessian", "random")
 # criterion -> (reference, metric, +1 lower is better / -1 higher is better)
@@ -40,7 +48,7 @@ def _cells(rows: list[dict]) -> dict[tuple[str, float], dict[str, dict]]:
             cells[(r["model"], r["budget_bits"])][r["method"]].append(r)
     result = {}
     for (model, bits), methods in cells.items():
-        budget = methods[TQS][0]["budget_bytes"] if TQS in methods else None
+        budget = next((rs[0]["budget_bytes"] for rs in methods.values() if rs[0].get("budget_bytes")), None)
         merged = {m: _mean_row(rs) for m, rs in methods.items()}
         for r in fixed[model]:
             if budget is not None and r["memory_bytes"] <= budget:
@@ -77,7 +85,8 @@ def win_rates(rows: list[dict], tqs: str = TQS) -> dict:
     """TQS's win rate against every other method and against the best baseline, per reference."""
     cells = _cells(rows)
     result = {}
-    for reference in CRITERIA:
+    judged = [c for c, (ref, metric, _) in CRITERIA.items() if all(f"{ref}_{metric}" in r for r in rows)]
+    for reference in judged:
         tally: dict = defaultdict(lambda: [0.0, 0, 0])  # wins (ties count half), cells, ties
         per_cell = []
         for (model, bits), methods in sorted(cells.items()):
@@ -162,17 +171,89 @@ def _count(tally: list, outcome: float) -> None:
     tally[2] += outcome == 0.5
 
 
+def payload(rows: list[dict], notes: list[str], config: dict, timings: dict, searches: list[dict]) -> dict:
+    """Everything a report shows: rows, win tables of the headline methods, correlations, searches."""
+    present = {r["method"] for r in rows}
+    return {"config": config, "notes": notes, "seconds_per_model": timings, "searches": searches, "rows": rows,
+            "win_rates": {m: win_rates(rows, m) for m in HEADLINE if m in present},
+            "cost_error_correlation": cost_error_correlation(rows)}
+
+
 def write_all(directory: Path, name: str, payload: dict) -> list[Path]:
+    """``name``.json, .csv, .png (the fronts) and .html (all of it, plots inlined)."""
     directory.mkdir(parents=True, exist_ok=True)
-    json_path, csv_path, png_path = (directory / f"{name}.{ext}" for ext in ("json", "csv", "png"))
-    json_path.write_text(json.dumps(payload, indent=1, default=float))
+    json_path, csv_path, png_path, html_path = (directory / f"{name}.{ext}" for ext in ("json", "csv", "png", "html"))
+    write_atomically(json_path, json.dumps(payload, indent=1, default=float))
     rows = payload["rows"]
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO()
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    writer = csv.DictWriter(text, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomically(csv_path, text.getvalue())
     pareto_plot(rows, png_path)
-    return [json_path, csv_path, png_path]
+    write_atomically(html_path, html_report(payload, png_path.read_bytes()))
+    return [json_path, csv_path, png_path, html_path]
+
+
+def html_report(payload: dict, png: bytes) -> str:
+    """One HTML file with no outside references: the fronts as an inlined PNG and every table."""
+    esc = html.escape
+    parts = ["<!doctype html><meta charset='utf-8'><title>edgetqs evaluation</title>",
+             "<style>body{font:14px sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
+             "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
+             "th{background:#eee}td:first-child{text-align:left}</style>",
+             "<h1>edgetqs evaluation</h1>"]
+    config = payload.get("config", {})
+    parts.append(f"<p>{esc(json.dumps({k: v for k, v in config.items() if k != 'settings'}, default=str))}</p>")
+    parts.append("<h2>Rollout error vs memory, per method (exported .tflite in LiteRT)</h2>")
+    parts.append(f"<img alt='error vs bytes' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+    for method, block in payload.get("win_rates", {}).items():
+        parts.append(f"<h2>Win table of {esc(method)}</h2>")
+        parts.append(_table(["vs"] + list(block),
+                            [[vs] + [rate_text(block[c]["win_rate"].get(vs)) for c in block]
+                             for vs in block["rmse_vs_float"]["win_rate"]]))
+    corr = payload.get("cost_error_correlation", {})
+    if corr:
+        parts.append("<h2>Predicted vs measured (Spearman, mean over groups)</h2>")
+        parts.append(_table(["predictor", "across sizes", "within a budget"],
+                            [[p, _fmt(c["all_sizes"]["mean"]), _fmt(c["within_budget"]["mean"])]
+                             for p, c in corr.items()]))
+    searches = payload.get("searches", [])
+    if searches:
+        parts.append("<h2>Verified search: knapsack start vs best found (search windows)</h2>")
+        parts.append(_table(["model", "bits", "evaluations", "seconds", "stopped", "knapsack RMSE", "best RMSE"],
+                            [[s["model"], _fmt(s["budget_bits"]), s["evaluations"], s["seconds"], s["stopped"],
+                              _fmt(s["knapsack"]["rmse"]), _fmt(s["best"]["rmse"])] for s in searches]))
+    rows = payload.get("rows", [])
+    columns = ["model", "method", "budget_bits", "memory_bytes", "file_bytes", "formats", "float_rmse",
+               "float_valid_prediction_time", "float_blow_up_fraction", "predicted_cost_rollout", "truth_rmse"]
+    parts.append("<h2>Every plan</h2>")
+    parts.append(_table(columns, [[_fmt(r.get(c)) for c in columns] for r in rows]))
+    for note in payload.get("notes", []):
+        parts.append(f"<p>note: {esc(note)}</p>")
+    return "\n".join(parts)
+
+
+def _table(header: list, body: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in body)
+    return f"<table><tr>{head}</tr>{rows}</table>"
+
+
+def rate_text(w: dict | None) -> str:
+    if not w:
+        return "-"
+    strict = w["wins"] - w["ties"] / 2
+    return f"{w['rate']:.2f} ({strict:g}/{w['ties']}/{w['cells'] - w['ties'] - strict:g})"
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
 
 
 def pareto_plot(rows: list[dict], path: Path, reference: str = "float") -> None:
@@ -215,18 +296,21 @@ def pareto_plot(rows: list[dict], path: Path, reference: str = "float") -> None:
 
 
 def print_summary(payload: dict) -> None:
-    print(f"wall time: {payload['wall_seconds']} s on {payload['machine']['cpu']} ({payload['machine']['cores']} cores)")
+    if "wall_seconds" in payload:
+        print(f"wall time: {payload['wall_seconds']} s on {payload['machine']['cpu']} "
+              f"({payload['machine']['cores']} cores)")
     for note in payload["notes"]:
         print("note:", note)
-    for reference, block in payload["win_rates"].items():
-        print(f"TQS ({TQS}) win rate per (model, budget) cell, {reference}:")
-        for method, w in block["win_rate"].items():
-            strict = w["wins"] - w["ties"] / 2
-            ratio = w.get("geomean_ratio")
-            print(f"  vs {method:24} {w['rate']:.2f}  (won {strict:g}, tied {w['ties']}, lost "
-                  f"{w['cells'] - w['ties'] - strict:g} of {w['cells']}; TQS/it {ratio if ratio else '-'}; "
-                  f"sign test p {w['sign_test_p']})")
+    for headline, blocks in payload["win_rates"].items():
+        for reference, block in blocks.items():
+            print(f"{headline} win rate per (model, budget) cell, {reference}:")
+            for method, w in block["win_rate"].items():
+                strict = w["wins"] - w["ties"] / 2
+                ratio = w.get("geomean_ratio")
+                print(f"  vs {method:24} {w['rate']:.2f}  (won {strict:g}, tied {w['ties']}, lost "
+                      f"{w['cells'] - w['ties'] - strict:g} of {w['cells']}; it/them {ratio if ratio else '-'}; "
+                      f"sign test p {w['sign_test_p']})")
     print("Spearman(predicted cost, measured RMSE vs float) over distinct plans, mean over groups:")
     for predictor, c in payload.get("cost_error_correlation", {}).items():
-        print(f"  {predictor:14} " + "  ".join(f"{g}: {v['mean'] if v['mean'] is not None else float('nan'):+.3f} "
-                                              f"({v['groups']} groups)" for g, v in c.items()))
+        print(f"  {predictor:16} " + "  ".join(f"{g}: {v['mean'] if v['mean'] is not None else float('nan'):+.3f} "
+                                                f"({v['groups']} groups)" for g, v in c.items()))

@@ -1,1 +1,0 @@
-"""Helpers of benchmarks/evaluate.py: the plans of every method, and the report."""
