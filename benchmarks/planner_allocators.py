@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from edgetqs.planner.allocators import Option, allocate_front, smallest_bytes, totals  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
+from tqs_common import RESULTS  # noqa: E402
 FORMAT_BITS = (2, 4, 8, 16, 32)
 
 
@@ -99,7 +99,7 @@ def zoo(names: list[str]) -> None:
     from edgetqs.planner.plan import build_problem, solve
     from edgetqs.tqs.score import ScoreSettings, score_model
 
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     matrix = CapabilityMatrix.load()
     print("\nzoo: exact vs greedy predicted error on a 10-budget front; predicted vs AEQ file size")
     print(f"  {'model':24s} {'units':>5s} {'float B':>9s} {'greedy/exact (mean, max)':>26s} "

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# benchmarks/run_all.py points this elsewhere so quick runs never overwrite the full results.
+RESULTS = Path(os.environ.get("EDGETQS_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 
 
 def machine() -> dict:

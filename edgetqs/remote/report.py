@@ -40,7 +40,17 @@ def _png(figure) -> str:
 
 
 def error_curves_png(validation: Validation) -> str:
-    """RMSE per horizon step: board and host vs the float model, and board vs host."""
+    return _png(error_curves_figure(validation))
+
+
+def error_curves_figure(validation: Validation):
+    """RMSE per horizon step: board and host vs the float model, and board vs host.
+
+    Errors span decades, so the axis is logarithmic; a log axis cannot show 0,
+    so a curve that is 0 throughout says so in the legend, and when every curve
+    is (the board reproduces the float model exactly) the axis turns linear and
+    says "exact match" instead of showing nothing.
+    """
     figure, axis = plt.subplots(figsize=(7, 3.6))
     steps = np.arange(1, validation.vs_float.horizon + 1)
     curves = [("board vs float model", validation.vs_float, "-o"),
@@ -48,18 +58,27 @@ def error_curves_png(validation: Validation) -> str:
               ("board vs host", validation.vs_host, ":s")]
     if validation.vs_truth is not None:
         curves.append(("board vs truth", validation.vs_truth, "-."))
-    for label, metrics, style in curves:
-        values = np.asarray(metrics.rmse_per_step, dtype=float)
-        if not values.any():  # a log axis cannot show zero: say it in the legend
+    values = [np.asarray(metrics.rmse_per_step, dtype=float) for _, metrics, _ in curves]
+    exact = not any(v.any() for v in values)
+    for (label, _, style), v in zip(curves, values):
+        if exact:
+            axis.plot(steps, v, style, label=label, markersize=3)
+            continue
+        if not v.any():
             label += " (identical: 0 at every step)"
-        axis.plot(steps, np.where(values > 0, values, np.nan), style, label=label, markersize=3)
-    axis.set_yscale("log")
+        axis.plot(steps, np.where(v > 0, v, np.nan), style, label=label, markersize=3)
+    if exact:
+        axis.set_ylim(-1, 1)
+        axis.text(0.5, 0.65, "exact match: every error is 0 at every step", transform=axis.transAxes,
+                  ha="center", fontsize=11, color="#145a0a")
+    else:
+        axis.set_yscale("log")
     axis.set_xlabel("horizon step")
     axis.set_ylabel("RMSE")
     axis.set_title("Rollout error per horizon step")
     axis.legend(fontsize=8)
     axis.grid(True, which="both", alpha=0.3)
-    return _png(figure)
+    return figure
 
 
 def latency_histogram_png(validation: Validation) -> str:

@@ -32,8 +32,9 @@ from edgetqs.errors import EdgeTQSError
 from edgetqs.files import JsonKind, read_json, write_atomically
 from edgetqs.metrics import RolloutMetrics, normalised_error, rollout_metrics
 from edgetqs.remote import runner as runner_module
+from edgetqs.remote.flash import RUNNER_FILE
 
-RUNNER = Path(runner_module.__file__)
+RUNNER = Path(runner_module.__file__)  # the host runs this edgetqs's runner; a board, the one flashed with its model
 # The runner runs on boards without edgetqs installed, so it writes results.json
 # itself; this is the host's reader of that format.
 RUN_RESULTS = JsonKind(runner_module.RESULTS_FORMAT, runner_module.RESULTS_VERSION, "runner results",
@@ -184,20 +185,22 @@ def _forward(line: str, on_event: Callable[[dict], None] | None) -> None:
 def run_on_board(transport, out_dir: str | Path, *, python: str | None = None, contexts: int | None = None,
                  horizon: int | None = None, threads: int | None = None, timeout: float = 1800,
                  on_event: Callable[[dict], None] | None = None) -> RunOutput:
-    """Run the runner on the board's ``current`` bundle and fetch its results into ``out_dir``.
+    """Run the runner flashed into the board's ``current`` slot and fetch its results into ``out_dir``.
 
-    The run directory on the board is removed afterwards, whether the run
-    succeeded, failed or outlived ``timeout`` (the transport stops it there).
+    The slot's own runner (flash puts one into every slot, hash-checked with
+    the model) is what runs, so a validation tests what was deployed. The run
+    directory on the board is removed afterwards, whether the run succeeded,
+    failed or outlived ``timeout`` (the transport stops it there).
     """
     board = transport.board
     python = python or _board_python(board)
     slot = current_slot_path(transport)
+    runner = slot_runner(transport, slot)
     run_dir = f"{board.root}/{RUNS_DIR}/{time.strftime('%Y%m%d-%H%M%S')}-{int(time.time() * 1000) % 1000:03d}"
     transport.check(f"mkdir -p {shlex.quote(run_dir)}", what="making the run directory")
     try:
-        transport.put(RUNNER, f"{run_dir}/runner.py")  # this edgetqs's runner: the results format always matches
         cmd = " ".join(shlex.quote(part) for part in [
-            python, f"{run_dir}/runner.py", "--bundle", slot, "--out", f"{run_dir}/out",
+            python, runner, "--bundle", slot, "--out", f"{run_dir}/out",
             *runner_arguments(contexts, horizon, threads)])
         result = transport.run(cmd, timeout=timeout, on_line=lambda line: _forward(line, on_event), retry=False)
         if result.exit != 0:
@@ -211,6 +214,16 @@ def run_on_board(transport, out_dir: str | Path, *, python: str | None = None, c
     finally:
         transport.run(f"rm -rf {shlex.quote(run_dir)}", timeout=60)
     return RunOutput.load(out_dir)
+
+
+def slot_runner(transport, slot: str) -> str:
+    """The runner flashed with the slot's model; an error telling to reflash when it has none."""
+    runner = f"{slot}/{RUNNER_FILE}"
+    if not transport.exists(runner):
+        raise EdgeTQSError(f"{transport.board.name}'s current model ({slot}) has no {RUNNER_FILE}: "
+                           "it was flashed by an edgetqs that did not put the runner into the slot",
+                           "reflash the bundle with this edgetqs: edgetqs flash BUNDLE --target ...")
+    return runner
 
 
 def current_slot_path(transport) -> str:
@@ -305,19 +318,21 @@ def _check_model_identity(bundle: Bundle, board: RunOutput) -> Check:
 
 
 def _check_probes(bundle: Bundle, board: RunOutput, thresholds: dict) -> Check:
-    expected = np.asarray(bundle.probes["y"], np.float64)
-    got = np.asarray(board.probe_outputs, np.float64).reshape(expected.shape)
-    with np.errstate(invalid="ignore", over="ignore"):
-        diff = np.abs(got - expected)
-    max_abs = float(np.max(diff)) if np.isfinite(diff).all() else float("inf")
-    scale = float(np.sqrt(np.mean(expected**2))) or 1.0
-    normalised = max_abs / scale
+    # The runner compared the probe outputs with the host's (probes.npz "y", hash-checked
+    # with the model) on the board; its numbers are the verdict's.
+    agreement = board.results.get("probes") or {}
+    expected_count = len(bundle.probes["y"])
+    if agreement.get("count") != expected_count:
+        return Check("runtime computes the host's numbers (probes)", False,
+                     f"the board's runner compared {agreement.get('count', 'no')} probe outputs, the bundle has "
+                     f"{expected_count}: the board's probes are not this bundle's (reflash it)")
+    max_abs, normalised = float(agreement["max_abs"]), float(agreement["normalised"])
     limit_abs = thresholds.get("probe_max_abs")
     ok = normalised <= thresholds["probe_tolerance"] and (limit_abs is None or max_abs <= limit_abs)
     limits = f"tolerance {thresholds['probe_tolerance']:g}" + (f", max abs {limit_abs:g}" if limit_abs is not None else "")
     if ok:
         return Check("runtime computes the host's numbers (probes)", True,
-                     f"{len(expected)} probe outputs match the host within {normalised:.2e} (normalised; {limits})")
+                     f"{expected_count} probe outputs match the host within {normalised:.2e} (normalised; {limits})")
     return Check("runtime computes the host's numbers (probes)", False,
                  f"the board's runtime {_runtime_name(board)} runs the model but computes different numbers than "
                  f"the host: probe outputs differ by {max_abs:.3g} ({normalised:.2e} of their RMS; {limits})")

@@ -49,8 +49,26 @@ def test_report_is_self_contained_with_every_plot_and_fact(runs, tmp_path):
 
 def test_report_of_a_failed_validation_shows_why(runs, tmp_path):
     bundle, board, host = runs
-    wrong = dataclasses.replace(board, probe_outputs=board.probe_outputs + 0.5)
+    # What the runner leaves when the board's numbers differ: other outputs, and its agreement saying so.
+    agreement = dict(board.results["probes"], max_abs=0.5, normalised=0.5)
+    wrong = dataclasses.replace(board, probe_outputs=board.probe_outputs + 0.5,
+                                results=dict(board.results, probes=agreement))
     validation = judge(bundle, wrong, host, board_name="pi-shed")
     page = write_report(validation, tmp_path / "report.html").read_text()
     assert 'class="verdict fail">FAIL' in page
     assert "computes different numbers than the host" in page
+
+
+def test_rollout_error_plot_says_exact_match_when_every_error_is_zero(runs):
+    """All-zero errors used to give an empty log-scale axis; now a linear one that says so."""
+    from edgetqs.remote.report import error_curves_figure
+
+    bundle, board, host = runs
+    same = judge(bundle, host, host)
+    assert not any(same.vs_host.rmse_per_step)
+    exact = dataclasses.replace(same, vs_float=same.vs_host, host_vs_float=same.vs_host, vs_truth=None)
+    axis = error_curves_figure(exact).axes[0]
+    assert axis.get_yscale() == "linear"
+    assert any("exact match" in text.get_text() for text in axis.texts)
+    assert all(len(line.get_ydata()) and not any(line.get_ydata()) for line in axis.get_lines())
+    assert error_curves_figure(same).axes[0].get_yscale() == "log"  # real errors keep the log axis

@@ -105,3 +105,35 @@ def test_blow_ups_and_short_forecasts_fail(bundle, tmp_path):
     with_threshold = dataclasses.replace(loaded, manifest=dict(loaded.manifest, thresholds={"min_valid_prediction_time": 6}))
     assert "the bundle's threshold" in judge(with_threshold, short, host).failures[0].detail
     assert judge(with_threshold, host, host).passed
+
+
+def test_validate_runs_the_runner_flashed_into_the_slot(sshd_board, bundle, tmp_path):
+    """Flash puts runner.py into every slot; validate runs that one, not a fresh copy of its own."""
+    events = []
+    with Transport(sshd_board.connection()) as t:
+        flash(t, bundle)
+        slot_runner = sshd_board.root / "current" / "runner.py"
+        marked = slot_runner.read_text().replace("def main(argv=None):\n", "def main(argv=None):\n    emit(\"slot-runner\")\n")
+        slot_runner.write_text(marked)
+        result = validate(t, bundle, tmp_path / "v", python=BOARD_PYTHON, contexts=1, horizon=3,
+                          on_event=events.append)
+        assert result.passed, result.message()
+        assert events[0]["event"] == "slot-runner"
+        slot_runner.unlink()  # a slot flashed before the runner travelled with the model
+        with pytest.raises(EdgeTQSError, match="has no runner.py") as err:
+            validate(t, bundle, tmp_path / "v2", python=BOARD_PYTHON)
+    assert "edgetqs flash" in err.value.fix
+
+
+def test_the_probe_verdict_is_the_runners_agreement(bundle, tmp_path):
+    """The runner measures probe agreement on the board; validate judges by that measurement."""
+    loaded = load_bundle(bundle)
+    host = run_locally(bundle, tmp_path / "host", contexts=2, horizon=4)
+    assert host.results["probes"]["count"] == len(loaded.probes["y"])
+    off = dict(host.results["probes"], max_abs=0.5, normalised=0.2)
+    board = dataclasses.replace(host, results=dict(host.results, probes=off))
+    failed = {c.name: c.detail for c in judge(loaded, board, host).failures}
+    assert list(failed) == ["runtime computes the host's numbers (probes)"] and "2.00e-01" in failed[
+        "runtime computes the host's numbers (probes)"]
+    miscounted = dataclasses.replace(host, results=dict(host.results, probes=dict(off, count=1, normalised=0.0)))
+    assert "not this bundle's" in judge(loaded, miscounted, host).failures[0].detail
