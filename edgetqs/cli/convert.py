@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from edgetqs.cli.common import add_command, add_json_flag, add_model_argument, console, line, print_json, styled
-from edgetqs.planner.planfile import PLAN_MODES
+from edgetqs.quant.modes import MODE_NAMES
 
 
 def run(args) -> int:
@@ -59,7 +59,7 @@ def register(subparsers):
     parser.add_argument("--plan", required=True, help="plan file from `edgetqs plan`")
     parser.add_argument("-o", "--output", required=True,
                         help="bundle directory, bundle .tar.gz, or a .tflite path for the model alone")
-    parser.add_argument("--mode", choices=PLAN_MODES,
+    parser.add_argument("--mode", choices=MODE_NAMES,
                         help="weight-only, dynamic-range or static int8 activations (default: the plan's mode)")
     parser.add_argument("--calibration", metavar="FILE",
                         help="series (.csv/.npy, [time, features]) for context windows and static ranges; "

@@ -10,8 +10,8 @@ from rich.table import Table
 from edgetqs.cli.common import add_command, add_json_flag, add_model_argument, console, print_json
 from edgetqs.files import write_atomically
 from edgetqs.planner.allocators import ALLOCATORS
-from edgetqs.planner.formats import FORMATS
-from edgetqs.planner.planfile import PLAN_MODES
+from edgetqs.quant.formats import FORMATS
+from edgetqs.quant.modes import MODE_NAMES
 
 
 def _write_recipe(graph, plan, path: Path) -> Path | None:
@@ -99,7 +99,7 @@ def register(subparsers):
                         help="runtime whose conformance results filter formats (default: the target's, "
                              "else ai-edge-litert==2.3.0)")
     parser.add_argument("--allocator", choices=sorted(ALLOCATORS), default="mckp", help="mckp is exact")
-    parser.add_argument("--mode", choices=PLAN_MODES, default="dynamic",
+    parser.add_argument("--mode", choices=MODE_NAMES, default="dynamic",
                         help="dynamic: integer kernels read quantized weights (smallest in RAM); "
                              "weight_only: float compute after DEQUANTIZE (float copies in RAM)")
     parser.add_argument("--bottom", choices=[f for f in FORMATS if f != "fp32"],

@@ -23,7 +23,7 @@ import numpy as np
 from edgetqs.converter.recipe import op_targets, planned_formats
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.tflite_graph import TFLiteGraph
-from edgetqs.planner.formats import get_format
+from edgetqs.quant.formats import get_format
 
 FP16_MIN_SUBNORMAL = 2.0 ** -24  # smaller magnitudes round to zero
 FP16_MIN_NORMAL = 2.0 ** -14  # below this fp16 keeps fewer significant bits

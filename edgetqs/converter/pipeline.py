@@ -22,11 +22,12 @@ from edgetqs.converter import deploy
 from edgetqs.converter.calibration import calibration_from_ranges, minmax_calibration
 from edgetqs.converter.lint import Finding, lint_plan, raise_on_errors
 from edgetqs.converter.plans import check_plan_matches, read_plan
-from edgetqs.converter.recipe import MODES, build_recipe, op_targets, planned_formats
+from edgetqs.converter.recipe import build_recipe, op_targets, planned_formats
 from edgetqs.converter.verify import Verification, verify_export
 from edgetqs.engine.litert import LiteRTRunner
 from edgetqs.errors import EdgeTQSError
 from edgetqs.files import write_atomically
+from edgetqs.quant.modes import Mode
 from edgetqs.tqs import contexts as ctx
 from edgetqs.zoo.resolve import load_model
 
@@ -72,7 +73,7 @@ def convert(model, plan, out: str | Path, *, mode: str | None = None, calibratio
     graph, spec = canonical.graph, canonical.rollout
     plan = read_plan(plan)
     check_plan_matches(plan, graph, str(model) if isinstance(model, (str, Path)) else canonical.card.name)
-    mode = check_mode(mode or plan.get("mode") or "dynamic")
+    mode = Mode.parse(mode or plan.get("mode") or Mode.DYNAMIC)
     if activation_ranges and mode != "static":
         raise EdgeTQSError(f"activation ranges were given but the mode is {mode}; only static mode quantizes activations",
                            "pass --mode static, or drop the activation ranges")
@@ -128,12 +129,6 @@ def convert(model, plan, out: str | Path, *, mode: str | None = None, calibratio
 def resolve_model(model):
     """A CanonicalModel from a CanonicalModel, a path or zoo:NAME (through model intake)."""
     return load_model(model)
-
-
-def check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise EdgeTQSError(f"unknown mode '{mode}'", f"use --mode with one of: {', '.join(MODES)}")
-    return mode
 
 
 def target_runtime(target: str | None, plan: dict) -> str | None:

@@ -18,21 +18,10 @@ from dataclasses import dataclass
 
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.tflite_graph import Operator, TFLiteGraph
-from edgetqs.planner.aeq import MODES
 from edgetqs.planner.aeq import op_config as planner_op_config
-from edgetqs.planner.formats import get_format
-
-# Ops whose constant weight AEQ quantizes, and the input index of that weight.
-WEIGHT_INPUT = {
-    "FULLY_CONNECTED": 1,
-    "CONV_2D": 1,
-    "DEPTHWISE_CONV_2D": 1,
-    "TRANSPOSE_CONV": 1,
-    "BATCH_MATMUL": 1,
-    "EMBEDDING_LOOKUP": 1,
-}
-# Our opcode names -> AEQ's operation names where they differ.
-AEQ_OP_NAME = {"TRANSPOSE_CONV": "CONV_2D_TRANSPOSE"}
+from edgetqs.quant.formats import get_format
+from edgetqs.quant.modes import Mode
+from edgetqs.quant.ops import op_spec
 
 NO_QUANTIZE = "no_quantize"
 
@@ -60,12 +49,14 @@ def op_scope(graph: TFLiteGraph, op: Operator) -> str:
 
 
 def weight_tensor_of(graph: TFLiteGraph, op: Operator) -> str | None:
-    """The constant float weight AEQ would quantize in this op, if any."""
-    index = WEIGHT_INPUT.get(op.opcode)
-    if index is None or index >= len(op.inputs) or op.inputs[index] < 0:
-        return None
-    tensor = graph.tensors[op.inputs[index]]
-    return tensor.name if tensor.is_constant and tensor.type_name == "FLOAT32" else None
+    """The constant float weight AEQ would quantize in this op, if any (the first, wherever it sits)."""
+    spec = op_spec(op.opcode)
+    for position, index in enumerate(op.inputs):
+        tensor = graph.tensors[index] if index >= 0 else None
+        if tensor is not None and tensor.is_constant and tensor.type_name == "FLOAT32" \
+                and spec.aeq_quantizes(position, tensor.shape):
+            return tensor.name
+    return None
 
 
 def planned_formats(plan: dict) -> dict[str, str]:
@@ -112,10 +103,8 @@ def build_recipe(graph: TFLiteGraph, plan: dict, mode: str) -> list[dict]:
     (weights int8); the per-op entries after it override the weights, because
     AEQ lets the last matching entry win.
     """
-    if mode not in MODES:
-        raise EdgeTQSError(f"unknown mode '{mode}'", f"use one of: {', '.join(MODES)}")
     recipe = []
-    if mode == "static":
+    if Mode.parse(mode).quantizes_activations:
         algorithm, config = op_config("int8", "static")
         recipe.append({"regex": ".*", "operation": "*", "algorithm_key": algorithm, "op_config": config})
         # The canonical model keeps float input and output (runners feed float
@@ -123,7 +112,7 @@ def build_recipe(graph: TFLiteGraph, plan: dict, mode: str) -> list[dict]:
         recipe += [{"regex": ".*", "operation": io, "algorithm_key": NO_QUANTIZE} for io in ("INPUT", "OUTPUT")]
     for target in op_targets(graph, planned_formats(plan)):
         algorithm, config = op_config(target.format, mode)
-        entry = {"regex": target.regex, "operation": AEQ_OP_NAME.get(target.op.opcode, target.op.opcode),
+        entry = {"regex": target.regex, "operation": op_spec(target.op.opcode).aeq_name,
                  "algorithm_key": algorithm}
         if config is not None:
             entry["op_config"] = config

@@ -25,7 +25,7 @@ from edgetqs.engine.litert import LiteRTRunner
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.card import RolloutSpec
 from edgetqs.model.tflite_graph import Tensor, TFLiteGraph, replace_constants
-from edgetqs.planner.formats import get_format
+from edgetqs.quant.formats import get_format
 
 SIZE_TOLERANCE = 0.01
 # Relative L2 difference ||y_exported - y_simulated|| / ||y_simulated|| allowed over the probe batch.

@@ -22,8 +22,8 @@ import numpy as np
 from edgetqs.errors import EdgeTQSError
 
 from edgetqs.planner.plan import KeepFloat, Problem, plan_from_choice, build_problem, solve_many
-from edgetqs.planner.formats import DEFAULT_LADDER as LADDER  # per-channel ints and floats: "b bits per weight"
-from edgetqs.planner.formats import FORMATS
+from edgetqs.quant.formats import DEFAULT_LADDER as LADDER  # per-channel ints and floats: "b bits per weight"
+from edgetqs.quant.formats import FORMATS
 
 RUNTIME = "ai-edge-litert==2.3.0"
 MODE = "dynamic"

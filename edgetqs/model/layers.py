@@ -17,22 +17,8 @@ import numpy as np
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.card import LayerInfo, RolloutSpec
 from edgetqs.model.tflite_graph import Operator, TFLiteGraph
+from edgetqs.quant.ops import op_spec
 
-# Op -> (index of its main weight input, indices of its bias inputs). BATCH_MATMUL
-# is handled apart: either operand may be the constant one.
-WEIGHTED_OPS: dict[str, tuple[int, tuple[int, ...]]] = {
-    "FULLY_CONNECTED": (1, (2,)),
-    "CONV_2D": (1, (2,)),
-    "DEPTHWISE_CONV_2D": (1, (2,)),
-    "CONV_3D": (1, (2,)),
-    "TRANSPOSE_CONV": (1, (3,)),
-    "EMBEDDING_LOOKUP": (1, ()),
-}
-# Fused recurrent ops keep many weights as inputs; all constant float inputs count.
-RECURRENT_OPS = {
-    "UNIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_LSTM",
-    "BIDIRECTIONAL_SEQUENCE_RNN", "LSTM", "RNN", "SVDF",
-}
 # Block names people put in layer names: block_2, block2, layers.3, encoder_layer_1, h.4 ...
 _BLOCK_PATTERN = re.compile(r"((?:block|blk|layer|layers|encoder_layer|decoder_layer|stage|res|h)[_.]?\d+)", re.I)
 # Components that are the model wrapper, not a layer (Keras functional/sequential, tf.function, onnx2tf).
@@ -45,22 +31,24 @@ def _is_float_constant(graph: TFLiteGraph, index: int) -> bool:
 
 
 def _weights_of(graph: TFLiteGraph, op: Operator) -> tuple[int, list[int]] | None:
-    """(main weight tensor index, bias tensor indices) of a weighted op, or None."""
-    if op.opcode in WEIGHTED_OPS:
-        main, biases = WEIGHTED_OPS[op.opcode]
-        if main >= len(op.inputs) or not _is_float_constant(graph, op.inputs[main]):
-            return None
-        return op.inputs[main], [op.inputs[b] for b in biases if b < len(op.inputs) and _is_float_constant(graph, op.inputs[b])]
-    if op.opcode == "BATCH_MATMUL":
-        constant = [i for i in op.inputs[:2] if _is_float_constant(graph, i)]
-        return (constant[0], []) if len(constant) == 1 else None
-    if op.opcode in RECURRENT_OPS:
+    """(main weight tensor index, bias tensor indices) of a weighted op (edgetqs.quant.ops), or None.
+
+    The main weight is the one float constant among the op's weight inputs (an op
+    with two, such as a BATCH_MATMUL of two constants, is not a layer); a fused
+    recurrent op's largest constant is its main weight, the others ride along.
+    """
+    spec = op_spec(op.opcode)
+    if spec.every_constant_is_weight:
         constant = [i for i in op.inputs if _is_float_constant(graph, i)]
         if not constant:
             return None
         main = max(constant, key=lambda i: graph.tensors[i].num_elements)
         return main, [i for i in constant if i != main]
-    return None
+    weights = [op.inputs[i] for i in spec.weight_inputs if i < len(op.inputs) and _is_float_constant(graph, op.inputs[i])]
+    if len(weights) != 1:
+        return None
+    biases = [op.inputs[b] for b in spec.bias_inputs if b < len(op.inputs) and _is_float_constant(graph, op.inputs[b])]
+    return weights[0], biases
 
 
 def _clean_component(component: str, known_names: set[str]) -> str:

@@ -13,8 +13,8 @@ import re
 from ai_edge_quantizer import qtyping, quantizer
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.planner.formats import WeightFormat
-from edgetqs.planner.planfile import PLAN_MODES as MODES
+from edgetqs.quant.formats import WeightFormat
+from edgetqs.quant.modes import Mode
 
 # Static mode: the dynamic-range weights plus int8 activations with calibrated
 # ranges (LiteRT's int8 activations are asymmetric, per tensor), as the converter emits.
@@ -25,10 +25,9 @@ _BLOCKWISE = {32: qtyping.QuantGranularity.BLOCKWISE_32, 64: qtyping.QuantGranul
               128: qtyping.QuantGranularity.BLOCKWISE_128, 256: qtyping.QuantGranularity.BLOCKWISE_256}
 
 
-def op_config(fmt: WeightFormat, mode: str) -> tuple[qtyping.OpQuantizationConfig, str]:
+def op_config(fmt: WeightFormat, mode: Mode) -> tuple[qtyping.OpQuantizationConfig, str]:
     """(AEQ op config, algorithm key) that stores weights as ``fmt``."""
-    if mode not in MODES:
-        raise EdgeTQSError(f"unknown quantization mode '{mode}'", f"use one of: {', '.join(MODES)}")
+    mode = Mode.parse(mode)
     if fmt.is_float:
         # fp16 is a float cast with an explicit DEQUANTIZE, whatever the mode.
         tensor = qtyping.TensorQuantizationConfig(num_bits=16, dtype=qtyping.TensorDataType.FLOAT)
@@ -43,9 +42,9 @@ def op_config(fmt: WeightFormat, mode: str) -> tuple[qtyping.OpQuantizationConfi
     else:
         granularity = qtyping.QuantGranularity.TENSORWISE
     tensor = qtyping.TensorQuantizationConfig(num_bits=fmt.bits, symmetric=True, granularity=granularity)
-    weight_only = mode == "weight_only"
+    weight_only = mode.dequantizes_weights
     config = qtyping.OpQuantizationConfig(
-        activation_tensor_config=STATIC_ACTIVATIONS if mode == "static" else None,
+        activation_tensor_config=STATIC_ACTIVATIONS if mode.quantizes_activations else None,
         weight_tensor_config=tensor,
         compute_precision=qtyping.ComputePrecision.FLOAT if weight_only else qtyping.ComputePrecision.INTEGER,
         explicit_dequantize=weight_only,

@@ -29,12 +29,13 @@ import numpy as np
 
 from edgetqs.errors import EdgeTQSError
 from edgetqs.files import write_atomically
-from edgetqs.planner.formats import FORMATS, WeightFormat
-from edgetqs.planner.planfile import PLAN_MODES as MODES
+from edgetqs.quant.formats import FORMATS
+from edgetqs.quant.modes import MODE_NAMES as MODES
+from edgetqs.quant.ops import CONFORMANCE_OPS, ConformanceCase, op_spec
 
 MATRIX_PATH = Path(__file__).parent / "data" / "capability_matrix.json"
 RUNNER = Path(__file__).with_name("conformance_runner.py")
-OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "BATCH_MATMUL", "EMBEDDING_LOOKUP")
+OPS = CONFORMANCE_OPS  # the ops whose description (edgetqs.quant.ops) has a conformance case
 CHECKED_FORMATS = ("fp16", "int8", "int4", "int2", "int8_b32", "int4_b32", "int4_b64")
 # Relative L2 error allowed. Weight-only computes in float with the same weights:
 # only summation order differs. Dynamic range also quantizes activations to int8
@@ -66,51 +67,46 @@ def _concrete_tflite(fn, specs) -> bytes:
 
 
 def build_float_case(op: str) -> tuple[bytes, list[np.ndarray]]:
-    """A float .tflite whose one weighted op is ``op``, and inputs for it.
-
-    Fan-ins are multiples of 64 so blockwise formats apply to every op.
-    """
+    """A float .tflite whose one weighted op is ``op`` (its conformance case in edgetqs.quant.ops), and inputs."""
+    case = _case(op)
     rng = np.random.default_rng(0)
-    if op == "FULLY_CONNECTED":
-        raw = _keras_tflite(lambda tf: tf.keras.Sequential([tf.keras.Input((64,), batch_size=2),
-                                                            tf.keras.layers.Dense(16)]))
-        return raw, [rng.standard_normal((2, 64)).astype(np.float32)]
-    if op == "CONV_2D":
-        raw = _keras_tflite(lambda tf: tf.keras.Sequential([tf.keras.Input((5, 5, 64), batch_size=1),
-                                                            tf.keras.layers.Conv2D(8, 3)]))
-        return raw, [rng.standard_normal((1, 5, 5, 64)).astype(np.float32)]
-    if op == "DEPTHWISE_CONV_2D":
-        raw = _keras_tflite(lambda tf: tf.keras.Sequential([tf.keras.Input((5, 5, 64), batch_size=1),
-                                                            tf.keras.layers.DepthwiseConv2D(3)]))
-        return raw, [rng.standard_normal((1, 5, 5, 64)).astype(np.float32)]
-    if op == "BATCH_MATMUL":
-        w = rng.standard_normal((2, 64, 16)).astype(np.float32)
-        import tensorflow as tf  # noqa: F401  (loaded by _concrete_tflite)
-
-        raw = _concrete_tflite(lambda x: tf.linalg.matmul(x, tf.constant(w)), [((2, 3, 64), tf.float32)])
-        return raw, [rng.standard_normal((2, 3, 64)).astype(np.float32)]
-    if op == "EMBEDDING_LOOKUP":
-        return _embedding_lookup_model(rng), [np.array([3, 0, 7, 7, 1], np.int32)]
-    raise EdgeTQSError(f"no conformance model for op '{op}'", f"use one of: {', '.join(OPS)}")
+    if case.keras_layer is not None:
+        raw = _keras_tflite(lambda tf: tf.keras.Sequential([tf.keras.Input(case.input_shape[1:],
+                                                                           batch_size=case.input_shape[0]),
+                                                            case.keras_layer(tf)]))
+    else:
+        raw = _function_tflite(op, case, rng.standard_normal(case.weight_shape).astype(np.float32))
+    x = case.sample(rng) if case.sample else rng.standard_normal(case.input_shape).astype(np.float32)
+    return raw, [x]
 
 
-def _embedding_lookup_model(rng) -> bytes:
-    """TF converts gathers to GATHER; rewrite one into EMBEDDING_LOOKUP(ids, table)."""
+def _case(op: str) -> ConformanceCase:
+    case = op_spec(op).conformance
+    if case is None:
+        raise EdgeTQSError(f"no conformance case for op '{op}'", f"use one of: {', '.join(OPS)}")
+    return case
+
+
+def _function_tflite(op: str, case: ConformanceCase, weight: np.ndarray) -> bytes:
     import tensorflow as tf
+
+    raw = _concrete_tflite(case.function(tf, weight), [(case.input_shape, getattr(tf, case.input_dtype))])
+    return _rewritten(raw, case.rewrite_from, op) if case.rewrite_from else raw
+
+
+def _rewritten(raw: bytes, source_op: str, op: str) -> bytes:
+    """TF emits ``source_op`` (a GATHER for an embedding lookup): rewrite it into ``op``, swapping its two inputs."""
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
-    table = rng.standard_normal((10, 64)).astype(np.float32)
-    raw = _concrete_tflite(lambda ids: tf.gather(tf.constant(table), ids), [((5,), tf.int32)])
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(raw))
-    graph = model.subgraphs[0]
-    for op in graph.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        if flatbuffer_utils.get_builtin_code_from_operator_code(code) == schema.BuiltinOperator.GATHER:
-            code.builtinCode = schema.BuiltinOperator.EMBEDDING_LOOKUP
-            code.deprecatedBuiltinCode = schema.BuiltinOperator.EMBEDDING_LOOKUP
-            op.inputs = [op.inputs[1], op.inputs[0]]
-            op.builtinOptionsType, op.builtinOptions = 0, None
+    source, target = getattr(schema.BuiltinOperator, source_op), getattr(schema.BuiltinOperator, op)
+    for o in model.subgraphs[0].operators:
+        code = model.operatorCodes[o.opcodeIndex]
+        if flatbuffer_utils.get_builtin_code_from_operator_code(code) == source:
+            code.builtinCode = code.deprecatedBuiltinCode = target
+            o.inputs = [o.inputs[1], o.inputs[0]]
+            o.builtinOptionsType, o.builtinOptions = 0, None
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
@@ -150,21 +146,8 @@ def _bias(model_bytes: bytes, size: int) -> np.ndarray:
 
 def reference_output(op: str, weight: np.ndarray, inputs: list[np.ndarray], bias: np.ndarray | None = None) -> np.ndarray:
     """What the op must compute with these (dequantized) weights, in float64 numpy."""
-    x, w = inputs[0].astype(np.float64), weight.astype(np.float64)
-    if op == "FULLY_CONNECTED":
-        y = x @ w.T
-    elif op == "CONV_2D":  # w [out, kh, kw, in], VALID, stride 1
-        windows = np.lib.stride_tricks.sliding_window_view(x, w.shape[1:3], axis=(1, 2))  # n,oh,ow,c,kh,kw
-        y = np.einsum("nijcab,oabc->nijo", windows, w)
-    elif op == "DEPTHWISE_CONV_2D":  # w [1, kh, kw, c]
-        windows = np.lib.stride_tricks.sliding_window_view(x, w.shape[1:3], axis=(1, 2))
-        y = np.einsum("nijcab,abc->nijc", windows, w[0])
-    elif op == "BATCH_MATMUL":
-        y = x @ w
-    elif op == "EMBEDDING_LOOKUP":
-        y = w[inputs[0]]
-    else:
-        raise EdgeTQSError(f"no reference for op '{op}'", f"use one of: {', '.join(OPS)}")
+    x = inputs[0] if inputs[0].dtype.kind == "i" else inputs[0].astype(np.float64)
+    y = _case(op).reference(x, weight.astype(np.float64))
     return y + bias if bias is not None else y
 
 
@@ -187,9 +170,8 @@ def write_cases(directory: Path, ops=OPS, formats=CHECKED_FORMATS, modes=MODES) 
     for op in ops:
         float_model, inputs = build_float_case(op)
         layer = _op_layer(float_model, op)
-        float_weight = _float_weight(float_model)
-        bias_size = float_weight.shape[0] if op in ("FULLY_CONNECTED", "CONV_2D") else float_weight.shape[-1]
-        bias = None if op in ("BATCH_MATMUL", "EMBEDDING_LOOKUP") else _bias(float_model, bias_size)
+        bias_axis = _case(op).bias_axis
+        bias = None if bias_axis is None else _bias(float_model, _float_weight(float_model).shape[bias_axis])
         for mode in modes:
             for fmt_name in formats:
                 if fmt_name == "fp16" and mode != "weight_only":

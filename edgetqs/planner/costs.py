@@ -35,7 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgetqs.model.tflite_graph import TFLiteGraph
-from edgetqs.planner.formats import FORMATS, WeightFormat
+from edgetqs.quant.formats import FORMATS, WeightFormat
+from edgetqs.quant.ops import op_spec
 
 # Metadata bytes AEQ adds per tensor beyond payloads, measured on its output
 # (tests/planner/test_costs.py keeps them honest): a DEQUANTIZE op with its
@@ -50,10 +51,6 @@ TFLITE_ARENA_ALIGNMENT = 64  # TfLite's arena aligns every tensor to 64 bytes
 # + a tiny model), measured with ru_maxrss on x86_64 (benchmarks/planner_allocators.py
 # prints the current figures). Boards differ little: the runtime is the same code.
 RUNTIME_OVERHEAD_BYTES = {"ai-edge-litert": 46 * 2**20, "tflite-runtime": 42 * 2**20}
-
-# Which input of which op AEQ quantizes as "the weight".
-WEIGHT_INPUTS = {"FULLY_CONNECTED": (1,), "CONV_2D": (1,), "DEPTHWISE_CONV_2D": (1,),
-                 "TRANSPOSE_CONV": (1,), "EMBEDDING_LOOKUP": (1,), "BATCH_MATMUL": (0, 1)}
 
 
 @dataclass(frozen=True)
@@ -80,11 +77,11 @@ class WeightTensor:
 
 
 def weight_tensors(graph: TFLiteGraph) -> dict[str, WeightTensor]:
-    """Every float constant tensor, with the op that reads it and its channel axis."""
-    from edgetqs.tqs.quantizers import channel_axis
-
+    """Every float constant tensor, with the op that reads it, its channel axis and
+    whether AEQ quantizes it (edgetqs.quant.ops): what stays float is priced as float."""
     found: dict[str, WeightTensor] = {}
     for op in graph.operators:
+        spec = op_spec(op.opcode)
         adj_y = bool(getattr(op.options, "adjY", False))
         for position, index in enumerate(op.inputs):
             if index < 0:
@@ -92,9 +89,8 @@ def weight_tensors(graph: TFLiteGraph) -> dict[str, WeightTensor]:
             t = graph.tensors[index]
             if not t.is_constant or t.type_name != "FLOAT32" or t.name in found:
                 continue
-            quantizable = position in WEIGHT_INPUTS.get(op.opcode, ()) and len(t.shape) >= 2
-            found[t.name] = WeightTensor(t.name, tuple(t.shape), op.opcode,
-                                         channel_axis(op.opcode, t.shape, adj_y), quantizable)
+            found[t.name] = WeightTensor(t.name, tuple(t.shape), op.opcode, spec.weight_axis(t.shape, adj_y),
+                                         spec.aeq_quantizes(position, t.shape))
     return found
 
 

@@ -30,8 +30,10 @@ from edgetqs.planner import costs
 from edgetqs.planner.allocators import Option, allocate_front, get_allocator, smallest_bytes
 from edgetqs.planner.boards import Target
 from edgetqs.planner.conformance import CapabilityMatrix
-from edgetqs.planner.formats import FORMATS, WeightFormat, get_format
 from edgetqs.planner.planfile import Assignment, Plan
+from edgetqs.quant.formats import FORMATS, WeightFormat, get_format
+from edgetqs.quant.quantizer import residual_norm
+from edgetqs.tqs.scorefile import file_sha256, load_scores
 
 MAX_EXPONENT = 700.0  # exp() of more overflows a float; such a unit is "keep it precise" anyway
 
@@ -108,8 +110,6 @@ def _allowed(tensors: list[costs.WeightTensor], fmt: WeightFormat, runtime: str,
 
 
 def _residual_norm(graph: TFLiteGraph, t: costs.WeightTensor, fmt: WeightFormat, cache: dict) -> float:
-    from edgetqs.tqs.quantizers import residual_norm
-
     if not t.quantizable or fmt.name == "fp32":
         return 0.0
     key = (t.name, fmt.name)
@@ -373,8 +373,6 @@ def make_plan(graph: TFLiteGraph, scores_path: str | Path, target: Target | None
     ``model`` (the CanonicalModel) lets static plans be priced with the activation
     ranges of the model's own free run, as the converter calibrates by default.
     """
-    from edgetqs.tqs.scorefile import file_sha256, load_scores
-
     if target is None and budget_bytes is None:
         raise EdgeTQSError("no budget: neither a target nor --budget was given", "pass --target NAME or --budget SIZE")
     runtime = runtime or (target.runtime_spec if target else "ai-edge-litert==2.3.0")

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
 from edgetqs.files import write_atomically
+from edgetqs.quant.modes import Mode
 
 PLAN_FORMAT = "edgetqs.plan"
 PLAN_VERSION = 1
-PLAN_MODES = ("weight_only", "dynamic", "static")
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Plan:
     runtime: str  # package==version whose conformance results filtered the formats
     budget_bytes: int  # what the model (file + arena) may take in memory
     allocator: str
-    mode: str
+    mode: Mode  # stored as its string value
     assignments: list[Assignment] = field(default_factory=list)
     predicted: dict = field(default_factory=dict)  # model_bytes, weights_bytes, arena_bytes, footprint_bytes, total_cost
     format: str = PLAN_FORMAT
@@ -67,8 +67,7 @@ def plan_from_dict(data: dict, where: str = "the plan") -> Plan:
         plan = Plan(**body)
     except (KeyError, TypeError) as exc:
         raise EdgeTQSError(f"{where} is missing or has unexpected fields ({exc})", "re-run `edgetqs plan`") from exc
-    if plan.mode not in PLAN_MODES:
-        raise EdgeTQSError(f"{where} has mode '{plan.mode}'", f"use one of: {', '.join(PLAN_MODES)}")
+    plan.mode = Mode.parse(plan.mode, where)
     return plan
 
 

@@ -38,8 +38,9 @@ import numpy as np
 from edgetqs.errors import EdgeTQSError
 from edgetqs.planner import costs
 from edgetqs.planner.allocators import undominated
-from edgetqs.planner.formats import FORMATS
 from edgetqs.planner.plan import Problem, plan_from_choice, solve_many
+from edgetqs.quant.formats import FORMATS
+from edgetqs.quant.quantizer import residual
 
 # Front neighbours: the knapsack's plans at these fractions of the budget also start the search.
 FRONT_FRACTIONS = (1.0, 0.98, 0.95, 0.9)
@@ -156,8 +157,6 @@ class ReferenceWeights:
         self._residuals: dict[tuple[str, str], np.ndarray] = {}
 
     def residual(self, tensor: str, fmt: str) -> np.ndarray | None:
-        from edgetqs.tqs.quantizers import residual
-
         t = self.tensors[tensor]
         if fmt == "fp32" or not t.quantizable:
             return None

@@ -31,16 +31,15 @@ from scipy.special import erf
 
 from edgetqs.engine.ops.conv import patches
 from edgetqs.engine.registry import Node, graph_axis, ints, lookup
+from edgetqs.quant.ops import Role, ops_with
 from edgetqs.ranges import moments as mom
 from edgetqs.ranges.moments import Moments, WeightStats
 
-LINEAR_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
-# Ops that only move values around: their outputs keep their input's quantization
-# (as in TFLite int8 graphs), so they are not sites.
-LAYOUT_OPS = frozenset({
-    "RESHAPE", "EXPAND_DIMS", "SQUEEZE", "TRANSPOSE", "STRIDED_SLICE", "SLICE", "GATHER", "SPLIT", "SPLIT_V",
-    "UNPACK", "PACK", "CONCATENATION", "PAD", "PADV2", "DEQUANTIZE", "CAST",
-})
+# Weighted layers with closed-form moments, and ops that only move values around
+# (their outputs keep their input's quantization, as in TFLite int8 graphs, so
+# they are not sites): roles in the op descriptions.
+LINEAR_OPS = ops_with(Role.LINEAR)
+LAYOUT_OPS = ops_with(Role.LAYOUT)
 
 _ELEMENTWISE = {
     "TANH": np.tanh,

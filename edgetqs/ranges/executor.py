@@ -56,10 +56,11 @@ from edgetqs.engine.registry import Node
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.card import RolloutSpec
 from edgetqs.model.tflite_graph import TFLiteGraph
+from edgetqs.quant.formats import WeightFormat, get_format
+from edgetqs.quant.ops import channel_axis
+from edgetqs.quant.quantizer import quantize, quantize_channel
 from edgetqs.ranges.estimator import LAYOUT_OPS, LINEAR_OPS, RangeEstimator
 from edgetqs.ranges.moments import Moments
-from edgetqs.planner.formats import WeightFormat, get_format
-from edgetqs.tqs.quantizers import channel_axis, quantize, quantize_channel
 from edgetqs.tqs.units import tensor_channel_axes
 
 MODES = ("float", "static", "dynamic", "probabilistic", "hybrid")

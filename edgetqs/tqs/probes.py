@@ -13,7 +13,7 @@ import zlib
 
 import numpy as np
 
-from edgetqs.tqs.quantizers import probe_format, residual
+from edgetqs.quant.quantizer import probe_format, residual
 from edgetqs.tqs.units import Unit
 
 PROBE_CHOICES = ("quant", "gauss", "both")

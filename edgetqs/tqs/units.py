@@ -22,7 +22,7 @@ import numpy as np
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.card import ModelCard
 from edgetqs.model.tflite_graph import TFLiteGraph
-from edgetqs.tqs.quantizers import channel_axis
+from edgetqs.quant.ops import channel_axis
 
 GRANULARITIES = ("tensor", "layer", "block")
 

@@ -116,7 +116,7 @@ def make_plan(canonical, formats, mode: str = "dynamic", predicted: bool = True)
     checks the artifact against (within 1%).
     """
     from edgetqs.planner import costs
-    from edgetqs.planner.formats import FORMATS
+    from edgetqs.quant.formats import FORMATS
     from edgetqs.planner.planfile import Assignment, Plan
 
     graph = canonical.graph

@@ -10,9 +10,9 @@ import pytest
 from edgetqs import zoo
 from edgetqs.baselines import baseline_scores, scores_from_sensitivities
 from edgetqs.errors import EdgeTQSError
-from edgetqs.planner.formats import FORMATS
+from edgetqs.quant.formats import FORMATS
 from edgetqs.planner.plan import build_problem, solve
-from edgetqs.tqs.quantizers import residual_norm
+from edgetqs.quant.quantizer import residual_norm
 from edgetqs.tqs.score import ScoreSettings, score_model
 
 RUNTIME = "ai-edge-litert==2.3.0"

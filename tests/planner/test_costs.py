@@ -9,7 +9,7 @@ from edgetqs.converter.recipe import build_recipe
 from edgetqs.model.tflite_graph import TFLiteGraph
 from edgetqs.planner import costs
 from edgetqs.planner.conformance import CapabilityMatrix
-from edgetqs.planner.formats import FORMATS
+from edgetqs.quant.formats import FORMATS
 from edgetqs.planner.plan import plan_from_choice, build_problem
 from edgetqs.planner.planfile import plan_from_dict
 

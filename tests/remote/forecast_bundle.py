@@ -58,7 +58,7 @@ def aeq_int8_dynamic(float_tflite: bytes) -> bytes:
     from ai_edge_quantizer import quantizer
 
     from edgetqs.planner.aeq import op_config
-    from edgetqs.planner.formats import get_format
+    from edgetqs.quant.formats import get_format
 
     config, algorithm = op_config(get_format("int8"), "dynamic")
     q = quantizer.Quantizer(bytearray(float_tflite))

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.planner.formats import get_format
-from edgetqs.tqs.quantizers import (channel_axis, quantize_block, quantize_channel, quantize_tensor, residual,
+from edgetqs.quant.formats import get_format
+from edgetqs.quant.ops import channel_axis
+from edgetqs.quant.quantizer import (quantize_block, quantize_channel, quantize_tensor, residual,
                                     residual_norm)
 
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from edgetqs.planner.formats import get_format
 from edgetqs.engine.blackbox import LiteRTRollout
+from edgetqs.quant.formats import get_format
 from edgetqs.tqs.contexts import Contexts
-from edgetqs.tqs.quantizers import residual
+from edgetqs.quant.quantizer import residual
 from edgetqs.tqs.score import ScoreSettings, score_model
 from edgetqs.tqs.units import build_units
 

@@ -6,19 +6,10 @@ range ``[-2^(b-1), 2^(b-1) - 1]``), so that the residual TQS probes with and the
 residual ``||delta_l(q)||`` the planner costs are the error the converter will
 really emit.
 
-Which axis holds the output channels depends on the op that reads the weight
-(the TFLite quantization spec, as AEQ uses it):
-
-| op | weight layout | channel axis | block axis |
-|---|---|---|---|
-| FULLY_CONNECTED | [out, in] | 0 | 1 (the fan-in) |
-| CONV_2D, TRANSPOSE_CONV, EMBEDDING_LOOKUP | [out, ...] | 0 | last |
-| DEPTHWISE_CONV_2D | [1, kh, kw, out] | 3 | 0-2 flattened |
-| BATCH_MATMUL constant operand y | [..., in, out] | last (``adj_y``: second to last) | the other of the two |
-
-Anything else (and 1-D tensors such as biases) falls back to axis 0. Blocks run
-along the fan-in of each output channel, ``block_size`` values per scale; a
-fan-in that is not a multiple of the block size gets a short last block.
+The output-channel axis of a weight depends on the op that reads it: see
+``edgetqs.quant.ops.channel_axis``. Blocks run along the fan-in of each output
+channel, ``block_size`` values per scale; a fan-in that is not a multiple of the
+block size gets a short last block.
 """
 
 from __future__ import annotations
@@ -26,26 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.planner.formats import WeightFormat
-
-_CHANNEL_AXIS = {
-    "FULLY_CONNECTED": 0,
-    "CONV_2D": 0,
-    "TRANSPOSE_CONV": 0,
-    "EMBEDDING_LOOKUP": 0,
-    "DEPTHWISE_CONV_2D": 3,
-}
-
-
-def channel_axis(op_type: str, shape: tuple[int, ...] | list[int], adj_y: bool = False) -> int:
-    """The output-channel axis of a weight tensor of ``shape`` read by ``op_type``."""
-    rank = len(shape)
-    if rank <= 1:
-        return 0
-    if op_type == "BATCH_MATMUL":
-        return rank - 2 if adj_y else rank - 1
-    axis = _CHANNEL_AXIS.get(op_type, 0)
-    return axis if axis < rank else 0
+from edgetqs.quant.formats import WeightFormat
 
 
 def _check_bits(bits: int) -> None:
@@ -134,7 +106,7 @@ def residual_norm(weights: np.ndarray, fmt: WeightFormat, axis: int = 0) -> floa
     """``||Q(W) - W||`` (Frobenius): the planner's ``||delta_l(q)||`` for one tensor.
 
     For a unit of several tensors, combine as ``sqrt(sum(norm_i ** 2))``.
-    ``axis`` is the output-channel axis (see :func:`channel_axis`).
+    ``axis`` is the output-channel axis (see :func:`edgetqs.quant.ops.channel_axis`).
     """
     return float(np.linalg.norm(residual(weights, fmt, axis).ravel()))
 
