@@ -174,9 +174,61 @@ def _count(tally: list, outcome: float) -> None:
 def payload(rows: list[dict], notes: list[str], config: dict, timings: dict, searches: list[dict]) -> dict:
     """Everything a report shows: rows, win tables of the headline methods, correlations, searches."""
     present = {r["method"] for r in rows}
-    return {"config": config, "notes": notes, "seconds_per_model": timings, "searches": searches, "rows": rows,
-            "win_rates": {m: win_rates(rows, m) for m in HEADLINE if m in present},
-            "cost_error_correlation": cost_error_correlation(rows)}
+    result = {"config": config, "notes": notes, "seconds_per_model": timings, "searches": searches, "rows": rows,
+              "win_rates": {m: win_rates(rows, m) for m in HEADLINE if m in present},
+              "cost_error_correlation": cost_error_correlation(rows)}
+    if SEARCH in present:
+        result["search_targets"] = search_targets(rows, searches, timings)
+    return result
+
+
+SEARCH = "verified-search"
+
+
+def search_targets(rows: list[dict], searches: list[dict], timings: dict) -> dict:
+    """Issue 13's three targets for the verified search, measured (RMSE vs float on held-out windows):
+
+    - per cell, against the best baseline (BASELINES, picked after measuring) and against the best of
+      every other method: at least as good (no more blow-ups, RMSE no higher) / strictly better;
+    - Spearman between the search's prediction of its final plans (their rollout RMSE on the search
+      windows) and LiteRT's measurement, over all cells, and per model (across budgets);
+    - search seconds (all budgets) / TQS sweep seconds (both probes), per model.
+    """
+    from scipy.stats import spearmanr
+
+    cells = _cells(rows)
+    per_cell = []
+    for (model, bits), methods in sorted(cells.items()):
+        if SEARCH not in methods:
+            continue
+        mine = _quality(methods[SEARCH], "rmse_vs_float")
+        baseline = [_quality(r, "rmse_vs_float") for m, r in methods.items() if m in BASELINES]
+        others = [_quality(r, "rmse_vs_float") for m, r in methods.items() if m != SEARCH]
+        per_cell.append({"model": model, "budget_bits": bits, "search": mine[1],
+                         "best_baseline": min(baseline)[1] if baseline else None,
+                         "vs_best_baseline": _outcome(mine, min(baseline)) if baseline else None,
+                         "best_other": min(others)[1] if others else None,
+                         "vs_best_other": _outcome(mine, min(others)) if others else None})
+    summary = {}
+    for key in ("vs_best_baseline", "vs_best_other"):
+        outcomes = [c[key] for c in per_cell if c[key] is not None]
+        summary[key] = {"cells": len(outcomes), "at_least_as_good": sum(o >= 0.5 for o in outcomes),
+                        "strictly_better": sum(o == 1.0 for o in outcomes)}
+    finals = [r for r in rows if r["method"] == SEARCH and r.get("predicted_cost_rollout") is not None]
+    pairs = [(r["predicted_cost_rollout"], r["float_rmse"] if r["float_blow_up_fraction"] == 0 else math.inf)
+             for r in finals]
+    rho_all = spearmanr(*zip(*pairs)).statistic if len(pairs) >= 3 else None
+    per_model = {}
+    for model in dict.fromkeys(r["model"] for r in finals):
+        mine = [(r["predicted_cost_rollout"], r["float_rmse"]) for r in finals if r["model"] == model]
+        if len(mine) >= 3:
+            per_model[model] = round(float(spearmanr(*zip(*mine)).statistic), 3)
+    time_ratio = {m: round(t["search_seconds"] / t["tqs_sweep_seconds"], 2) for m, t in timings.items()
+                  if t.get("search_seconds") and t.get("tqs_sweep_seconds")}
+    return {"cells": per_cell, **summary,
+            "final_plans_spearman": {"all_cells": round(float(rho_all), 3) if rho_all is not None else None,
+                                     "per_model_across_budgets": per_model},
+            "search_over_sweep_seconds": time_ratio}
 
 
 def write_all(directory: Path, name: str, payload: dict) -> list[Path]:
@@ -225,6 +277,15 @@ def html_report(payload: dict, png: bytes) -> str:
         parts.append(_table(["model", "bits", "evaluations", "seconds", "stopped", "knapsack RMSE", "best RMSE"],
                             [[s["model"], _fmt(s["budget_bits"]), s["evaluations"], s["seconds"], s["stopped"],
                               _fmt(s["knapsack"]["rmse"]), _fmt(s["best"]["rmse"])] for s in searches]))
+    targets = payload.get("search_targets")
+    if targets:
+        parts.append("<h2>Verified search against the issue's targets (RMSE vs float, held-out windows)</h2>")
+        parts.append(_table(["against", "cells", "at least as good", "strictly better"],
+                            [[k, targets[k]["cells"], targets[k]["at_least_as_good"], targets[k]["strictly_better"]]
+                             for k in ("vs_best_baseline", "vs_best_other")]))
+        parts.append(f"<p>Spearman(search prediction, LiteRT measurement) of the final plans: "
+                     f"{esc(json.dumps(targets['final_plans_spearman']))}; search/sweep seconds: "
+                     f"{esc(json.dumps(targets['search_over_sweep_seconds']))}</p>")
     rows = payload.get("rows", [])
     columns = ["model", "method", "budget_bits", "memory_bytes", "file_bytes", "formats", "float_rmse",
                "float_valid_prediction_time", "float_blow_up_fraction", "predicted_cost_rollout", "truth_rmse"]

@@ -87,6 +87,10 @@ def test_quick_search_reports_predicted_and_measured_and_never_loses_on_its_wind
     # every distinct exported plan also has the rollout check's prediction, correlated with LiteRT's measurement
     assert all(r["predicted_cost_rollout"] is not None for r in payload["rows"])
     assert payload["cost_error_correlation"]["rollout"]["within_budget"]["groups"] >= 1
+    targets = payload["search_targets"]
+    assert targets["vs_best_baseline"]["cells"] == len(searches)
+    assert 0 <= targets["vs_best_baseline"]["strictly_better"] <= targets["vs_best_baseline"]["at_least_as_good"]
+    assert set(targets["search_over_sweep_seconds"]) == set(payload["config"]["models"])
 
 
 def test_html_report_is_self_contained(quick_results):
