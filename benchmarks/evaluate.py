@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     start, rows, notes, timings, searches = time.perf_counter(), [], [], {}, []
     for model in config["models"]:
         t0 = time.perf_counter()
-        result = evaluate(f"zoo:{model}", settings)
+        result = evaluate(f"zoo:{model}", settings, progress=lambda text: print(time.strftime("%H:%M:%S"), text, flush=True))
         rows += result.rows
         notes += result.notes
         searches += result.searches

@@ -258,7 +258,7 @@ def all_plans(canonical, settings, score_data: str | None, say=lambda text: None
     rollouts = search_rollouts(canonical, quant, settings, score_data)
     predictors["rollout"] = rollouts
     if "verified-search" in chosen:
-        plans += _searched(canonical, quant, budgets, settings, rollouts, searches, timings, say)
+        plans += _searched(canonical, quant, budgets, settings, rollouts, searches, timings, say, plans)
     if settings.ablations:
         short = problem_for(canonical, one_probe(cached_scores(canonical, SHORT_HORIZON, settings.score_windows,
                                                                settings.seed, score_data), "quant"))
@@ -283,7 +283,10 @@ def search_rollouts(canonical, problem: Problem, settings, score_data: str | Non
                         ExportedWeights(problem, canonical.tflite_path))
 
 
-def _searched(canonical, problem: Problem, budgets: dict, settings, rollouts, searches: list, timings: dict, say):
+def _searched(canonical, problem: Problem, budgets: dict, settings, rollouts, searches: list, timings: dict, say,
+              others: list[MethodPlan]):
+    """The search per budget, started from the TQS knapsack's front and from every other method's plan
+    in that cell (a portfolio: on its own windows it keeps the best of them at the least)."""
     from edgetqs.planner.search import SearchSettings, verified_search
 
     plans, total = [], 0.0
@@ -293,7 +296,9 @@ def _searched(canonical, problem: Problem, budgets: dict, settings, rollouts, se
         if B < problem.smallest_memory():
             continue
         say(f"{canonical.card.name}: verified search at {b}")
-        result = verified_search(problem, canonical.card, B, search, rollouts=rollouts)
+        starts = {f"{mp.method}" + (f" seed {mp.seed}" if mp.seed is not None else ""): mp.plan
+                  for mp in others if mp.budget_bits == b or (mp.budget_bits is None and memory_of(mp.plan) <= B)}
+        result = verified_search(problem, canonical.card, B, search, rollouts=rollouts, extra_starts=starts)
         total += result.seconds
         searches.append({"model": canonical.card.name, "budget_bits": b, "budget_bytes": B, **result.summary()})
         plans.append(MethodPlan("verified-search", result.plan, b, None, B))

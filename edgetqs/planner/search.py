@@ -337,13 +337,17 @@ def search_contexts(problem: Problem, card, settings: SearchSettings, backend):
 
 
 def verified_search(problem: Problem, card, budget_bytes: int, settings: SearchSettings | None = None,
-                    rollouts: PlanRollouts | None = None, tflite_path=None) -> SearchResult:
+                    rollouts: PlanRollouts | None = None, tflite_path=None,
+                    extra_starts: dict[str, object] | None = None) -> SearchResult:
     """The best plan under ``budget_bytes`` by measured rollout error (see the module doc).
 
     ``tflite_path``: the float model; given, plans roll out with the weights AEQ
     actually exports (:class:`ExportedWeights`), else the reference quantizer's.
     ``rollouts``: share one :class:`PlanRollouts` (engine, contexts, reference,
-    residuals) across the budgets of one model.
+    residuals) across the budgets of one model. ``extra_starts``: label -> plan of
+    the same units (e.g. other sensitivities' knapsack plans) that also start the
+    search when they fit the budget — the search then keeps the best of them on
+    its windows at the least.
     """
     settings = settings or SearchSettings()
     if problem.mode == "static":
@@ -372,8 +376,11 @@ def verified_search(problem: Problem, card, budget_bytes: int, settings: SearchS
                 order.append(m)
         return [seen[c] for c, _ in candidates if c in seen]
 
-    starts = _starts(problem, budget_bytes)
-    measured_starts = run(starts)
+    starts = _starts(problem, budget_bytes) + _extra(problem, ladders, budget_bytes, extra_starts or {})
+    unique: dict[tuple[int, ...], str] = {}
+    for choice, origin in starts:
+        unique.setdefault(choice, origin)
+    measured_starts = run(list(unique.items()))
     knapsack = measured_starts[0]
     best = min(measured_starts, key=Measured.key)
     stopped = "converged"
@@ -411,6 +418,19 @@ def _starts(problem: Problem, budget_bytes: int) -> list[tuple[tuple[int, ...], 
     for choice, origin in starts:
         unique.setdefault(choice, origin)
     return list(unique.items())
+
+
+def _extra(problem: Problem, ladders: "_Ladders", budget_bytes: int, plans: dict) -> list[tuple[tuple[int, ...], str]]:
+    found = []
+    for label, plan in plans.items():
+        by_unit = {a.unit: a.format for a in plan.assignments}
+        units = problem.units
+        if set(by_unit) != {u.name for u in units} or any(by_unit[u.name] not in u.formats for u in units):
+            continue  # planned for other units or formats than this problem's
+        choice = tuple(u.formats.index(by_unit[u.name]) for u in units)
+        if ladders.memory(choice) <= budget_bytes:
+            found.append((choice, f"start: {label}"))
+    return found
 
 
 def _choice_of(problem: Problem, plan) -> tuple[int, ...]:

@@ -102,3 +102,19 @@ def test_whole_plan_rollout_matches_litert_on_the_exported_model(problem, tmp_pa
     assert mismatch < 1e-3 * quant_effect, (mismatch, quant_effect)
     reference_only = PlanRollouts(prob, model.card.rollout, contexts, 4).rollout([choice])[0]
     assert np.linalg.norm(exported - reference_only) > 10 * mismatch  # the exact weights are what closes the gap
+
+
+def test_extra_starts_that_fit_join_the_search_and_others_are_ignored(problem):
+    from edgetqs.planner.plan import solve
+
+    model, prob = problem
+    budget = _budget(prob, 0.15)
+    greedy_small = solve(prob, _budget(prob, 0.05), "greedy")
+    too_big = solve(prob, prob.largest_memory())
+    result = verified_search(prob, model.card, budget, _settings(evaluations=12),
+                             extra_starts={"small": greedy_small, "big": too_big})
+    origins = [m.origin for m in result.evaluated]
+    assert "start: big" not in origins
+    small = tuple(u.formats.index(a.format) for u, a in zip(prob.units, greedy_small.assignments))
+    assert small in {m.choice for m in result.evaluated}
+    assert result.best.key() <= min(m.key() for m in result.evaluated if m.origin.startswith("start"))
