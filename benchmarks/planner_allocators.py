@@ -92,7 +92,7 @@ def synthetic(repeats: int = 3) -> None:
 def zoo(names: list[str]) -> None:
     from ai_edge_quantizer import quantizer
 
-    from edgetqs.converter.recipe import build_recipe
+    from edgetqs.quant.aeq import build_recipe
     from edgetqs.zoo.resolve import load_model
     from edgetqs.planner.conformance import CapabilityMatrix
     from edgetqs.planner.front import pareto_front, plot_front
@@ -119,7 +119,7 @@ def zoo(names: list[str]) -> None:
         plot_front(front, problem, RESULTS / f"planner_front_{name}.png")
         size_errors = []
         for point in (front.points[0], front.points[front.knee], front.points[len(front.points) // 2]):
-            recipe = build_recipe(model.graph, point.plan.to_dict(), "dynamic")
+            recipe = build_recipe(model.graph, point.plan.formats(), "dynamic")
             with contextlib.redirect_stdout(io.StringIO()):  # AEQ prints a summary per run
                 actual = len(quantizer.Quantizer(str(model.tflite_path), recipe).quantize().quantized_model)
             size_errors.append(abs(point.plan.predicted["model_bytes"] - actual) / actual)

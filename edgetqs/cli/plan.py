@@ -10,15 +10,14 @@ from rich.table import Table
 from edgetqs.cli.common import add_command, add_json_flag, add_model_argument, console, print_json
 from edgetqs.files import write_atomically
 from edgetqs.planner.allocators import ALLOCATORS
+from edgetqs.quant import aeq
 from edgetqs.quant.formats import FORMATS
 from edgetqs.quant.modes import MODE_NAMES
 
 
 def _write_recipe(graph, plan, path: Path) -> Path | None:
-    """The AEQ recipe for the plan, by the converter's own builder (so it is what `convert` runs)."""
-    from edgetqs.converter.recipe import build_recipe
-
-    recipe = build_recipe(graph, plan.to_dict(), plan.mode)
+    """The AEQ recipe for the plan, by the one AEQ adapter (so it is what `convert` runs)."""
+    recipe = aeq.build_recipe(graph, plan.formats(), plan.mode)
     return write_atomically(path, json.dumps(recipe, indent=1))
 
 

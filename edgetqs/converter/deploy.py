@@ -27,8 +27,9 @@ import importlib.metadata
 
 import numpy as np
 
-from edgetqs.converter.recipe import OpTarget
 from edgetqs.metrics import DEFAULT_VPT_THRESHOLD, rollout_metrics
+from edgetqs.planner.conformance import MATRIX_PATH, CapabilityMatrix
+from edgetqs.quant.aeq import OpTarget
 
 AGREEMENT = {"weight_only": 1e-3, "dynamic": 0.03, "static": 0.05}
 VPT_SHARE = 0.8
@@ -40,8 +41,6 @@ def host_runtime() -> str:
 
 def load_matrix():
     """The planner's capability matrix, or None when it has not been generated yet."""
-    from edgetqs.planner.conformance import MATRIX_PATH, CapabilityMatrix
-
     return CapabilityMatrix.load(MATRIX_PATH) if MATRIX_PATH.exists() else None
 
 

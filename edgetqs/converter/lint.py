@@ -20,10 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgetqs.converter.recipe import op_targets, planned_formats
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.tflite_graph import TFLiteGraph
+from edgetqs.planner.planfile import Plan
+from edgetqs.quant.aeq import op_targets
 from edgetqs.quant.formats import get_format
+from edgetqs.quant.modes import Mode
 
 FP16_MIN_SUBNORMAL = 2.0 ** -24  # smaller magnitudes round to zero
 FP16_MIN_NORMAL = 2.0 ** -14  # below this fp16 keeps fewer significant bits
@@ -41,9 +43,9 @@ class Finding:
         return f"{self.level}: {self.tensor}: {self.message}"
 
 
-def lint_plan(graph: TFLiteGraph, plan: dict, mode: str, runtime: str | None = None, matrix=None) -> list[Finding]:
+def lint_plan(graph: TFLiteGraph, plan: Plan, mode: Mode, runtime: str | None = None, matrix=None) -> list[Finding]:
     """Every finding for converting ``graph`` under ``plan`` for ``runtime`` (``package==version``)."""
-    formats = planned_formats(plan)
+    formats = plan.formats()
     targets = op_targets(graph, formats)
     findings = stays_float(graph, formats, {t.weight_tensor for t in targets})
     for target in targets:
@@ -111,7 +113,7 @@ def _fp16_range(name: str, magnitudes: np.ndarray, what: str) -> list[Finding]:
     return []
 
 
-def runtime_findings(targets, mode: str, runtime: str, matrix) -> list[Finding]:
+def runtime_findings(targets, mode: Mode, runtime: str, matrix) -> list[Finding]:
     """Formats the runtime does not execute correctly for their op, per the capability matrix."""
     findings = []
     checked_modes = matrix_modes(matrix)

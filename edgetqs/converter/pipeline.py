@@ -7,32 +7,30 @@ anything written, to a temporary name renamed into place.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from ai_edge_quantizer import quantizer
 
 from edgetqs.bundle import write_bundle
 from edgetqs.converter import deploy
-from edgetqs.converter.calibration import calibration_from_ranges, minmax_calibration
 from edgetqs.converter.lint import Finding, lint_plan, raise_on_errors
-from edgetqs.converter.plans import check_plan_matches, read_plan
-from edgetqs.converter.recipe import build_recipe, op_targets, planned_formats
 from edgetqs.converter.verify import Verification, verify_export
 from edgetqs.engine.litert import LiteRTRunner
 from edgetqs.errors import EdgeTQSError
 from edgetqs.files import write_atomically
+from edgetqs.planner.boards import load_target
+from edgetqs.planner.planfile import Plan, as_plan
+from edgetqs.quant import aeq
 from edgetqs.quant.modes import Mode
 from edgetqs.tqs import contexts as ctx
+from edgetqs.tqs.score import model_contexts
 from edgetqs.zoo.resolve import load_model
 
-DEFAULT_HORIZON = 32  # model calls in the reference rollouts
-DEFAULT_WINDOWS = 8  # context windows (and as many random probe windows)
+# Context windows (and as many random probe windows), and model calls in the reference
+# rollouts: the windows static mode calibrates on, which the planner prices with too.
+DEFAULT_WINDOWS, DEFAULT_HORIZON = aeq.CALIBRATION_WINDOWS, aeq.CALIBRATION_HORIZON
 
 
 @dataclass
@@ -71,10 +69,10 @@ def convert(model, plan, out: str | Path, *, mode: str | None = None, calibratio
     on_step("loading model and plan")
     canonical = resolve_model(model)
     graph, spec = canonical.graph, canonical.rollout
-    plan = read_plan(plan)
-    check_plan_matches(plan, graph, str(model) if isinstance(model, (str, Path)) else canonical.card.name)
-    mode = Mode.parse(mode or plan.get("mode") or Mode.DYNAMIC)
-    if activation_ranges and mode != "static":
+    plan = as_plan(plan)
+    plan.check_matches(graph, str(model) if isinstance(model, (str, Path)) else canonical.card.name)
+    mode = Mode.parse(mode or plan.mode)
+    if activation_ranges and not mode.quantizes_activations:
         raise EdgeTQSError(f"activation ranges were given but the mode is {mode}; only static mode quantizes activations",
                            "pass --mode static, or drop the activation ranges")
 
@@ -84,18 +82,18 @@ def convert(model, plan, out: str | Path, *, mode: str | None = None, calibratio
     raise_on_errors(findings)
 
     on_step("context windows")
-    contexts = context_windows(canonical, calibration, windows, horizon, seed)
+    contexts = model_contexts(canonical.graph, canonical.card, calibration, windows, horizon, seed)
     probes = probe_windows(contexts.windows, seed)
 
     on_step("quantizing with AI Edge Quantizer")
-    recipe = build_recipe(graph, plan, mode)
+    recipe = aeq.build_recipe(graph, plan.formats(), mode)
     exported = quantize(canonical.tflite_path, recipe, mode, contexts.windows, activation_ranges)
 
     on_step("verifying the export")
-    targets = op_targets(graph, planned_formats(plan))
+    targets = aeq.op_targets(graph, plan.formats())
     # Static int8 clips activations to the calibrated ranges by design, so its
     # agreement with the simulation is checked on the calibration windows only.
-    checked = contexts.windows if mode == "static" else probes
+    checked = contexts.windows if mode.quantizes_activations else probes
     verification = verify_export(graph, exported, targets, plan, mode, spec, checked)
 
     on_step("host reference rollouts")
@@ -118,8 +116,8 @@ def convert(model, plan, out: str | Path, *, mode: str | None = None, calibratio
         write_bundle(
             out, model=exported, rollout=asdict(spec), probes_x=probes, probes_y=probe_outputs,
             contexts=contexts.windows, horizon=horizon, reference_float=reference_float,
-            reference_host=reference_host, truth=truth_for(contexts, reference_float), plan=plan,
-            source_sha256=graph.sha256, formats=planned_formats(plan), runtime=runtime, thresholds=limits,
+            reference_host=reference_host, truth=truth_for(contexts, reference_float), plan=plan.to_dict(),
+            source_sha256=graph.sha256, formats=plan.formats(), runtime=runtime, thresholds=limits,
             extra={"mode": mode, "recipe": recipe, "verification": verification.summary(),
                    "lint": [asdict(f) for f in findings], "contexts_source": contexts.source},
             overwrite=overwrite)
@@ -131,23 +129,11 @@ def resolve_model(model):
     return load_model(model)
 
 
-def target_runtime(target: str | None, plan: dict) -> str | None:
+def target_runtime(target: str | None, plan: Plan) -> str | None:
     """``package==version`` of the runtime to lint for: the target's firmware, else the plan's runtime."""
     if target:
-        from edgetqs.planner.boards import load_target
-
         return load_target(target).runtime_spec
-    return plan.get("runtime") or None
-
-
-def context_windows(canonical, calibration, windows: int, horizon: int, seed: int) -> ctx.Contexts:
-    """Windows from the calibration data when given, else from the model's own free run (data-free)."""
-    spec = canonical.rollout
-    if calibration:
-        return ctx.from_file(calibration, spec, windows, horizon)
-    from edgetqs.tqs.score import backend_for
-
-    return ctx.free_run(backend_for(canonical.graph, canonical.card), spec, windows, seed, horizon)
+    return plan.runtime or None
 
 
 def probe_windows(context_windows: np.ndarray, seed: int) -> np.ndarray:
@@ -162,25 +148,12 @@ def truth_for(contexts: ctx.Contexts, reference: np.ndarray) -> np.ndarray | Non
     return truth if truth is not None and truth.shape == reference.shape else None
 
 
-def quantize(float_path: str | Path, recipe: list[dict], mode: str, windows: np.ndarray,
+def quantize(float_path: str | Path, recipe: list[dict], mode: Mode | str, windows: np.ndarray,
              activation_ranges: dict | None) -> bytes:
-    """Run AEQ with ``recipe``; its refusals become EdgeTQSError."""
-    q = quantizer.Quantizer(str(float_path))
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            # AEQ prints a size report (we give our own) and its static path opens
-            # interpreters with preserve_all_tensors, which LiteRT warns about.
-            warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*")
-            q.load_quantization_recipe(recipe)
-            calibration = None
-            if mode == "static":
-                calibration = minmax_calibration(q, str(float_path), windows)
-                if activation_ranges:
-                    calibration = calibration_from_ranges(activation_ranges, calibration)
-            result = q.quantize(calibration, enable_progress_bar=False)
-    except (ValueError, KeyError, RuntimeError) as exc:
-        reason = str(exc).split("\n")[0][:400]
-        raise EdgeTQSError(f"AI Edge Quantizer refuses the plan in {mode} mode: {reason}",
-                           "plan a format AEQ supports for that op in this mode (blockwise formats need --mode "
-                           "dynamic; AEQ has no int2 weight-only kernels), or change --mode") from exc
-    return bytes(result.quantized_model)
+    """AEQ's export with ``recipe``; static mode calibrates on ``windows`` first (``activation_ranges`` over them)."""
+    calibration = None
+    if Mode.parse(mode).quantizes_activations:
+        calibration = aeq.calibrate_windows(float_path, recipe, windows)
+        if activation_ranges:
+            calibration = aeq.calibration_from_ranges(activation_ranges, calibration)
+    return aeq.export(float_path, recipe, mode, calibration)

@@ -20,12 +20,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgetqs.converter.recipe import OpTarget
+from edgetqs.engine import Engine
 from edgetqs.engine.litert import LiteRTRunner
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.card import RolloutSpec
 from edgetqs.model.tflite_graph import Tensor, TFLiteGraph, replace_constants
+from edgetqs.planner.planfile import Plan
+from edgetqs.quant.aeq import OpTarget
 from edgetqs.quant.formats import get_format
+from edgetqs.quant.modes import Mode
 
 SIZE_TOLERANCE = 0.01
 # Relative L2 difference ||y_exported - y_simulated|| / ||y_simulated|| allowed over the probe batch.
@@ -61,12 +64,11 @@ class Verification:
 
 
 def expected_type(fmt: str) -> str:
-    spec = get_format(fmt)
-    return {"fp32": "FLOAT32", "fp16": "FLOAT16"}.get(fmt, f"INT{spec.bits}")
+    return get_format(fmt).tflite_type
 
 
-def verify_export(float_graph: TFLiteGraph, exported: bytes, targets: list[OpTarget], plan: dict,
-                  mode: str, spec: RolloutSpec, probes: np.ndarray) -> Verification:
+def verify_export(float_graph: TFLiteGraph, exported: bytes, targets: list[OpTarget], plan: Plan,
+                  mode: Mode, spec: RolloutSpec, probes: np.ndarray) -> Verification:
     """Check ``exported`` against the plan; ``probes`` [N, window, features] are the test inputs."""
     graph = TFLiteGraph.from_bytes(exported)
     result = Verification(size_bytes=len(exported), tolerance=TOLERANCE[mode])
@@ -77,7 +79,7 @@ def verify_export(float_graph: TFLiteGraph, exported: bytes, targets: list[OpTar
         if problem:
             problems.append(problem)
     result.stayed_float = stayed_float(graph, plan)
-    predicted = (plan.get("predicted") or {}).get("model_bytes")
+    predicted = plan.predicted.get("model_bytes")
     if predicted:
         result.predicted_bytes = int(predicted)
         if abs(len(exported) - predicted) > SIZE_TOLERANCE * predicted:
@@ -121,9 +123,9 @@ def check_tensor(graph: TFLiteGraph, name: str, fmt: str) -> tuple[str | None, s
     return None, described
 
 
-def stayed_float(graph: TFLiteGraph, plan: dict) -> list[str]:
+def stayed_float(graph: TFLiteGraph, plan: Plan) -> list[str]:
     """Planned tensors (any unit, below fp32) that are still FLOAT32 constants in the exported file."""
-    planned = {n for a in plan["assignments"] if a["format"] != "fp32" for n in a["weight_tensors"]}
+    planned = {n for n, fmt in plan.formats().items() if fmt != "fp32"}
     return sorted(n for n in planned if (t := constant_named(graph, n)) is not None and t.type_name == "FLOAT32")
 
 
@@ -155,10 +157,8 @@ def simulate(float_graph: TFLiteGraph, exported: TFLiteGraph, names: list[str], 
         original = float_graph.float_constant(float_graph.tensor_by_name(name))
         deltas[name] = exported.float_constant(constant_named(exported, name)) - original
     try:
-        from edgetqs.engine import Engine
-
         return Engine(float_graph, spec).rollout_probes(probes, 1, [deltas])[0]
-    except (ImportError, EdgeTQSError):
+    except EdgeTQSError:  # an op the engine lacks
         patched = {name: float_graph.float_constant(float_graph.tensor_by_name(name)) + d for name, d in deltas.items()}
         return run_litert(replace_constants(float_graph, patched), spec, probes, "the simulation")
 

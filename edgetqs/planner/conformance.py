@@ -29,14 +29,16 @@ import numpy as np
 
 from edgetqs.errors import EdgeTQSError
 from edgetqs.files import write_atomically
+from edgetqs.model.tflite_graph import TFLiteGraph
+from edgetqs.quant import aeq
 from edgetqs.quant.formats import FORMATS
-from edgetqs.quant.modes import MODE_NAMES as MODES
+from edgetqs.quant.modes import MODE_NAMES as MODES, Mode
 from edgetqs.quant.ops import CONFORMANCE_OPS, ConformanceCase, op_spec
 
 MATRIX_PATH = Path(__file__).parent / "data" / "capability_matrix.json"
 RUNNER = Path(__file__).with_name("conformance_runner.py")
 OPS = CONFORMANCE_OPS  # the ops whose description (edgetqs.quant.ops) has a conformance case
-CHECKED_FORMATS = ("fp16", "int8", "int4", "int2", "int8_b32", "int4_b32", "int4_b64")
+CHECKED_FORMATS = tuple(name for name in FORMATS if name != "fp32")  # fp32 runs everywhere
 # Relative L2 error allowed. Weight-only computes in float with the same weights:
 # only summation order differs. Dynamic range also quantizes activations to int8
 # on the fly (~0.5% error); static quantizes input and output to int8 with ranges
@@ -113,8 +115,6 @@ def _rewritten(raw: bytes, source_op: str, op: str) -> bytes:
 # -- reading quantized weights back -----------------------------------------
 def dequantized_weight(model_bytes: bytes) -> np.ndarray:
     """The one quantized (or fp16) weight of a conformance model, as float32."""
-    from edgetqs.model.tflite_graph import TFLiteGraph
-
     graph = TFLiteGraph.from_bytes(model_bytes)
     for t in graph.tensors:
         if t.data is None or t.name.endswith("_scales"):  # a blockwise weight's fp16 scales are not the weight
@@ -126,8 +126,6 @@ def dequantized_weight(model_bytes: bytes) -> np.ndarray:
 
 def _op_input(model_bytes: bytes, position: int) -> np.ndarray | None:
     """Input ``position`` of the model's one weighted op, if it is a constant."""
-    from edgetqs.model.tflite_graph import TFLiteGraph
-
     graph = TFLiteGraph.from_bytes(model_bytes)
     op = next(o for o in graph.operators if o.opcode in OPS)
     if position >= len(op.inputs) or op.inputs[position] < 0:
@@ -152,24 +150,28 @@ def reference_output(op: str, weight: np.ndarray, inputs: list[np.ndarray], bias
 
 
 # -- building the cases ------------------------------------------------------
-def _op_layer(model_bytes: bytes, op: str) -> str:
-    from edgetqs.model.tflite_graph import TFLiteGraph
-
+def _op_weight_name(model_bytes: bytes, op: str) -> str:
     graph = TFLiteGraph.from_bytes(model_bytes)
     for o in graph.operators:
-        if o.opcode == op:
-            return graph.tensors[o.outputs[0]].name
-    raise EdgeTQSError(f"the {op} conformance model has no {op} op (the converter rewrote it)", "adjust the builder")
+        if o.opcode == op and aeq.weight_tensor_of(graph, o):
+            return aeq.weight_tensor_of(graph, o)
+    raise EdgeTQSError(f"the {op} conformance model has no {op} op with a weight (the converter rewrote it)",
+                       "adjust its conformance case in edgetqs/quant/ops.py")
+
+
+def quantize_case(float_model: bytes, formats: dict[str, str], mode: str, inputs: list[np.ndarray]) -> bytes:
+    """The case quantized as the converter quantizes: its recipe, calibrated on ``inputs`` in static mode."""
+    recipe = aeq.build_recipe(TFLiteGraph.from_bytes(float_model), formats, mode)
+    calibration = aeq.calibrate(float_model, recipe, [inputs]) if Mode(mode).quantizes_activations else None
+    return aeq.export(float_model, recipe, mode, calibration)
 
 
 def write_cases(directory: Path, ops=OPS, formats=CHECKED_FORMATS, modes=MODES) -> dict[str, dict]:
     """Quantize every (op, format, mode) into ``directory``; returns what each case expects."""
-    from edgetqs.planner.aeq import quantize_ops
-
     cases: dict[str, dict] = {}
     for op in ops:
         float_model, inputs = build_float_case(op)
-        layer = _op_layer(float_model, op)
+        weight_name = _op_weight_name(float_model, op)
         bias_axis = _case(op).bias_axis
         bias = None if bias_axis is None else _bias(float_model, _float_weight(float_model).shape[bias_axis])
         for mode in modes:
@@ -179,7 +181,7 @@ def write_cases(directory: Path, ops=OPS, formats=CHECKED_FORMATS, modes=MODES) 
                 case = f"{op}__{fmt_name}__{mode}"
                 entry = {"op": op, "format": fmt_name, "mode": mode}
                 try:
-                    quantized = quantize_ops(float_model, {layer: (op, FORMATS[fmt_name])}, mode, inputs)
+                    quantized = quantize_case(float_model, {weight_name: fmt_name}, mode, inputs)
                     weight = dequantized_weight(quantized)
                 except Exception as exc:  # AEQ refusing a combination is a finding
                     entry.update(status="quantize_error", error=f"{type(exc).__name__}: {exc}"[:300])

@@ -33,9 +33,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from ai_edge_litert.tools import flatbuffer_utils
 
 from edgetqs.model.tflite_graph import TFLiteGraph
+from edgetqs.quant import aeq
 from edgetqs.quant.formats import FORMATS, WeightFormat
+from edgetqs.quant.modes import Mode
 from edgetqs.quant.ops import op_spec
 
 # Metadata bytes AEQ adds per tensor beyond payloads, measured on its output
@@ -114,7 +117,7 @@ def applicable(t: WeightTensor, fmt: WeightFormat) -> bool:
     return True
 
 
-def tensor_bytes(t: WeightTensor, fmt: WeightFormat, mode: str) -> int:
+def tensor_bytes(t: WeightTensor, fmt: WeightFormat, mode: Mode) -> int:
     """Bytes ``t`` adds to the .tflite when stored as ``fmt`` (fp32 for non-quantizable tensors)."""
     n = t.elements
     if fmt.name == "fp32" or not t.quantizable:
@@ -128,20 +131,18 @@ def tensor_bytes(t: WeightTensor, fmt: WeightFormat, mode: str) -> int:
     else:
         channels = 1 if fmt.granularity == "tensor" else t.channels
         scales = 4 * channels + 8 * channels + QUANT_TABLE_OVERHEAD  # fp32 scale + int64 zero point each
-    dequant = DEQUANTIZE_INT_OVERHEAD + _name_bytes(t.name + "_dequant") if mode == "weight_only" else 0
+    dequant = DEQUANTIZE_INT_OVERHEAD + _name_bytes(t.name + "_dequant") if mode == Mode.WEIGHT_ONLY else 0
     return values + scales + dequant
 
 
-def dequantized_copy_bytes(t: WeightTensor, fmt: WeightFormat, mode: str) -> int:
+def dequantized_copy_bytes(t: WeightTensor, fmt: WeightFormat, mode: Mode) -> int:
     """RAM the runtime spends on a float copy of ``t`` (DEQUANTIZE of a constant)."""
-    explicit_dequant = fmt.is_float or mode == "weight_only"
+    explicit_dequant = fmt.is_float or mode == Mode.WEIGHT_ONLY
     return 4 * t.elements if t.quantizable and fmt.name != "fp32" and explicit_dequant else 0
 
 
 def base_bytes(graph: TFLiteGraph, tensors: dict[str, WeightTensor]) -> int:
     """The file as AEQ re-serialises it, minus its float weight payloads: what no plan changes."""
-    from ai_edge_litert.tools import flatbuffer_utils
-
     reserialised = len(flatbuffer_utils.convert_object_to_bytearray(graph.model))
     return reserialised - sum(4 * t.elements for t in tensors.values())
 
@@ -196,46 +197,18 @@ def runtime_overhead_bytes(runtime: str) -> int:
 # upper bound (every shared bias duplicated).
 def static_model_bytes(graph: TFLiteGraph, formats: dict[str, str], calibration: dict | None = None) -> int:
     """Bytes of the static-mode .tflite AEQ writes for ``formats`` (weight tensor -> format name)."""
-    q = _static_quantizer(graph, formats)
-    with _quiet():
-        exported = q.quantize(calibration or synthetic_ranges(graph), enable_progress_bar=False).quantized_model
-    return len(exported)
+    recipe = aeq.build_recipe(graph, formats, Mode.STATIC)  # the recipe the converter exports with
+    return len(aeq.export(_source(graph), recipe, Mode.STATIC, calibration or synthetic_ranges(graph)))
 
 
-def _static_quantizer(graph: TFLiteGraph, formats: dict[str, str]):
-    from ai_edge_litert.tools import flatbuffer_utils
-    from ai_edge_quantizer import quantizer
-
-    from edgetqs.converter.recipe import build_recipe  # the converter's recipe: what will really be exported
-
-    plan = {"assignments": [{"format": fmt, "weight_tensors": [name]} for name, fmt in formats.items()]}
-    source = str(graph.path) if graph.path else bytearray(flatbuffer_utils.convert_object_to_bytearray(graph.model))
-    q = quantizer.Quantizer(source)
-    q.load_quantization_recipe(build_recipe(graph, plan, "static"))
-    return q
-
-
-def _quiet():
-    """AEQ prints a size report, and its calibration warns about preserve_all_tensors."""
-    import contextlib
-    import io
-    import warnings
-
-    stack = contextlib.ExitStack()
-    stack.enter_context(warnings.catch_warnings())
-    warnings.simplefilter("ignore")
-    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-    return stack
+def _source(graph: TFLiteGraph) -> str | bytes:
+    return str(graph.path) if graph.path else bytes(flatbuffer_utils.convert_object_to_bytearray(graph.model))
 
 
 def static_calibration(graph: TFLiteGraph, model_path, windows: np.ndarray) -> dict:
     """AEQ's min/max calibration of the model at ``model_path`` over ``windows`` [K, window, features],
     as the converter calibrates."""
-    from edgetqs.converter.calibration import minmax_calibration
-
-    q = _static_quantizer(graph, {})
-    with _quiet():
-        return minmax_calibration(q, str(model_path), windows)
+    return aeq.calibrate_windows(model_path, aeq.build_recipe(graph, {}, Mode.STATIC), windows)
 
 
 def synthetic_ranges(graph: TFLiteGraph) -> dict:

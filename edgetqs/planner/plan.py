@@ -30,9 +30,12 @@ from edgetqs.planner import costs
 from edgetqs.planner.allocators import Option, allocate_front, get_allocator, smallest_bytes
 from edgetqs.planner.boards import Target
 from edgetqs.planner.conformance import CapabilityMatrix
-from edgetqs.planner.planfile import Assignment, Plan
+from edgetqs.planner.planfile import Assignment, Plan, check_made_for
+from edgetqs.quant import aeq
 from edgetqs.quant.formats import FORMATS, WeightFormat, get_format
+from edgetqs.quant.modes import Mode
 from edgetqs.quant.quantizer import residual_norm
+from edgetqs.tqs.score import model_contexts
 from edgetqs.tqs.scorefile import file_sha256, load_scores
 
 MAX_EXPONENT = 700.0  # exp() of more overflows a float; such a unit is "keep it precise" anyway
@@ -70,7 +73,7 @@ class Problem:
     scores: object  # edgetqs.tqs.scorefile.ScoreFile
     scores_sha256: str
     runtime: str
-    mode: str
+    mode: Mode
     units: list[UnitOptions]
     fixed_file_bytes: int  # graph, non-weight tensors and weights outside every unit
     arena_bytes: int
@@ -98,14 +101,14 @@ def _unit_gamma(unit) -> float:
     return float(gamma)
 
 
-def _allowed(tensors: list[costs.WeightTensor], fmt: WeightFormat, runtime: str, mode: str,
+def _allowed(tensors: list[costs.WeightTensor], fmt: WeightFormat, runtime: str, mode: Mode,
              matrix: CapabilityMatrix) -> bool:
     quantizable = [t for t in tensors if t.quantizable]
     if fmt.name != "fp32" and not quantizable:
         return False
     # Static plans need static results (int8 activations change the kernels); a matrix
     # made before static checks existed falls back to the dynamic ones.
-    matrix_mode = mode if mode != "static" or matrix.has_mode(runtime, "static") else "dynamic"
+    matrix_mode = mode if mode != Mode.STATIC or matrix.has_mode(runtime, "static") else "dynamic"
     return all(costs.applicable(t, fmt) and matrix.supports(runtime, t.op, matrix_mode, fmt.name) for t in quantizable)
 
 
@@ -138,9 +141,10 @@ def _keep_float_names(scores, keep: KeepFloat, float_bytes: dict[str, int]) -> s
     return names
 
 
-def build_problem(graph: TFLiteGraph, scores, scores_sha256: str, runtime: str, mode: str = "dynamic",
+def build_problem(graph: TFLiteGraph, scores, scores_sha256: str, runtime: str, mode: Mode | str = Mode.DYNAMIC,
                   matrix: CapabilityMatrix | None = None, bottom: str | None = None,
                   keep_float: KeepFloat | None = None, static_calibration: dict | None = None) -> Problem:
+    mode = Mode.parse(mode)
     check_scores_match(graph, scores)
     matrix = matrix or CapabilityMatrix.load()
     bottom_fmt = get_format(bottom) if bottom else None
@@ -179,7 +183,7 @@ def build_problem(graph: TFLiteGraph, scores, scores_sha256: str, runtime: str, 
             options = [min(options, key=lambda o: o[2])]
         label = group[0].name if len(group) == 1 else f"{group[0].name} (+{len(group) - 1} sharing its weights)"
         units.append(UnitOptions(label, [t.name for t in unit_tensors], gamma, dead, *map(list, zip(*options))))
-    if mode == "static":  # AEQ's own static export of the graph, all units at int8, priced once
+    if mode == Mode.STATIC:  # AEQ's own static export of the graph, all units at int8, priced once
         int8_bytes = _add_static_islands(graph, tensors, units, static_calibration)
         fixed = costs.static_fixed_bytes([[tensors[n] for n in u.weight_tensors] for u in units], int8_bytes)
     else:
@@ -188,7 +192,7 @@ def build_problem(graph: TFLiteGraph, scores, scores_sha256: str, runtime: str, 
                    static_calibration)
 
 
-def _fixed_file_bytes(graph: TFLiteGraph, tensors: dict[str, costs.WeightTensor], scores, mode: str) -> int:
+def _fixed_file_bytes(graph: TFLiteGraph, tensors: dict[str, costs.WeightTensor], scores, mode: Mode) -> int:
     """The file without the units' weights: the float graph re-serialised, plus weights outside every
     unit, in float (static mode: costs.static_fixed_bytes)."""
     in_units = {n for u in scores.units for n in u.weight_tensors}
@@ -244,12 +248,8 @@ def _share_groups(units: list) -> list[list]:
 
 
 def check_scores_match(graph: TFLiteGraph, scores) -> None:
-    scored = scores.model.get("tflite_sha256")
-    if scored != graph.sha256:
-        raise EdgeTQSError(
-            f"the score file was made for another model: it names {scores.model.get('name')!r} with sha256 "
-            f"{str(scored)[:12]}…, this model is {graph.sha256[:12]}…",
-            "score this model (`edgetqs score MODEL -o scores.json`) and plan with those scores")
+    check_made_for(scores.model, graph, "the score file", "this model",
+                   "score this model (`edgetqs score MODEL -o scores.json`) and plan with those scores")
 
 
 # -- budgets ------------------------------------------------------------------
@@ -325,7 +325,7 @@ def plan_from_choice(problem: Problem, choice: list[int], budget_bytes: int, all
     weights = sum(a.bytes for a in assignments)
     copies = sum(u.memory_bytes[q] - u.file_bytes[q] for u, q in zip(problem.units, choice))
     model_bytes = problem.fixed_file_bytes + weights
-    if problem.mode == "static":  # float units add QUANTIZE/DEQUANTIZE islands: AEQ prices the plan itself
+    if problem.mode == Mode.STATIC:  # float units add QUANTIZE/DEQUANTIZE islands: AEQ prices the plan itself
         model_bytes = costs.static_model_bytes(problem.graph, _formats_of(assignments),
                                                problem.static_calibration)
     memory = model_bytes + problem.arena_bytes + copies
@@ -364,7 +364,7 @@ def marginal_error_per_byte(problem: Problem, plan: Plan) -> dict[str, float | N
 
 
 def make_plan(graph: TFLiteGraph, scores_path: str | Path, target: Target | None = None,
-              budget_bytes: int | None = None, allocator: str = "mckp", mode: str = "dynamic",
+              budget_bytes: int | None = None, allocator: str = "mckp", mode: Mode | str = Mode.DYNAMIC,
               bottom: str | None = None, keep_float: KeepFloat | None = None,
               matrix: CapabilityMatrix | None = None, runtime: str | None = None,
               model=None) -> tuple[Plan, Problem]:
@@ -377,7 +377,7 @@ def make_plan(graph: TFLiteGraph, scores_path: str | Path, target: Target | None
         raise EdgeTQSError("no budget: neither a target nor --budget was given", "pass --target NAME or --budget SIZE")
     runtime = runtime or (target.runtime_spec if target else "ai-edge-litert==2.3.0")
     scores = load_scores(scores_path)
-    calibration = static_calibration_for(model) if mode == "static" and model is not None else None
+    calibration = static_calibration_for(model) if mode == Mode.STATIC and model is not None else None
     problem = build_problem(graph, scores, file_sha256(scores_path), runtime, mode, matrix, bottom, keep_float,
                             calibration)
     budget = budget_bytes if budget_bytes is not None else target_budget(target)
@@ -386,9 +386,8 @@ def make_plan(graph: TFLiteGraph, scores_path: str | Path, target: Target | None
 
 def static_calibration_for(model, calibration: str | None = None) -> dict:
     """AEQ activation ranges over the windows the converter calibrates on by default (or from ``calibration`` data)."""
-    from edgetqs.converter.pipeline import DEFAULT_HORIZON, DEFAULT_WINDOWS, context_windows
-
-    windows = context_windows(model, calibration, DEFAULT_WINDOWS, DEFAULT_HORIZON, seed=0).windows
+    windows = model_contexts(model.graph, model.card, calibration, aeq.CALIBRATION_WINDOWS, aeq.CALIBRATION_HORIZON,
+                             seed=0).windows
     return costs.static_calibration(model.graph, model.tflite_path, windows)
 
 

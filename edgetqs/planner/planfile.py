@@ -1,21 +1,26 @@
-"""The plan file (``edgetqs.plan`` v1, docs/ARCHITECTURE.md): one format per unit.
+"""The typed plan: one format per unit, the plan file (``edgetqs.plan`` v1,
+docs/ARCHITECTURE.md), and the checks that it belongs to a model.
 
-Written to a temporary name and renamed, so a path never holds half a plan.
-The converter reads it through :func:`load_plan`.
+The planner makes a :class:`Plan`; the converter takes one (``as_plan`` turns a
+path or a dict into it, checked). Files are written through edgetqs/files.py:
+to a temporary name, verified by :func:`load_plan`, then renamed, so a path
+never holds half a plan.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.files import write_atomically
+from edgetqs.files import JsonKind, read_json, write_json
+from edgetqs.quant.formats import get_format
 from edgetqs.quant.modes import Mode
 
-PLAN_FORMAT = "edgetqs.plan"
-PLAN_VERSION = 1
+PLAN = JsonKind("edgetqs.plan", 1, "plan",
+                "pass a plan written by `edgetqs plan` (make one with `edgetqs plan MODEL --scores S --target T "
+                "-o plan.json`)")
+PLAN_FORMAT, PLAN_VERSION = PLAN.format, PLAN.version
 
 
 @dataclass
@@ -42,8 +47,7 @@ class Plan:
     version: int = PLAN_VERSION
 
     def to_dict(self) -> dict:
-        data = asdict(self)
-        return {"format": data.pop("format"), "version": data.pop("version"), **data}
+        return PLAN.stamp(asdict(self))
 
     def formats(self) -> dict[str, str]:
         """Weight tensor -> format."""
@@ -51,33 +55,61 @@ class Plan:
 
     def save(self, path: str | Path) -> Path:
         # load_plan verifies the file before it takes the real name
-        return write_atomically(path, json.dumps(self.to_dict(), indent=1, allow_nan=False), verify=load_plan)
+        return write_json(path, PLAN, self.to_dict(), allow_nan=False, verify=load_plan)
+
+    def check_matches(self, graph, model_label: str) -> None:
+        """The plan was made for this model (a TFLiteGraph), and names only tensors it has."""
+        check_made_for(self.model, graph, "the plan", model_label,
+                       "re-run `edgetqs score` and `edgetqs plan` for this model, or pass the model the plan was made for")
+        names = {t.name for t in graph.tensors}
+        missing = [(a.unit, t) for a in self.assignments for t in a.weight_tensors if t not in names]
+        if missing:
+            listed = ", ".join(f"{unit} ({tensor})" for unit, tensor in missing[:5])
+            raise EdgeTQSError(f"the plan names {len(missing)} weight tensor(s) that {model_label} lacks: {listed}",
+                               "re-run `edgetqs plan` against this model's scores")
+
+
+def check_made_for(recorded: dict, graph, what: str, model_label: str, fix: str) -> None:
+    """``recorded`` ({"name", "tflite_sha256"}, as plans and score files keep it) names ``graph``'s model."""
+    recorded_sha = recorded.get("tflite_sha256")
+    if recorded_sha != graph.sha256:
+        raise EdgeTQSError(f"{what} was made for another model: it names {recorded.get('name')!r} with sha256 "
+                           f"{str(recorded_sha)[:12]}…, but {model_label} is {graph.sha256[:12]}…", fix)
 
 
 def plan_from_dict(data: dict, where: str = "the plan") -> Plan:
-    if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
-        found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise EdgeTQSError(f"{where} is not an edgetqs plan (format {found!r})", "pass a plan written by `edgetqs plan`")
-    if data.get("version") != PLAN_VERSION:
-        raise EdgeTQSError(f"{where} is plan version {data.get('version')}; this edgetqs reads version {PLAN_VERSION}",
-                           "re-run `edgetqs plan` with this edgetqs")
-    body = {k: v for k, v in data.items() if k not in ("format", "version")}
+    """A checked Plan from a plan document: format and version, fields, mode, one known format per tensor."""
+    body = {k: v for k, v in PLAN.check(data, where).items() if k not in ("format", "version")}
     try:
         body["assignments"] = [Assignment(**a) for a in body["assignments"]]
         plan = Plan(**body)
     except (KeyError, TypeError) as exc:
         raise EdgeTQSError(f"{where} is missing or has unexpected fields ({exc})", "re-run `edgetqs plan`") from exc
     plan.mode = Mode.parse(plan.mode, where)
+    _check_formats(plan)
     return plan
 
 
+def _check_formats(plan: Plan) -> None:
+    formats: dict[str, str] = {}
+    for assignment in plan.assignments:
+        get_format(assignment.format)  # unknown names fail here with the list of known ones
+        for name in assignment.weight_tensors:
+            if formats.get(name, assignment.format) != assignment.format:
+                raise EdgeTQSError(
+                    f"the plan assigns tensor '{name}' two formats ({formats[name]} and {assignment.format})",
+                    "re-run `edgetqs plan`; each weight tensor must belong to one unit")
+            formats[name] = assignment.format
+
+
 def load_plan(path: str | Path) -> Plan:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EdgeTQSError(f"no such plan file: {path}",
-                           "make one with `edgetqs plan MODEL --scores S --target T -o plan.json`") from None
-    except (OSError, ValueError) as exc:
-        raise EdgeTQSError(f"cannot read plan {path}: {exc}", "pass a plan written by `edgetqs plan`") from exc
-    return plan_from_dict(data, str(path))
+    return plan_from_dict(read_json(path, PLAN), str(path))
+
+
+def as_plan(plan: str | Path | dict | Plan) -> Plan:
+    """A checked Plan from a path, a plan document or a Plan (checked again: it may have been edited)."""
+    if isinstance(plan, Plan):
+        return plan_from_dict(plan.to_dict())
+    if isinstance(plan, dict):
+        return plan_from_dict(plan)
+    return load_plan(plan)

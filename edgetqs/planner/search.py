@@ -28,18 +28,19 @@ cost model's own ranking can be checked against the rollouts.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
+from edgetqs.model.tflite_graph import TFLiteGraph
 from edgetqs.planner import costs
 from edgetqs.planner.allocators import undominated
 from edgetqs.planner.plan import Problem, plan_from_choice, solve_many
+from edgetqs.quant import aeq
 from edgetqs.quant.formats import FORMATS
+from edgetqs.quant.modes import Mode
 from edgetqs.quant.quantizer import residual
 
 # Front neighbours: the knapsack's plans at these fractions of the budget also start the search.
@@ -125,27 +126,25 @@ class ExportedWeights:
         return self._residuals.get((tensor, fmt))
 
     def _export(self, fmt: str) -> None:
-        from edgetqs.converter.pipeline import quantize
-        from edgetqs.converter.recipe import build_recipe
-        from edgetqs.converter.verify import constant_named
-        from edgetqs.model.tflite_graph import TFLiteGraph
-
         graph = self.problem.graph
         choice = [u.formats.index(fmt) if fmt in u.formats else _most_precise(u) for u in self.problem.units]
-        plan = plan_from_choice(self.problem, choice, 0, "exported-weights", None).to_dict()
-        with contextlib.redirect_stderr(io.StringIO()):  # AEQ draws a progress bar per export
-            raw = quantize(self.tflite_path, build_recipe(graph, plan, self.problem.mode), self.problem.mode,
-                           np.zeros((1,)), None)
-        exported = TFLiteGraph.from_bytes(raw)
+        formats = plan_from_choice(self.problem, choice, 0, "exported-weights", None).formats()
+        recipe = aeq.build_recipe(graph, formats, self.problem.mode)
+        exported = TFLiteGraph.from_bytes(aeq.export(self.tflite_path, recipe, self.problem.mode))
         for unit, q in zip(self.problem.units, choice):
             if unit.formats[q] != fmt:
                 continue
             for name in unit.weight_tensors:
                 if self.tensors[name].quantizable:
                     original = graph.float_constant(graph.tensor_by_name(name))
-                    stored = exported.float_constant(constant_named(exported, name))
+                    stored = exported.float_constant(_constant_named(exported, name))
                     self._residuals[(name, fmt)] = (stored - original).astype(np.float32)
         self._exported.add(fmt)
+
+
+def _constant_named(graph: TFLiteGraph, name: str):
+    """The constant tensor called ``name`` (an export may also hold activations of that name)."""
+    return next(t for t in graph.tensors if t.name == name and t.is_constant)
 
 
 class ReferenceWeights:
@@ -350,7 +349,7 @@ def verified_search(problem: Problem, card, budget_bytes: int, settings: SearchS
     its windows at the least.
     """
     settings = settings or SearchSettings()
-    if problem.mode == "static":
+    if problem.mode == Mode.STATIC:
         raise EdgeTQSError("the verified search prices plans additively and supports dynamic and weight-only modes",
                            "plan static-int8 models with the knapsack (allocator mckp)")
     start_time = time.perf_counter()

@@ -24,6 +24,11 @@ class WeightFormat:
     def is_float(self) -> bool:
         return self.kind == "float"
 
+    @property
+    def tflite_type(self) -> str:
+        """The tensor type the .tflite stores these weights as (FLOAT16, INT4, ...)."""
+        return f"{'FLOAT' if self.is_float else 'INT'}{self.bits}"
+
 
 FORMATS: dict[str, WeightFormat] = {
     f.name: f

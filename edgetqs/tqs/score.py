@@ -92,6 +92,14 @@ def make_contexts(backend, card: ModelCard, settings: ScoreSettings) -> ctx.Cont
     return ctx.free_run(backend, card.rollout, settings.windows, settings.seed, settings.horizon)
 
 
+def model_contexts(graph: TFLiteGraph, card: ModelCard, data: str | None, windows: int, horizon: int,
+                   seed: int) -> ctx.Contexts:
+    """Windows from ``data`` when given, else from the model's own free run (data-free), without notes."""
+    if data:
+        return ctx.from_file(data, card.rollout, windows, horizon)
+    return ctx.free_run(backend_for(graph, card), card.rollout, windows, seed, horizon)
+
+
 def blown_up_windows(reference: np.ndarray, windows: np.ndarray) -> np.ndarray:
     """Boolean [K]: the reference rollout went non-finite or exploded (see module doc)."""
     finite = np.all(np.isfinite(reference), axis=(1, 2)) & np.all(np.isfinite(windows), axis=(1, 2))

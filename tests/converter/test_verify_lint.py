@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from edgetqs.converter import convert
-from edgetqs.converter.calibration import calibration_from_ranges
 from edgetqs.converter.lint import lint_plan, raise_on_errors
 from edgetqs.converter.pipeline import quantize
-from edgetqs.converter.recipe import build_recipe, op_targets, planned_formats
 from edgetqs.converter.verify import verify_export
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.intake import load_model
 from edgetqs.model.tflite_graph import TFLiteGraph, replace_constants
+from edgetqs.planner.planfile import as_plan
+from edgetqs.quant.aeq import build_recipe, calibration_from_ranges, op_scope, op_targets
 
 from tests.converter.conftest import make_plan
 
@@ -30,20 +30,19 @@ def probes(mlp):
 
 
 def export(canonical, plan, mode="dynamic"):
-    return quantize(canonical.tflite_path, build_recipe(canonical.graph, plan, mode), mode, None, None)
+    recipe = build_recipe(canonical.graph, as_plan(plan).formats(), mode)
+    return quantize(canonical.tflite_path, recipe, mode, None, None)
 
 
 def test_recipe_addresses_exactly_the_planned_ops(mlp):
     plan = make_plan(mlp, ["int4", "fp32", "int8"])
-    recipe = build_recipe(mlp.graph, plan, "dynamic")
+    recipe = build_recipe(mlp.graph, as_plan(plan).formats(), "dynamic")
     assert len(recipe) == len(mlp.card.layers)
     kinds = [entry["algorithm_key"] for entry in recipe]
     assert kinds == ["min_max_uniform_quantize", "no_quantize", "min_max_uniform_quantize"]
     assert recipe[0]["op_config"]["weight_tensor_config"]["num_bits"] == 4
     # Each regex matches its own op's AEQ scope and no other op's.
     import re
-
-    from edgetqs.converter.recipe import op_scope
 
     scopes = [op_scope(mlp.graph, op) for op in mlp.graph.operators]
     for entry in recipe:
@@ -54,9 +53,9 @@ def test_verification_catches_a_type_mismatch(mlp, probes):
     """An artifact quantized at int8 where the plan says int4 is refused."""
     plan_int4 = make_plan(mlp, ["int4"])
     exported_int8 = export(mlp, make_plan(mlp, ["int8"]))
-    targets = op_targets(mlp.graph, planned_formats(plan_int4))
+    targets = op_targets(mlp.graph, as_plan(plan_int4).formats())
     with pytest.raises(EdgeTQSError, match=r"is INT8 per-channel .*planned int4 \(INT4\)"):
-        verify_export(mlp.graph, exported_int8, targets, plan_int4, "dynamic", mlp.rollout, probes)
+        verify_export(mlp.graph, exported_int8, targets, as_plan(plan_int4), "dynamic", mlp.rollout, probes)
 
 
 def test_verification_catches_a_size_mismatch(mlp, probes):
@@ -64,7 +63,7 @@ def test_verification_catches_a_size_mismatch(mlp, probes):
     plan["predicted"]["model_bytes"] = int(plan["predicted"]["model_bytes"] * 0.9)
     exported = export(mlp, plan)
     with pytest.raises(EdgeTQSError, match=r"the plan predicted .*more than 1%"):
-        verify_export(mlp.graph, exported, op_targets(mlp.graph, planned_formats(plan)), plan, "dynamic",
+        verify_export(mlp.graph, exported, op_targets(mlp.graph, as_plan(plan).formats()), as_plan(plan), "dynamic",
                       mlp.rollout, probes)
 
 
@@ -73,15 +72,15 @@ def test_verification_catches_outputs_that_disagree_with_the_simulation(canonica
     conv = canonical_stand_in("conv1d")
     plan = make_plan(conv, ["int8"], "weight_only")
     exported = export(conv, plan, "weight_only")
-    targets = op_targets(conv.graph, planned_formats(plan))
-    verification = verify_export(conv.graph, exported, targets, plan, "weight_only", conv.rollout, probes)
+    targets = op_targets(conv.graph, as_plan(plan).formats())
+    verification = verify_export(conv.graph, exported, targets, as_plan(plan), "weight_only", conv.rollout, probes)
     assert verification.simulation_rel_error < 1e-5
     # The bias is not quantized, so the simulation takes it from the float model: shift it there.
     bias = conv.graph.tensor_by_name(conv.card.layers[0].weight_tensors[1])
     assert len(bias.shape) == 1
     shifted = TFLiteGraph.from_bytes(replace_constants(conv.graph, {bias.name: conv.graph.float_constant(bias) + 0.5}))
     with pytest.raises(EdgeTQSError, match="differ from the simulation"):
-        verify_export(shifted, exported, targets, plan, "weight_only", conv.rollout, probes)
+        verify_export(shifted, exported, targets, as_plan(plan), "weight_only", conv.rollout, probes)
 
 
 def test_lint_flags_fp16_underflow(mlp, tmp_path):
@@ -91,7 +90,7 @@ def test_lint_flags_fp16_underflow(mlp, tmp_path):
     tiny = replace_constants(mlp.graph, {kernel.name: mlp.graph.float_constant(kernel) * 1e-9})
     (tmp_path / "tiny.tflite").write_bytes(tiny)
     tiny_model = load_model(tmp_path / "tiny.tflite")
-    findings = lint_plan(tiny_model.graph, make_plan(tiny_model, ["fp16"]), "dynamic")
+    findings = lint_plan(tiny_model.graph, as_plan(make_plan(tiny_model, ["fp16"])), "dynamic")
     errors = [f for f in findings if f.level == "error"]
     assert [f.tensor for f in errors] == [kernel.name] and "underflow to 0 in fp16" in errors[0].message
     with pytest.raises(EdgeTQSError, match="underflow"):

@@ -5,17 +5,17 @@ import numpy as np
 import pytest
 from ai_edge_quantizer import quantizer
 
-from edgetqs.converter.recipe import build_recipe
 from edgetqs.model.tflite_graph import TFLiteGraph
 from edgetqs.planner import costs
 from edgetqs.planner.conformance import CapabilityMatrix
-from edgetqs.quant.formats import FORMATS
 from edgetqs.planner.plan import plan_from_choice, build_problem
 from edgetqs.planner.planfile import plan_from_dict
+from edgetqs.quant.aeq import build_recipe, calibrate_windows
+from edgetqs.quant.formats import FORMATS
 
 
 def _aeq_file_size(model_path, plan) -> int:
-    recipe = build_recipe(TFLiteGraph.load(model_path), plan.to_dict(), plan.mode)
+    recipe = build_recipe(TFLiteGraph.load(model_path), plan.formats(), plan.mode)
     return len(quantizer.Quantizer(str(model_path), recipe).quantize().quantized_model)
 
 
@@ -109,13 +109,12 @@ def test_units_sharing_a_weight_are_planned_as_one(models, scores_for):
 
 def _aeq_static_file_size(model_path, plan, rng) -> int:
     """The static export as the converter makes it: real min/max calibration on random windows."""
-    from edgetqs.converter.calibration import minmax_calibration
-
     graph = TFLiteGraph.load(model_path)
-    q = quantizer.Quantizer(str(model_path), build_recipe(graph, plan.to_dict(), "static"))
+    recipe = build_recipe(graph, plan.formats(), "static")
+    q = quantizer.Quantizer(str(model_path), recipe)
     shape = graph.input_shapes()[0][1:]
     windows = rng.standard_normal((3, *shape)).astype(np.float32)
-    return len(q.quantize(minmax_calibration(q, str(model_path), windows)).quantized_model)
+    return len(q.quantize(calibrate_windows(model_path, recipe, windows)).quantized_model)
 
 
 @pytest.mark.parametrize("model", ["mlp64", "mlp_odd", "conv", "tied"])

@@ -149,7 +149,7 @@ def test_zoo_model_with_real_scores_plans_within_one_percent(tmp_path):
 
     from ai_edge_quantizer import quantizer
 
-    from edgetqs.converter.recipe import build_recipe
+    from edgetqs.quant.aeq import build_recipe
     from edgetqs.zoo.resolve import load_model
     from edgetqs.tqs.score import ScoreSettings, score_model
 
@@ -159,7 +159,7 @@ def test_zoo_model_with_real_scores_plans_within_one_percent(tmp_path):
     _, problem = make_plan(model.graph, path, load_target("rpi-zero2w"))
     front = pareto_front(problem, budgets=6)
     for point in front.points:
-        recipe = build_recipe(model.graph, point.plan.to_dict(), point.plan.mode)
+        recipe = build_recipe(model.graph, point.plan.formats(), point.plan.mode)
         with contextlib.redirect_stdout(io.StringIO()):
             produced = quantizer.Quantizer(str(model.tflite_path), recipe).quantize().quantized_model
         assert abs(len(produced) - point.plan.predicted["model_bytes"]) / len(produced) < 0.01

@@ -64,16 +64,14 @@ def left_constant_matmul(tmp_path_factory):
 
 def test_left_constant_batch_matmul_is_priced_quantized_and_exported_quantized(left_constant_matmul):
     """The planner prices the left operand as int8; the recipe must then really quantize it."""
-    from edgetqs.converter.pipeline import quantize
-    from edgetqs.converter.recipe import build_recipe, op_targets
     from edgetqs.model.tflite_graph import TFLiteGraph
     from edgetqs.planner import costs
+    from edgetqs.quant.aeq import build_recipe, export, op_targets
 
     graph = TFLiteGraph.load(left_constant_matmul)
     op = next(o for o in graph.operators if o.opcode == "BATCH_MATMUL")
     weight = graph.tensors[op.inputs[0]]
     assert weight.is_constant and costs.weight_tensors(graph)[weight.name].quantizable
     assert [t.weight_tensor for t in op_targets(graph, {weight.name: "int8"})] == [weight.name]
-    plan = {"assignments": [{"unit": "w", "format": "int8", "weight_tensors": [weight.name]}]}
-    exported = quantize(left_constant_matmul, build_recipe(graph, plan, "dynamic"), "dynamic", np.zeros((0,)), None)
+    exported = export(left_constant_matmul, build_recipe(graph, {weight.name: "int8"}, "dynamic"), "dynamic")
     assert TFLiteGraph.from_bytes(exported).tensor_by_name(weight.name).type_name == "INT8"

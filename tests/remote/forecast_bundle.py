@@ -57,7 +57,7 @@ def build_forecaster(patch: int = 1) -> ForecasterFiles:
 def aeq_int8_dynamic(float_tflite: bytes) -> bytes:
     from ai_edge_quantizer import quantizer
 
-    from edgetqs.planner.aeq import op_config
+    from edgetqs.quant.aeq import op_config
     from edgetqs.quant.formats import get_format
 
     config, algorithm = op_config(get_format("int8"), "dynamic")
