@@ -44,6 +44,9 @@ def run(args) -> int:
     model = load_model(args.model)
     plan, problem = make_plan(model.graph, args.scores, target, budget, args.allocator, args.mode,
                               args.bottom, keep, runtime=args.runtime, model=model)
+    search = _verify(args, model, problem, plan) if args.verify else None
+    if search is not None:
+        plan = search.plan
     output = Path(args.output)
     plan.save(output)
     recipe = _write_recipe(model.graph, plan, output.with_suffix(".recipe.json"))
@@ -54,6 +57,8 @@ def run(args) -> int:
         result = {"plan": plan.to_dict(), "plan_path": str(output), "recipe_path": str(recipe), "units": units}
         if front:
             result.update(front=front["front"].table(), front_png=str(front["png"]))
+        if search is not None:
+            result["search"] = search.summary()
         print_json(result)
         return 0
     _print_units(units)
@@ -62,12 +67,29 @@ def run(args) -> int:
         f"{plan.model['name']} on {plan.target or 'budget'} ({plan.runtime}, {plan.mode}, {plan.allocator}): "
         f"model {format_size(p['model_bytes'])}, memory {format_size(p['memory_bytes'])} of "
         f"{format_size(plan.budget_bytes)} budget, predicted error {p['total_cost']:.4g}")
+    if search is not None:
+        console.print(f"verified search: {len(search.evaluated)} plans rolled out in {search.seconds:.1f} s "
+                      f"({search.stopped}); rollout RMSE vs float {search.knapsack.rmse:.4g} (knapsack) -> "
+                      f"{search.best.rmse:.4g} ({search.best.origin})")
     console.print(f"wrote {output} and the AEQ recipe {recipe}")
     if front:
         knee = front["front"].points[front["front"].knee]
         console.print(f"front: {len(front['front'].points)} plans, knee at {format_size(knee.memory_bytes)} "
                       f"-> {front['png']} and {front['table']}")
     return 0
+
+
+def _verify(args, model, problem, plan):
+    """The rollout-verified search from the knapsack's plan (planner/search.py), same contexts as the scores."""
+    from edgetqs.planner.search import SearchSettings, verified_search
+    from edgetqs.tqs.scorefile import load_scores
+
+    scored = load_scores(args.scores).settings
+    data = str(scored.get("contexts", "")).removeprefix("data:") if str(scored.get("contexts", "")).startswith("data:") else None
+    settings = SearchSettings(evaluations=args.search_evaluations, seconds=args.search_seconds,
+                              horizon=int(scored.get("horizon") or 32), windows=int(scored.get("windows") or 16),
+                              seed=int(scored.get("seed") or 0), data=args.data or data)
+    return verified_search(problem, model.card, plan.budget_bytes, settings, tflite_path=model.tflite_path)
 
 
 def _print_units(units: list[dict]) -> None:
@@ -108,5 +130,13 @@ def register(subparsers):
     parser.add_argument("--keep-float-bytes", metavar="SIZE", help="keep the most sensitive units in fp32 within SIZE")
     parser.add_argument("--front", action="store_true", help="also write the Pareto front (PLAN.front.png/.json)")
     parser.add_argument("--front-points", type=int, default=20, metavar="N", help="budgets on the front")
+    parser.add_argument("--verify", action="store_true",
+                        help="then search: roll whole plans out (the exported model's arithmetic) from the scores' "
+                             "contexts and keep the best measured one (docs/ROLLOUT_METHODS.md)")
+    parser.add_argument("--search-evaluations", type=int, default=None, metavar="N",
+                        help="plan rollouts the search may spend (default 2 per unit, at least 16)")
+    parser.add_argument("--search-seconds", type=float, default=None, metavar="S", help="time limit of the search")
+    parser.add_argument("--data", default=None, metavar="SERIES",
+                        help="the search's windows from this series (default: the scores' own contexts)")
     parser.add_argument("-o", "--output", required=True, metavar="PLAN.json", help="plan file to write")
     add_json_flag(parser)

@@ -118,3 +118,21 @@ def test_extra_starts_that_fit_join_the_search_and_others_are_ignored(problem):
     small = tuple(u.formats.index(a.format) for u, a in zip(prob.units, greedy_small.assignments))
     assert small in {m.choice for m in result.evaluated}
     assert result.best.key() <= min(m.key() for m in result.evaluated if m.origin.startswith("start"))
+
+
+def test_plan_cli_verify_searches_from_the_knapsack_plan(tmp_path, capsys):
+    import json
+
+    from edgetqs.cli.app import main
+
+    scores = tmp_path / "scores.json"
+    assert main(["score", "zoo:mlp-sunspots", "--horizon", str(HORIZON), "--windows", str(WINDOWS),
+                 "-o", str(scores), "--json"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "plan.json"
+    assert main(["plan", "zoo:mlp-sunspots", "--scores", str(scores), "--budget", "12KiB", "--verify",
+                 "--search-evaluations", "8", "-o", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["plan"]["allocator"] == "verified-search" and result["search"]["evaluations"] <= 8
+    assert result["search"]["best"]["rmse"] <= result["search"]["knapsack"]["rmse"]
+    assert result["plan"]["predicted"]["memory_bytes"] <= 12 * 1024
