@@ -13,15 +13,29 @@ XNNPACK pick other kernels and changes the numbers. Point a board's firmware
 ``install_dir`` at the shim's directory and every edgetqs stage that runs
 ``<install_dir>/bin/python`` on the board (provision, validate) runs on the
 emulated Pi over the same SSH as a real one.
+
+The board's RAM (``limit_ram``): the shim joins a memory cgroup whose limit is
+the RAM the real board gives the process (a target's ``memory_budget_bytes``)
+plus what qemu itself takes, measured, not guessed: the same tiny bundle run
+natively and emulated, the difference of their peak resident memory (~54 MiB
+here). A run that needs more is OOM-killed like on the board, and validate
+says so (BoardOutOfMemory). An address-space limit (prlimit --as / ulimit -v)
+cannot stand in: qemu-user reserves ~400 MB of address space before the guest
+runs, and under a tight limit it spins instead of failing.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shlex
 import shutil
 import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
@@ -89,3 +103,200 @@ def make_board_python(install_dir: Path, runtime: tuple[str, str, str] = DEFAULT
     """Build (or reuse) the root, install the shim under ``install_dir``; return the firmware."""
     install_shim(install_dir, build_root(runtime), cpu)
     return firmware(install_dir, runtime)
+
+
+# -- the board's RAM ------------------------------------------------------------
+
+CALIBRATION_MODEL = Path(__file__).with_name("data") / "calibration.tflite"  # float MLP, window 8 x 3 features
+MiB = 2**20
+
+
+@dataclass
+class RamLimit:
+    """A memory cgroup holding the emulated board's Python: ``board_bytes`` for
+    the process as on the real board, plus qemu's own measured overhead."""
+
+    cgroup: Path
+    board_bytes: int
+    qemu_overhead_bytes: int
+
+    @property
+    def limit_bytes(self) -> int:
+        return self.board_bytes + self.qemu_overhead_bytes
+
+    def oom_kills(self) -> int:
+        return _oom_kills(self.cgroup)
+
+    def peak_bytes(self) -> int:
+        """The most memory charged to the cgroup so far (v1, or v2's memory.peak)."""
+        for name in ("memory.max_usage_in_bytes", "memory.peak"):
+            text = _read(self.cgroup / name).strip()
+            if text.isdigit():
+                return int(text)
+        raise EdgeTQSError(f"{self.cgroup} reports no peak memory", "use a kernel with memory.peak (>= 5.19) or cgroup v1")
+
+    def reset_peak(self) -> None:
+        """Start peak_bytes afresh (before the next run)."""
+        for name in ("memory.max_usage_in_bytes", "memory.peak"):
+            try:
+                (self.cgroup / name).write_text("0")
+                return
+            except OSError:
+                continue
+
+    def remove(self) -> None:
+        """Delete the cgroup (its processes have ended)."""
+        try:
+            self.cgroup.rmdir()
+        except OSError:
+            pass
+
+    def __enter__(self) -> RamLimit:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+def memory_cgroup_parent() -> Path | None:
+    """A memory cgroup this process may create children in (v2, else v1), or None."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers == "" and "memory" in _read(Path("/sys/fs/cgroup") / path.lstrip("/") / "cgroup.controllers"):
+            candidate = Path("/sys/fs/cgroup") / path.lstrip("/")
+        elif "memory" in controllers.split(","):
+            candidate = Path("/sys/fs/cgroup/memory") / path.lstrip("/")
+        else:
+            continue
+        if os.access(candidate, os.W_OK):
+            return candidate
+    return None
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _oom_kills(cgroup: Path) -> int:
+    for name in ("memory.events", "memory.oom_control"):  # v2, v1
+        for line in _read(cgroup / name).splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+    return 0
+
+
+def _make_cgroup(limit_bytes: int | None) -> Path:
+    """A new memory cgroup limited to ``limit_bytes`` without swap (None: no limit)."""
+    parent = memory_cgroup_parent()
+    if parent is None:
+        raise EdgeTQSError("no writable memory cgroup, so the emulated board's RAM cannot be enforced",
+                           "run as root on a machine with the cgroup memory controller (v1 or v2) mounted")
+    cgroup = parent / f"edgetqs-board-{uuid.uuid4().hex[:12]}"
+    cgroup.mkdir()
+    if limit_bytes is None:
+        return cgroup
+    v2 = (cgroup / "memory.max").exists()
+    (cgroup / ("memory.max" if v2 else "memory.limit_in_bytes")).write_text(str(limit_bytes))
+    # Swap would let the process outgrow the RAM instead of being killed; a board's SD card is not swap.
+    swap = cgroup / ("memory.swap.max" if v2 else "memory.memsw.limit_in_bytes")
+    if swap.exists():
+        swap.write_text("0" if v2 else str(limit_bytes))
+    return cgroup
+
+
+def qemu_overhead_bytes(root: Path, cpu: str = CPU) -> int:
+    """What the cgroup must allow beyond the board's RAM: the tiny calibration
+    run's cgroup charge under qemu minus the same run's peak RSS natively
+    (RSS is what the board's budget counts). Cached per root and CPU.
+
+    Why this currency: a cgroup charges a page cache page to whoever first
+    read it, so the shared libraries (cached long ago) are never charged while
+    a real board's RSS counts them; that constant part cancels in this
+    difference. The bundle's own files are dropped from the page cache before
+    every run (the shim does it), so the model is charged like on the board."""
+    cache = root.with_name(root.name + f".qemu-overhead-{cpu}.json")
+    if cache.exists():
+        return json.loads(cache.read_text())["overhead_bytes"]
+    with tempfile.TemporaryDirectory(prefix="edgetqs-calibrate-") as work:
+        bundle = _calibration_bundle(Path(work) / "bundle")
+        native_rss = _runner_peak_rss([sys.executable], bundle, Path(work) / "native")
+        with RamLimit(_make_cgroup(None), 0, 0) as unlimited:
+            shim = _write_limited_shim(Path(work) / "python", root, cpu, unlimited, "calibration")
+            _runner_peak_rss([str(shim)], bundle, Path(work) / "emulated")
+            emulated_charge = unlimited.peak_bytes()
+    overhead = emulated_charge - native_rss
+    cache.write_text(json.dumps({"overhead_bytes": overhead, "native_peak_rss_bytes": native_rss,
+                                 "emulated_peak_charge_bytes": emulated_charge, "cpu": cpu}))
+    return overhead
+
+
+def _calibration_bundle(out: Path) -> Path:
+    """A bundle of the tiny calibration model (its references are unused: only memory is measured)."""
+    import numpy as np
+
+    from edgetqs.bundle import write_bundle
+
+    window, features, steps = 8, 3, 4
+    zeros = np.zeros((1, steps, features), np.float32)
+    return write_bundle(out, model=CALIBRATION_MODEL, rollout={"window": window, "features": features, "patch": 1},
+                        probes_x=np.zeros((1, window, features), np.float32),
+                        probes_y=np.zeros((1, features), np.float32),
+                        contexts=np.zeros((1, window, features), np.float32), horizon=steps,
+                        reference_float=zeros, reference_host=zeros)
+
+
+def _runner_peak_rss(python: list[str], bundle: Path, out: Path) -> int:
+    from edgetqs.remote import runner
+
+    done = subprocess.run([*python, runner.__file__, "--bundle", str(bundle), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise EdgeTQSError(f"calibrating the emulated board's memory failed:\n{done.stderr.strip()[-2000:]}",
+                           "check the arm64 root (.ci/make_arm64_board.sh) and this Python's ai-edge-litert")
+    return json.loads((out / runner.RESULTS_JSON).read_text())["peak_memory_kib"] * 1024
+
+
+def limit_ram(install_dir: Path, root: Path, board_bytes: int, cpu: str = CPU) -> RamLimit:
+    """Rewrite the shim so the board's Python runs inside a memory cgroup of
+    ``board_bytes`` (+ qemu's measured overhead); an OOM kill says so on stderr."""
+    overhead = qemu_overhead_bytes(root, cpu)
+    limit = RamLimit(_make_cgroup(board_bytes + overhead), board_bytes, overhead)
+    install_shim(install_dir, root, cpu)
+    _write_limited_shim(Path(install_dir) / "bin" / "python", root, cpu, limit,
+                        f"{board_bytes / MiB:.1f} MiB for the process as on the board + "
+                        f"{overhead / MiB:.1f} MiB measured qemu overhead")
+    return limit
+
+
+def _write_limited_shim(shim: Path, root: Path, cpu: str, limit: RamLimit, why: str) -> Path:
+    """A shim that joins ``limit``'s cgroup, drops the bundle's files (--bundle DIR)
+    from the page cache so reading the model is charged to the board, runs qemu,
+    and reports an OOM kill on stderr."""
+    command = " ".join(shlex.quote(part) for part in python_command(root, cpu))
+    procs, kills = shlex.quote(str(limit.cgroup / "cgroup.procs")), _oom_kills_command(limit.cgroup)
+    shim.write_text(
+        "#!/bin/sh\n"
+        f"# The emulated Raspberry Pi 4's Python in the board's RAM: {why} (edgetqs.remote.emulated_board)\n"
+        f'echo $$ > {procs} || {{ echo "emulated board: cannot join the memory cgroup" >&2; exit 70; }}\n'
+        'bundle=; take=; for a in "$@"; do [ -n "$take" ] && bundle=$a; take=; [ "$a" = --bundle ] && take=1; done\n'
+        'if [ -n "$bundle" ]; then for f in "$bundle"/*; do '
+        '[ -f "$f" ] && dd if="$f" iflag=nocache count=0 status=none; done; fi\n'
+        f"before=$({kills})\n"
+        f'{command} "$@"\n'
+        "status=$?\n"
+        f'if [ "$({kills})" -gt "$before" ]; then\n'
+        f'  echo "emulated board: out of memory: the process outgrew the board\'s RAM '
+        f'({limit.board_bytes / MiB:.1f} MiB) and the kernel killed it" >&2\n'
+        "fi\n"
+        "exit $status\n")
+    shim.chmod(0o755)
+    return shim
+
+
+def _oom_kills_command(cgroup: Path) -> str:
+    files = " ".join(shlex.quote(str(cgroup / name)) for name in ("memory.events", "memory.oom_control"))
+    return f"cat {files} 2>/dev/null | awk '$1 == \"oom_kill\" {{print $2; found=1}} END {{if (!found) print 0}}'"

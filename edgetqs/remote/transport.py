@@ -271,6 +271,7 @@ class Transport:
         ``retry`` (so only pass idempotent commands, or retry=False).
         """
         bounded = f"timeout --kill-after={KILL_AFTER} {max(1, int(timeout + 0.999))} sh -c {shlex.quote(cmd)}"
+        started = time.monotonic()
         result = with_backoff(
             lambda: self._run_once(bounded, timeout + KILL_AFTER + 10, on_line),
             attempts=self.board.retries + 1 if retry else 1, backoff=self.board.backoff, faults=TRANSPORT_FAULTS,
@@ -278,7 +279,8 @@ class Transport:
             give_up=lambda exc, _: HostUnreachable(
                 f"lost the connection to {self.board.name} while running `{cmd[:80]}`: {exc or type(exc).__name__}",
                 "check the board and the network, then rerun"))
-        if result.exit in TIMEOUT_EXITS:
+        # 137 is also any SIGKILL (the OOM killer's): a timeout only if the time was up.
+        if result.exit == TIMEOUT_EXITS[0] or (result.exit in TIMEOUT_EXITS and time.monotonic() - started >= timeout):
             raise CommandTimedOut(
                 f"`{cmd[:120]}` on {self.board.name} ran longer than {timeout:g} s and was stopped on the board",
                 "give it more time (--timeout) or find out why it hangs on the board",

@@ -203,6 +203,8 @@ def run_on_board(transport, out_dir: str | Path, *, python: str | None = None, c
             python, runner, "--bundle", slot, "--out", f"{run_dir}/out",
             *runner_arguments(contexts, horizon, threads)])
         result = transport.run(cmd, timeout=timeout, on_line=lambda line: _forward(line, on_event), retry=False)
+        if result.exit in KILLED_EXITS:
+            raise runner_killed(board.name, result.stderr)
         if result.exit != 0:
             raise EdgeTQSError(
                 f"the runner failed on {board.name} (exit {result.exit}):\n{result.stderr.strip()[-2000:]}",
@@ -214,6 +216,26 @@ def run_on_board(transport, out_dir: str | Path, *, python: str | None = None, c
     finally:
         transport.run(f"rm -rf {shlex.quote(run_dir)}", timeout=60)
     return RunOutput.load(out_dir)
+
+
+class BoardOutOfMemory(EdgeTQSError):
+    pass
+
+
+# A shell's exit for a child killed by SIGKILL (128 + 9), or a killed process's -9.
+KILLED_EXITS = (137, -9)
+
+
+def runner_killed(board_name: str, stderr: str) -> BoardOutOfMemory:
+    """The runner died of SIGKILL before its timeout: on a board that is the
+    kernel's out-of-memory killer (the emulated board's memory limit says so
+    on stderr, a real board in dmesg)."""
+    tail = stderr.strip()[-1000:]
+    return BoardOutOfMemory(
+        f"the runner on {board_name} was killed (SIGKILL) before its timeout: out of memory — the model and "
+        "its runtime need more RAM than the board has" + (f":\n{tail}" if tail else ""),
+        "plan for this board's memory (edgetqs plan MODEL --target BOARD) so the model fits, or free RAM on "
+        "the board (`dmesg | grep -i 'out of memory'` there shows the kill)")
 
 
 def slot_runner(transport, slot: str) -> str:

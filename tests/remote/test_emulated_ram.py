@@ -1,0 +1,95 @@
+"""The emulated Pi enforces the board's RAM: a plan that does not fit is killed
+there as the kernel would kill it on the board (a BoardOutOfMemory naming
+memory), one that fits passes validation.
+
+The board is a Raspberry Pi Zero 2 W scaled down to 352 MiB of RAM (share
+0.25: 88 MiB for the process) and the model a wide MLP forecaster (two 3500-unit
+layers, 12.3 M parameters): float32 (47 MiB of weights) does not fit the
+planner's budget for that board, int8 (12 MiB) does. qemu is slow and the
+models are tens of MB, so this is a slow test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import shutil
+
+import numpy as np
+import pytest
+from tests.remote.forecast_bundle import FEATURES, WINDOW, ForecasterFiles, aeq_int8_dynamic, write_forecast_bundle
+
+from edgetqs.planner.boards import load_target
+from edgetqs.planner.plan import target_budget
+from edgetqs.remote import emulated_board
+from edgetqs.remote.flash import flash
+from edgetqs.remote.transport import Transport
+from edgetqs.remote.validate import BoardOutOfMemory, validate
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not shutil.which(emulated_board.QEMU), reason="apt-get install -y qemu-user-static"),
+    pytest.mark.skipif(emulated_board.memory_cgroup_parent() is None,
+                       reason="needs a writable memory cgroup (root, cgroup memory controller)"),
+]
+
+WIDTH = 3500
+MiB = 2**20
+
+
+@functools.lru_cache(maxsize=None)
+def wide_forecaster() -> ForecasterFiles:
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(11)
+    inputs = tf.keras.Input((WINDOW, FEATURES), batch_size=1)
+    x = tf.keras.layers.Flatten()(inputs)
+    x = tf.keras.layers.Dense(WIDTH, activation="tanh")(x)
+    x = tf.keras.layers.Dense(WIDTH, activation="tanh")(x)
+    outputs = tf.keras.layers.Dense(FEATURES, activation="tanh")(x)
+    float_tflite = tf.lite.TFLiteConverter.from_keras_model(tf.keras.Model(inputs, outputs)).convert()
+    return ForecasterFiles(float_tflite, aeq_int8_dynamic(float_tflite), np.zeros(FEATURES, np.float32))
+
+
+@pytest.fixture(scope="module")
+def small_pi():
+    """rpi-zero2w with 352 MiB of RAM: 88 MiB for the model's process."""
+    target = load_target("rpi-zero2w")
+    return dataclasses.replace(target, ram_bytes=352 * MiB)
+
+
+@pytest.fixture
+def emulated_small_pi(sshd_board, tmp_path, small_pi):
+    firmware = emulated_board.make_board_python(tmp_path / "pi-python")
+    root = emulated_board.build_root()
+    with emulated_board.limit_ram(tmp_path / "pi-python", root, small_pi.memory_budget_bytes) as ram:
+        yield sshd_board.connection(name="rpi-zero2w-emulated", firmware=firmware), ram
+
+
+def test_the_planners_budget_separates_the_two_plans(small_pi):
+    files = wide_forecaster()
+    budget = target_budget(small_pi)
+    assert len(files.int8_tflite) < budget < len(files.float_tflite)
+
+
+def test_a_plan_that_does_not_fit_is_killed_for_memory_and_one_that_fits_passes(emulated_small_pi, tmp_path, small_pi):
+    board, ram = emulated_small_pi
+    assert ram.board_bytes == 88 * MiB and 10 * MiB < ram.qemu_overhead_bytes < 90 * MiB  # measured, not assumed
+    files = wide_forecaster()
+    too_big = write_forecast_bundle(tmp_path / "float", files, model_bytes=files.float_tflite)
+    fits = write_forecast_bundle(tmp_path / "int8", files)
+    with Transport(board) as t:
+        flash(t, too_big)
+        with pytest.raises(BoardOutOfMemory) as info:
+            validate(t, too_big, tmp_path / "v-float", contexts=1, horizon=4)
+        assert ram.oom_kills() == 1
+        assert "out of memory" in info.value.problem and "88.0 MiB" in info.value.problem
+        assert "edgetqs plan" in info.value.fix
+
+        flash(t, fits)
+        ram.reset_peak()
+        result = validate(t, fits, tmp_path / "v-int8", contexts=1, horizon=4)
+    assert result.passed, result.message()
+    assert ram.oom_kills() == 1
+    # Its peak charge (qemu's included) stayed under the limit the board's RAM sets.
+    assert ram.peak_bytes() < ram.limit_bytes
