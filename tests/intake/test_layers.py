@@ -12,7 +12,8 @@ def test_model_layer_imports_nothing_above_it():
     code = ("import sys\n" + "".join(f"import {m}\n" for m in modules) +
             "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('edgetqs.')}))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert set(eval(loaded)) <= {"errors", "files", "model"}  # noqa: S307 - our own subprocess's list literal
+    # quant (op descriptions, formats) is a lower layer than model in docs/ARCHITECTURE.md's layering
+    assert set(eval(loaded)) <= {"errors", "files", "quant", "model"}  # noqa: S307 - our own subprocess's list literal
 
 
 def test_every_format_in_the_table_converts_by_its_own_module():
