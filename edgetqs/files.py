@@ -116,8 +116,13 @@ class JsonKind:
 def write_json(path: str | Path, kind: JsonKind, body: Mapping, *, indent: int = 1, default=None,
                allow_nan: bool = True, verify: Callable[[Path], object] | None = None) -> Path:
     """Write ``body`` as a ``kind`` file (format and version first), atomically."""
-    text = json.dumps(kind.stamp(body), indent=indent, default=default, allow_nan=allow_nan)
-    return write_atomically(path, text, verify=verify)
+    return write_atomically(path, json_text(kind, body, indent=indent, default=default, allow_nan=allow_nan),
+                            verify=verify)
+
+
+def json_text(kind: JsonKind, body: Mapping, *, indent: int = 1, default=None, allow_nan: bool = True) -> str:
+    """The text ``write_json`` writes (e.g. to hash a document without writing it)."""
+    return json.dumps(kind.stamp(body), indent=indent, default=default, allow_nan=allow_nan)
 
 
 def read_json(path: str | Path, kind: JsonKind, where: str | Path | None = None) -> dict:

@@ -1,24 +1,25 @@
 """Baseline sensitivity metrics, in the score-file format, so the SAME planner
 and allocators consume them and only the sensitivity differs from TQS.
 
-A baseline gives each unit a sensitivity ``s_l``; its score file carries
-``gamma_quant = log(s_l)`` with ``horizon = 1``, so the planner's cost
-``exp(gamma * T) * ||delta_l(q)||`` is ``s_l * ||delta_l(q)||`` — the
+A baseline gives each unit a sensitivity ``s_l``; its score file carries it as
+the unit's ``score`` under the baseline's own method name, and its cost model
+(edgetqs/sensitivity.py) makes the planner's cost ``s_l * ||delta_l(q)||`` — the
 "sensitivity x perturbation size" cost HAWQ and NNCF-style allocators use
 (HAWQ squares the perturbation; with one cost form for every method we keep
 the planner's linear one, see docs/EVALUATION.md).
 
-Registered by name in :data:`BASELINES`:
+Registered by the name the user types (``edgetqs score --method NAME``) in
+:data:`BASELINES`; ``edgetqs.sensitivity`` makes each a first-class method:
 
-- ``weight_error``: data-free, ``s_l = 1 / ||W_l||`` so the cost is the
+- ``weight-error``: data-free, ``s_l = 1 / ||W_l||`` so the cost is the
   relative weight error ``||Q(W)-W|| / ||W||`` (NNCF's data-free criterion);
-- ``single_step``: quantize one unit at the probe bits, measure one forward
+- ``single-step``: quantize one unit at the probe bits, measure one forward
   step's output change per unit of kick (TQS with T = 1: no rollout);
 - ``hessian``: HAWQ-style mean Hessian trace of the training loss per unit,
   Hutchinson's estimator on the Keras source model (``baselines/hessian.py``);
 - ``random``: ``log s_l ~ U(0, 10)`` seeded — a random allocation that still
   fills the budget;
-- ``tqs_saturation``: TQS's own sweep read the saturation-aware way — the
+- ``tqs-saturation``: TQS's own sweep read the saturation-aware way — the
   first-step kick and the growth before ``d_t`` saturates
   (``edgetqs/tqs/saturation.py``). It needs a TQS score file with curves as
   ``template``.
@@ -29,16 +30,17 @@ record how they were found.
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Callable
 
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.tqs.scorefile import ScoreFile
+from edgetqs.baselines.hessian import hessian_traces  # TensorFlow itself is imported when a trace is taken
+from edgetqs.tqs.saturation import tqs_saturation as saturation_aware
+from edgetqs.tqs.score import ScoreSettings, score_model
+from edgetqs.tqs.scorefile import SENSITIVITY_FLOOR, ScoreFile, UnitScore
 
-SENSITIVITY_FLOOR = 1e-30  # log() of a zero sensitivity
 
 
 def scores_from_sensitivities(template: ScoreFile, sensitivities: dict[str, float], method: str,
@@ -48,16 +50,11 @@ def scores_from_sensitivities(template: ScoreFile, sensitivities: dict[str, floa
     if missing:
         raise EdgeTQSError(f"baseline '{method}' has no sensitivity for unit(s) {', '.join(missing[:4])}",
                            "compute it for every unit of the score file's granularity")
-    units = []
-    for u in template.units:
-        unit = copy.deepcopy(u)
-        unit.gamma_quant = math.log(max(float(sensitivities[u.name]), SENSITIVITY_FLOOR))
-        unit.gamma_gauss = unit.delta_norm_gauss = unit.curve_gauss = unit.curve_quant = None
-        unit.dead = False  # only TQS knows which units never reach the output
-        units.append(unit)
-    return ScoreFile(model=dict(template.model),
-                     settings={**template.settings, "horizon": 1, "probe": "quant", "baseline": method,
-                               **(settings or {})},
+    # only TQS knows which units never reach the output: a baseline's units are all live
+    units = [UnitScore(u.name, list(u.weight_tensors), u.params, score=float(sensitivities[u.name]))
+             for u in template.units]
+    return ScoreFile(model=dict(template.model), method=method,
+                     settings={**template.settings, **(settings or {})},
                      reference=dict(template.reference), units=units)
 
 
@@ -71,15 +68,14 @@ def weight_error(graph, template: ScoreFile, **_) -> dict[str, float]:
     return result
 
 
-def single_step(graph, template: ScoreFile, card=None, windows: int = 16, seed: int = 0, **_) -> dict[str, float]:
+def single_step(graph, template: ScoreFile, card=None, windows: int = 16, seed: int = 0, **_) -> tuple[dict, dict]:
     """One forward step's output change per unit of kick: TQS's own sweep with T = 1."""
-    from edgetqs.tqs.score import ScoreSettings, score_model
-
     scores = score_model(graph, card, ScoreSettings(probe="quant", horizon=1, windows=windows, seed=seed,
                                                     granularity=template.settings.get("granularity", "layer")),
                          progress=False)
-    return {u.name: math.exp(u.gamma_quant) if u.gamma_quant is not None and math.isfinite(u.gamma_quant) else 0.0
-            for u in scores.units}
+    sensitivities = {u.name: math.exp(u.score) if u.score is not None and math.isfinite(u.score) else 0.0
+                     for u in scores.units}
+    return sensitivities, {"horizon": 1}  # what it measured with, recorded in the score file
 
 
 def random_sensitivity(graph, template: ScoreFile, seed: int = 0, **_) -> dict[str, float]:
@@ -88,25 +84,27 @@ def random_sensitivity(graph, template: ScoreFile, seed: int = 0, **_) -> dict[s
 
 
 def tqs_saturation(graph, template: ScoreFile, **kwargs):
-    from edgetqs.tqs.saturation import tqs_saturation as saturation_aware
-
     return saturation_aware(graph, template, **kwargs)
 
 
 def hessian(graph, template: ScoreFile, keras_path=None, train_x=None, train_y=None, seed: int = 0, **_) -> dict[str, float]:
-    from edgetqs.baselines.hessian import hessian_traces
-
     return hessian_traces(keras_path, train_x, train_y, [u.name for u in template.units], seed=seed)
 
 
 BASELINES: dict[str, Callable[..., dict[str, float]]] = {
-    "weight_error": weight_error, "single_step": single_step, "hessian": hessian, "random": random_sensitivity,
-    "tqs_saturation": tqs_saturation,
+    "weight-error": weight_error, "single-step": single_step, "hessian": hessian, "random": random_sensitivity,
+    "tqs-saturation": tqs_saturation,
 }
+
+
+def baseline_name(name: str) -> str:
+    """The registry name; the underscore spelling (weight_error) of older callers and v1 files is accepted."""
+    return name.replace("_", "-")
 
 
 def baseline_scores(name: str, graph, template: ScoreFile, **kwargs) -> ScoreFile:
     """The score file of baseline ``name`` (see :data:`BASELINES`) for the units of ``template``."""
+    name = baseline_name(name)
     if name not in BASELINES:
         raise EdgeTQSError(f"unknown baseline '{name}'", f"use one of: {', '.join(BASELINES)}")
     result = BASELINES[name](graph, template, **kwargs)

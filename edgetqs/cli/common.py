@@ -32,6 +32,10 @@ def line(*parts: str | Text) -> Text:
     return Text.assemble(*(part if isinstance(part, Text) else str(part) for part in parts))
 
 
+class ExampleFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples in each command's epilog laid out as written."""
+
+
 def add_command(
     subparsers,
     name: str,

@@ -9,7 +9,7 @@ from edgetqs.quant.modes import MODE_NAMES
 
 
 def run(args) -> int:
-    from edgetqs.converter import convert
+    from edgetqs.api import convert
 
     ranges = None
     if args.ranges:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rich.rule import Rule
 
+from edgetqs.cli.app import main  # app loads the stage modules by name when it builds its parser: no cycle
 from edgetqs.cli.common import add_command, console, styled
 from edgetqs.errors import EdgeTQSError
 
@@ -23,8 +24,6 @@ DEFAULT_MODEL = "zoo:mlp-lorenz96"
 
 def _step(title: str, argv: list[str]) -> None:
     """Run one `edgetqs` command as the user would, and stop the demo if it fails."""
-    from edgetqs.cli.app import main
-
     console.print(Rule(styled(title, "bold")))
     console.print(f"$ edgetqs {' '.join(argv)}", style="cyan", highlight=False)
     code = main(argv)

@@ -32,25 +32,24 @@ def _front_outputs(problem, args, output: Path, board_budget: int | None) -> dic
 
 
 def run(args) -> int:
-    from edgetqs.zoo.resolve import load_model
+    from edgetqs.api import load, plan_with_options
     from edgetqs.planner.boards import load_target
     from edgetqs.planner.front import unit_table
-    from edgetqs.planner.plan import KeepFloat, format_size, make_plan, parse_size, target_budget
+    from edgetqs.planner.plan import KeepFloat, format_size, parse_size, target_budget
 
-    target = load_target(args.target) if args.target else None
-    budget = parse_size(args.budget) if args.budget else None
     keep = KeepFloat(count=args.keep_float_count, names=args.keep_float or [],
                      bytes=parse_size(args.keep_float_bytes) if args.keep_float_bytes else 0)
-    model = load_model(args.model)
-    plan, problem = make_plan(model.graph, args.scores, target, budget, args.allocator, args.mode,
-                              args.bottom, keep, runtime=args.runtime, model=model)
-    search = _verify(args, model, problem, plan) if args.verify else None
+    model = load(args.model)
+    plan, problem = plan_with_options(model, args.scores, target=args.target, budget=args.budget,
+                                      allocator=args.allocator, mode=args.mode, bottom=args.bottom, keep_float=keep,
+                                      runtime=args.runtime)
+    search = _verify(args, model.canonical, problem, plan) if args.verify else None
     if search is not None:
         plan = search.plan
     output = Path(args.output)
     plan.save(output)
     recipe = _write_recipe(model.graph, plan, output.with_suffix(".recipe.json"))
-    board_budget = target_budget(target) if target else None
+    board_budget = target_budget(load_target(args.target)) if args.target else None
     front = _front_outputs(problem, args, output, board_budget) if args.front else None
     units = unit_table(problem, plan)
     if args.json:

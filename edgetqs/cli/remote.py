@@ -9,9 +9,7 @@ non-zero if any board failed.
 from __future__ import annotations
 
 import argparse
-import tempfile
 from dataclasses import replace
-from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
@@ -117,24 +115,16 @@ def settings_table(report):
 # -- flash / rollback ---------------------------------------------------------
 
 def cmd_flash(args) -> int:
-    from edgetqs.remote.flash import flash, slot_files
+    from edgetqs.api import flash
 
-    with tempfile.TemporaryDirectory(prefix="edgetqs-flash-") as staging:
-        # Loaded and hashed once for every board; a bad bundle is one error, not one per board.
-        content = slot_files(args.bundle, Path(staging))
-        boards = boards_from_args(args)
-        columns = (TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                   TimeRemainingColumn())
-        with Progress(*columns, console=console, disable=args.json, transient=True) as progress:
-            tasks = {board.name: progress.add_task(board.name, total=None) for board in boards}
-
-            def action(t):
-                task, name = tasks[t.board.name], t.board.name
-                return flash(t, content, keep=args.keep,
-                             on_progress=lambda sent, total: progress.update(task, completed=sent, total=total),
-                             on_stage=lambda stage: progress.update(task, description=f"{name}: {stage}"))
-
-            outcomes = run_fleet(boards, action, lambda result: (True, result.summary()))
+    boards = boards_from_args(args)
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=args.json, transient=True) as progress:
+        tasks = {board.name: progress.add_task(board.name, total=None) for board in boards}
+        outcomes = flash(args.bundle, boards, keep=args.keep,
+                         on_progress=lambda name, sent, total: progress.update(tasks[name], completed=sent, total=total),
+                         on_stage=lambda name, stage: progress.update(tasks[name], description=f"{name}: {stage}"))
     return finish(args, outcomes, f"flash {args.bundle}")
 
 
@@ -160,26 +150,10 @@ def cmd_rollback(args) -> int:
 # -- validate -----------------------------------------------------------------
 
 def cmd_validate(args) -> int:
-    from edgetqs.remote.provision import require_runtime
-    from edgetqs.remote.report import write_report
-    from edgetqs.remote.validate import validate
+    from edgetqs.api import validate
 
-    out = Path(args.out)
-
-    def action(t):
-        python = args.python or (require_runtime(t, t.board.firmware) if t.board.firmware else None)
-        board_dir = out / t.board.name
-        verdict = validate(t, args.bundle, board_dir, contexts=args.contexts, horizon=args.horizon,
-                           threads=args.threads, python=python, timeout=args.timeout)
-        write_report(verdict, board_dir / "report.html")
-        return verdict
-
-    def describe(verdict):
-        if verdict.passed:
-            return True, f"PASS — report: {out / verdict.board_name / 'report.html'}"
-        return False, "FAIL — " + "; ".join(check.detail for check in verdict.failures)
-
-    outcomes = run_fleet(boards_from_args(args), action, describe)
+    outcomes = validate(args.bundle, boards_from_args(args), args.out, contexts=args.contexts, horizon=args.horizon,
+                        threads=args.threads, python=args.python, timeout=args.timeout)
     if not args.json:
         for outcome in outcomes:
             if outcome.result is not None:

@@ -10,7 +10,6 @@ formats (int2, int4, int8, fp16, fp32) — so 4 bits is exactly uniform int4.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -24,6 +23,7 @@ from edgetqs.errors import EdgeTQSError
 from edgetqs.planner.plan import KeepFloat, Problem, plan_from_choice, build_problem, solve_many
 from edgetqs.quant.formats import DEFAULT_LADDER as LADDER  # per-channel ints and floats: "b bits per weight"
 from edgetqs.quant.formats import FORMATS
+from edgetqs.sensitivity import get_method
 
 RUNTIME = "ai-edge-litert==2.3.0"
 MODE = "dynamic"
@@ -165,12 +165,8 @@ def cached_scores(canonical, horizon: int, windows: int, seed: int = 0, data: st
 
 
 def one_probe(scores, probe: str):
-    """The score file with only ``probe``'s gamma (the planner reads quant first, then gauss)."""
-    other = "gauss" if probe == "quant" else "quant"
-    only = copy.deepcopy(scores)
-    for u in only.units:
-        setattr(u, f"gamma_{other}", None)
-    return only
+    """The TQS sweep read as method tqs-<probe>: that probe's gamma drives the cost."""
+    return get_method(f"tqs-{probe}").from_sweep(scores)
 
 
 def baseline_inputs(canonical, settings) -> tuple[dict, str | None]:
@@ -272,12 +268,12 @@ def all_plans(canonical, settings, score_data: str | None, say=lambda text: None
 
 def search_rollouts(canonical, problem: Problem, settings, score_data: str | None):
     """One PlanRollouts per model (engine, the TQS contexts, exported weights), shared by every budget."""
-    from edgetqs.planner.search import (ExportedWeights, PlanRollouts, SearchSettings, _hybrid_engine_class,
+    from edgetqs.planner.search import (ExportedWeights, PlanRollouts, SearchSettings, hybrid_engine,
                                         search_contexts)
 
     search = SearchSettings(horizon=settings.score_horizon, windows=settings.score_windows, seed=settings.seed,
                             data=score_data)
-    engine = _hybrid_engine_class()(canonical.graph, canonical.rollout)
+    engine = hybrid_engine(canonical.graph, canonical.rollout)
     contexts = search_contexts(problem, canonical.card, search, engine)
     return PlanRollouts(problem, canonical.rollout, contexts.windows, search.horizon, engine, contexts.source,
                         ExportedWeights(problem, canonical.tflite_path))

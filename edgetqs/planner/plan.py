@@ -2,7 +2,10 @@
 
 Per unit l and allowed format q (METHOD.md §3):
 
-    cost_l(q)  = exp(gamma_l * T) * ||delta_l(q)||        (norms from the weights alone)
+    cost_l(q)  = A_l * ||delta_l(q)||        (norms from the weights alone)
+
+where the amplification ``A_l`` comes from the score file's sensitivity method
+(its cost model, edgetqs/sensitivity.py): ``exp(gamma_l * T)`` for TQS.
     bytes_l(q) = what the unit's weights take in the .tflite (costs.py)
 
 A format is allowed for a unit when AEQ can store every quantizable weight of
@@ -35,10 +38,10 @@ from edgetqs.quant import aeq
 from edgetqs.quant.formats import FORMATS, WeightFormat, get_format
 from edgetqs.quant.modes import Mode
 from edgetqs.quant.quantizer import residual_norm
+from edgetqs.sensitivity import cost_model
 from edgetqs.tqs.score import model_contexts
-from edgetqs.tqs.scorefile import file_sha256, load_scores
+from edgetqs.tqs.scorefile import ScoreFile, file_sha256, load_scores
 
-MAX_EXPONENT = 700.0  # exp() of more overflows a float; such a unit is "keep it precise" anyway
 
 
 @dataclass
@@ -54,7 +57,7 @@ class KeepFloat:
 class UnitOptions:
     name: str
     weight_tensors: list[str]
-    gamma: float
+    gamma: float  # the sensitivity method's score (TQS: gamma); -inf when dead
     dead: bool
     formats: list[str]
     file_bytes: list[int]  # in the .tflite
@@ -91,16 +94,6 @@ class Problem:
 
 
 # -- building the options ---------------------------------------------------
-def _unit_gamma(unit) -> float:
-    gamma = unit.gamma_quant if unit.gamma_quant is not None else unit.gamma_gauss
-    if gamma is None or not math.isfinite(gamma):
-        if unit.dead:
-            return -math.inf
-        raise EdgeTQSError(f"unit '{unit.name}' has no finite gamma in the score file",
-                           "re-run `edgetqs score`; every live unit needs gamma_quant or gamma_gauss")
-    return float(gamma)
-
-
 def _allowed(tensors: list[costs.WeightTensor], fmt: WeightFormat, runtime: str, mode: Mode,
              matrix: CapabilityMatrix) -> bool:
     quantizable = [t for t in tensors if t.quantizable]
@@ -131,7 +124,8 @@ def _keep_float_names(scores, keep: KeepFloat, float_bytes: dict[str, int]) -> s
     if unknown:
         raise EdgeTQSError(f"--keep-float names unknown unit(s): {', '.join(sorted(unknown))}",
                            f"units are: {', '.join(u.name for u in scores.units[:8])}…")
-    live = sorted((u for u in scores.units if not u.dead), key=lambda u: -_unit_gamma(u))
+    log_amplification = cost_model(scores)
+    live = sorted((u for u in scores.units if not u.dead), key=lambda u: -log_amplification(u))
     names |= {u.name for u in live[: keep.count]}
     spent = 0
     for u in live:  # most sensitive first, while the float byte budget lasts
@@ -149,7 +143,7 @@ def build_problem(graph: TFLiteGraph, scores, scores_sha256: str, runtime: str, 
     matrix = matrix or CapabilityMatrix.load()
     bottom_fmt = get_format(bottom) if bottom else None
     tensors = costs.weight_tensors(graph)
-    horizon = float(scores.settings.get("horizon") or 1)
+    log_amplification = cost_model(scores)
     missing = [(u.name, n) for u in scores.units for n in u.weight_tensors if n not in tensors]
     if missing:
         raise EdgeTQSError(f"the score file names weight tensors the model lacks as float constants: "
@@ -164,12 +158,12 @@ def build_problem(graph: TFLiteGraph, scores, scores_sha256: str, runtime: str, 
         member_tensors = [[tensors[n] for n in u.weight_tensors] for u in group]
         unit_tensors = list({t.name: t for ts in member_tensors for t in ts}.values())
         dead = all(u.dead for u in group)
-        gamma = max(_unit_gamma(u) for u in group)
+        gamma = max(u.score if u.score is not None and not u.dead else -math.inf for u in group)  # the method's score
         in_float = any(u.name in kept_float for u in group)
         candidates = ["fp32"] if in_float else [
             name for name, fmt in FORMATS.items()
             if _bottom_ok(fmt, bottom_fmt) and _allowed(unit_tensors, fmt, runtime, mode, matrix)]
-        amplification = [0.0 if u.dead else math.exp(min(_unit_gamma(u) * horizon, MAX_EXPONENT)) for u in group]
+        amplification = [0.0 if u.dead else math.exp(log_amplification(u)) for u in group]
         options = []
         for name in candidates:
             fmt = FORMATS[name]
@@ -363,12 +357,12 @@ def marginal_error_per_byte(problem: Problem, plan: Plan) -> dict[str, float | N
     return result
 
 
-def make_plan(graph: TFLiteGraph, scores_path: str | Path, target: Target | None = None,
+def make_plan(graph: TFLiteGraph, scores_path: ScoreFile | str | Path, target: Target | None = None,
               budget_bytes: int | None = None, allocator: str = "mckp", mode: Mode | str = Mode.DYNAMIC,
               bottom: str | None = None, keep_float: KeepFloat | None = None,
               matrix: CapabilityMatrix | None = None, runtime: str | None = None,
               model=None) -> tuple[Plan, Problem]:
-    """The plan for ``graph`` from the score file, for a target and/or an explicit budget.
+    """The plan for ``graph`` from the score file (a path, or a ScoreFile), for a target and/or an explicit budget.
 
     ``model`` (the CanonicalModel) lets static plans be priced with the activation
     ranges of the model's own free run, as the converter calibrates by default.
@@ -376,10 +370,12 @@ def make_plan(graph: TFLiteGraph, scores_path: str | Path, target: Target | None
     if target is None and budget_bytes is None:
         raise EdgeTQSError("no budget: neither a target nor --budget was given", "pass --target NAME or --budget SIZE")
     runtime = runtime or (target.runtime_spec if target else "ai-edge-litert==2.3.0")
-    scores = load_scores(scores_path)
+    if isinstance(scores_path, ScoreFile):  # in memory (the Python API): hashed as it would be saved
+        scores, scores_sha256 = scores_path, scores_path.sha256()
+    else:
+        scores, scores_sha256 = load_scores(scores_path), file_sha256(scores_path)
     calibration = static_calibration_for(model) if mode == Mode.STATIC and model is not None else None
-    problem = build_problem(graph, scores, file_sha256(scores_path), runtime, mode, matrix, bottom, keep_float,
-                            calibration)
+    problem = build_problem(graph, scores, scores_sha256, runtime, mode, matrix, bottom, keep_float, calibration)
     budget = budget_bytes if budget_bytes is not None else target_budget(target)
     return solve(problem, budget, allocator, target), problem
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgetqs.engine import Engine
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.tflite_graph import TFLiteGraph
 from edgetqs.planner import costs
@@ -187,29 +188,33 @@ def quantize_inputs(x: np.ndarray, per: str) -> np.ndarray:
     return ((q - zero) * safe).astype(np.float32)
 
 
-def _hybrid_engine_class():
-    from edgetqs.engine import Engine
+class HybridInputs:
+    """Engine hooks (``OpHooks``) for LiteRT's dynamic-range arithmetic: where a plan stores an op's
+    weight as integers, that op quantizes its float input to int8 on the fly (``quantize_inputs``).
 
-    class HybridPlanEngine(Engine):
-        """The engine with LiteRT's dynamic-range arithmetic: where a plan stores an op's weight as
-        integers, that op quantizes its float input to int8 on the fly (``quantize_inputs``).
+    ``quantized_rows`` (node index -> the batch rows of the plans that quantize its weight) is
+    set per batch of plans.
+    """
 
-        ``quantized_rows`` (node index -> the batch rows of the plans that quantize its weight) is
-        set per batch of plans; those nodes always arrive perturbed, so ``_run_perturbed`` is the hook.
-        """
+    def __init__(self):
+        self.quantized_rows: dict[int, list[slice]] = {}
 
-        quantized_rows: dict[int, list[slice]] = {}
+    def on_input(self, x: np.ndarray) -> np.ndarray:
+        return x
 
-        def _run_perturbed(self, node, inputs, perturbations):
-            rows = self.quantized_rows.get(node.index)
-            if rows and node.opcode in HYBRID_OPS:
-                x = np.array(inputs[0], dtype=np.float32)
-                for r in rows:
-                    x[r] = quantize_inputs(x[r], HYBRID_OPS[node.opcode])
-                inputs = [x, *inputs[1:]]
-            return super()._run_perturbed(node, inputs, perturbations)
+    def run_op(self, node, inputs, kernel):
+        rows = self.quantized_rows.get(node.index)
+        if rows and node.opcode in HYBRID_OPS:
+            x = np.array(inputs[0], dtype=np.float32)
+            for r in rows:
+                x[r] = quantize_inputs(x[r], HYBRID_OPS[node.opcode])
+            inputs = [x, *inputs[1:]]
+        return kernel(node, inputs)
 
-    return HybridPlanEngine
+
+def hybrid_engine(graph, spec) -> Engine:
+    """The engine composed with :class:`HybridInputs`: plan rollouts as LiteRT computes them."""
+    return Engine(graph, spec, hooks=HybridInputs())
 
 
 class PlanRollouts:
@@ -217,10 +222,8 @@ class PlanRollouts:
 
     def __init__(self, problem: Problem, spec, windows: np.ndarray, horizon: int, backend=None, source: str = "",
                  weights=None):
-        from edgetqs.engine import Engine
-
         self.problem, self.windows, self.horizon, self.source = problem, windows, horizon, source
-        self.backend = backend or _hybrid_engine_class()(problem.graph, spec)
+        self.backend = backend or hybrid_engine(problem.graph, spec)
         self.reference = self.backend.rollout_probes(windows, horizon, [{}])[0]
         self.weights = weights or ReferenceWeights(problem)
         self._readers: dict[str, list[int]] = {}
@@ -231,7 +234,8 @@ class PlanRollouts:
 
     def _set_quantized_rows(self, choices: list) -> None:
         """Tell a hybrid engine which plans (batch rows) store which ops' weights as integers."""
-        if not hasattr(self.backend, "quantized_rows"):
+        hooks = getattr(self.backend, "hooks", None)
+        if not isinstance(hooks, HybridInputs):
             return
         k, rows = len(self.windows), {}
         for g, choice in enumerate(choices):
@@ -243,7 +247,7 @@ class PlanRollouts:
                         group_rows = rows.setdefault(node, [])
                         if not group_rows or group_rows[-1].start != g * k:
                             group_rows.append(slice(g * k, (g + 1) * k))
-        self.backend.quantized_rows = rows
+        hooks.quantized_rows = rows
 
     def rollout(self, choices: list) -> np.ndarray:
         """[plans, K, T*patch, F] rollouts of whole plans."""
@@ -354,7 +358,7 @@ def verified_search(problem: Problem, card, budget_bytes: int, settings: SearchS
                            "plan static-int8 models with the knapsack (allocator mckp)")
     start_time = time.perf_counter()
     if rollouts is None:
-        engine = _hybrid_engine_class()(problem.graph, card.rollout)
+        engine = hybrid_engine(problem.graph, card.rollout)
         contexts = search_contexts(problem, card, settings, engine)
         weights = ExportedWeights(problem, tflite_path) if tflite_path else ReferenceWeights(problem)
         rollouts = PlanRollouts(problem, card.rollout, contexts.windows, settings.horizon, engine, contexts.source,

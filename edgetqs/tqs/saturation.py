@@ -38,6 +38,7 @@ import math
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
+from edgetqs.tqs.score import ScoreSettings, backend_for, make_contexts
 from edgetqs.tqs.scorefile import ScoreFile
 
 SATURATION_SHARE = 0.1  # d_t beyond this share of the reference spread is past the linear regime
@@ -105,8 +106,6 @@ def saturation_sensitivities(scores: ScoreFile, spread: float) -> tuple[dict[str
 
 def scored_reference(graph, card, scores: ScoreFile) -> np.ndarray:
     """The float reference rollout from the same contexts the TQS sweep used (data-free or its data)."""
-    from edgetqs.tqs.score import ScoreSettings, backend_for, make_contexts
-
     s = scores.settings
     data = s["contexts"].removeprefix("data:") if str(s.get("contexts", "")).startswith("data:") else None
     settings = ScoreSettings(horizon=int(s["horizon"]), windows=int(s["windows"]), seed=int(s.get("seed", 0)), data=data)

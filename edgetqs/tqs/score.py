@@ -34,7 +34,7 @@ from edgetqs.model.tflite_graph import TFLiteGraph
 from edgetqs.tqs import contexts as ctx
 from edgetqs.tqs.probes import (delta_norm, gamma_from_distances, probes_for, step_distances, unit_delta,
                                 PROBE_CHOICES)
-from edgetqs.tqs.scorefile import ScoreFile, UnitScore
+from edgetqs.tqs.scorefile import ProbeResult, ScoreFile, UnitScore
 from edgetqs.tqs.units import Unit, build_units
 
 BLOWUP_FACTOR = 100.0
@@ -125,7 +125,7 @@ def score_model(graph: TFLiteGraph, card: ModelCard, settings: ScoreSettings | N
                   "probe_bits": settings.probe_bits, "contexts": contexts.source, "engine": backend.name,
                   "dead_floor": settings.dead_floor},
         reference={"windows_used": int((~blown).sum()), "windows_blown_up": [int(i) for i in np.flatnonzero(blown)]},
-        units=scores,
+        units=scores, method=f"tqs-{probes_for(settings.probe)[0]}",
     )
 
 
@@ -155,8 +155,10 @@ class _Sweep:
                     runs = runs[1:]
                 self._record(chunk, deltas, runs[:, self.keep])
                 bar.advance(task)
+        main_probe = probes_for(self.settings.probe)[0]  # the quant probe's gamma when both ran
         for name, record in self.records.items():
             record.dead = self.dead[name]
+            record.score = record.gamma(main_probe)
         return list(self.records.values()), ~self.keep
 
     def _chunks(self) -> list[list[tuple[Unit, str]]]:
@@ -183,10 +185,8 @@ class _Sweep:
         distances = step_distances(runs, self.reference, self.patch)
         for (unit, probe), delta, d in zip(chunk, deltas, distances):
             norm = delta_norm(delta)
-            record = self.records[unit.name]
-            setattr(record, f"gamma_{probe}", gamma_from_distances(d[:, -1], norm, horizon))
-            setattr(record, f"delta_norm_{probe}", norm)
-            setattr(record, f"curve_{probe}", [float(v) for v in d.mean(axis=0)])
+            self.records[unit.name].probes[probe] = ProbeResult(
+                gamma_from_distances(d[:, -1], norm, horizon), norm, [float(v) for v in d.mean(axis=0)])
             self.dead[unit.name] &= bool(np.all(d[:, -1] <= self.settings.dead_floor * self.ref_final))
 
 

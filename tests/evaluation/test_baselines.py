@@ -48,7 +48,7 @@ def test_sensitivity_scales_every_cost_and_the_planner_follows(model_and_scores)
     def bits_when_precious(precious: str) -> dict[str, int]:
         # one unit a million times more sensitive than the rest, at a budget with room for one upgrade
         sens = {u.name: (1e6 if u.name == precious else 1.0) for u in scores.units}
-        problem = build_problem(model.graph, scores_from_sensitivities(scores, sens, "test"), "x", RUNTIME)
+        problem = build_problem(model.graph, scores_from_sensitivities(scores, sens, "random"), "x", RUNTIME)
         upgrade = {u.name: u.memory_bytes[u.formats.index("int8")] - min(u.memory_bytes) for u in problem.units}
         budget = problem.smallest_memory() + max(upgrade["block_1_fc1"], upgrade["block_1_fc2"])
         plan = solve(problem, budget)
@@ -65,14 +65,15 @@ def test_single_step_is_tqs_with_one_step(model_and_scores):
     one = score_model(model.graph, model.card, ScoreSettings(probe="quant", horizon=1, windows=4), progress=False)
     assert single.settings["horizon"] == 1
     for a, b in zip(single.units, one.units):
-        assert a.gamma_quant == pytest.approx(b.gamma_quant if math.isfinite(b.gamma_quant) else math.log(1e-30))
+        assert math.log(max(a.score, 1e-30)) == pytest.approx(b.gamma_quant if math.isfinite(b.gamma_quant)
+                                                               else math.log(1e-30))
 
 
 def test_random_baselines_differ_by_seed_and_repeat(model_and_scores):
     model, scores = model_and_scores
     a, b, a2 = (baseline_scores("random", model.graph, scores, seed=s) for s in (0, 1, 0))
-    assert [u.gamma_quant for u in a.units] == [u.gamma_quant for u in a2.units]
-    assert [u.gamma_quant for u in a.units] != [u.gamma_quant for u in b.units]
+    assert [u.score for u in a.units] == [u.score for u in a2.units]
+    assert [u.score for u in a.units] != [u.score for u in b.units]
 
 
 def test_unknown_baseline_and_missing_keras_source_fail_clearly(model_and_scores):
@@ -91,6 +92,6 @@ def test_hessian_trace_from_the_keras_source(model_and_scores):
     x, y = entry_training_pairs(zoo.entry("mlp-sunspots"))
     hessian = baseline_scores("hessian", model.graph, scores, seed=0, train_x=x, train_y=y,
                               keras_path=zoo.model_dir("mlp-sunspots") / "mlp-sunspots.keras")
-    gammas = [u.gamma_quant for u in hessian.units]
+    gammas = [math.log(u.score) for u in hessian.units]
     assert all(math.isfinite(g) for g in gammas)
     assert len(set(gammas)) == len(gammas)  # a trace per unit, not one shared value

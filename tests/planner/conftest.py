@@ -71,7 +71,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
 def write_scores(graph: TFLiteGraph, path: Path, gammas: list[float] | None = None, horizon: int = 20,
                  dead: set[int] = frozenset(), seed: int = 0) -> Path:
     """A score file for ``graph``: one unit per weighted op (weight + bias), gammas given or random."""
-    from edgetqs.tqs.scorefile import ScoreFile, UnitScore
+    from edgetqs.tqs.scorefile import ProbeResult, ScoreFile, UnitScore
 
     tensors = costs.weight_tensors(graph)
     groups: dict[str, list[str]] = {}
@@ -85,8 +85,9 @@ def write_scores(graph: TFLiteGraph, path: Path, gammas: list[float] | None = No
     for i, (name, names) in enumerate(groups.items()):
         units.append(UnitScore(name=name, weight_tensors=names,
                                params=sum(tensors[n].elements for n in names),
-                               gamma_quant=None if i in dead else float(gammas[i]), gamma_gauss=None,
-                               delta_norm_quant=0.1, dead=i in dead))
+                               score=None if i in dead else float(gammas[i]),
+                               probes={} if i in dead else {"quant": ProbeResult(float(gammas[i]), 0.1)},
+                               dead=i in dead))
     scores = ScoreFile({"name": graph.path.stem if graph.path else "model", "tflite_sha256": graph.sha256,
                         "source": str(graph.path)},
                        {"probe": "quant", "granularity": "layer", "horizon": horizon, "windows": 4, "seed": seed,

@@ -10,7 +10,7 @@ import pytest
 
 from edgetqs.errors import EdgeTQSError
 from edgetqs.tqs import saturation as sat
-from edgetqs.tqs.scorefile import ScoreFile, UnitScore
+from edgetqs.tqs.scorefile import ProbeResult, ScoreFile, UnitScore
 
 
 def _curve(kick: float, growth: float, norm: float, spread: float, horizon: int) -> list[float]:
@@ -35,7 +35,7 @@ def test_fixed_T_gamma_is_blind_where_the_saturation_score_is_not():
     for name, kick in (("weak", 1.0), ("strong", 8.0)):
         curve = _curve(kick, 0.6, 0.01, spread, horizon)
         gamma_T = math.log(curve[-1] / 0.01) / horizon
-        units.append(UnitScore(name, [name], 10, gamma_quant=gamma_T, delta_norm_quant=0.01, curve_quant=curve))
+        units.append(UnitScore(name, [name], 10, gamma_T, {"quant": ProbeResult(gamma_T, 0.01, curve)}))
     scores = ScoreFile(model={"name": "m"}, settings={"horizon": horizon}, reference={}, units=units)
     assert units[0].gamma_quant == pytest.approx(units[1].gamma_quant)
     s, parts = sat.saturation_sensitivities(scores, spread)
@@ -45,8 +45,8 @@ def test_fixed_T_gamma_is_blind_where_the_saturation_score_is_not():
 
 def test_a_unit_saturating_at_once_borrows_the_models_median_growth():
     horizon, spread = 16, 1.0
-    fast = UnitScore("fast", ["a"], 1, delta_norm_quant=0.01, curve_quant=[1.0] * horizon)
-    slow = UnitScore("slow", ["b"], 1, delta_norm_quant=0.01, curve_quant=_curve(0.1, 0.2, 0.01, spread, horizon))
+    fast = UnitScore("fast", ["a"], 1, probes={"quant": ProbeResult(0.0, 0.01, [1.0] * horizon)})
+    slow = UnitScore("slow", ["b"], 1, probes={"quant": ProbeResult(0.0, 0.01, _curve(0.1, 0.2, 0.01, spread, horizon))})
     parts = sat.saturation_parts(ScoreFile({}, {"horizon": horizon}, {}, [fast, slow]), spread)
     assert parts["fast"]["borrowed"] and parts["fast"]["growth"] == pytest.approx(parts["slow"]["growth"])
 
@@ -65,11 +65,11 @@ def test_registry_entry_on_a_zoo_sweep(sunspots_scores):
     model, scores = sunspots_scores
     result = baseline_scores("tqs_saturation", model.graph, scores, card=model.card)
     parts = result.settings["saturation"]
-    assert result.settings["baseline"] == "tqs_saturation" and parts["spread"] > 0
+    assert result.method == "tqs-saturation" and parts["spread"] > 0
     for u in result.units:
         p = parts["units"][u.name]
-        assert math.isfinite(u.gamma_quant) and p["kick"] > 0 and 1 <= p["informative_calls"] <= scores.settings["horizon"]
-        assert u.gamma_quant == pytest.approx(math.log(p["kick"] * sat.mean_amplification(p["growth"], 8)))
+        assert math.isfinite(u.score) and p["kick"] > 0 and 1 <= p["informative_calls"] <= scores.settings["horizon"]
+        assert u.score == pytest.approx(p["kick"] * sat.mean_amplification(p["growth"], 8))
 
 
 def test_registry_entry_needs_curves(sunspots_scores):
@@ -77,7 +77,7 @@ def test_registry_entry_needs_curves(sunspots_scores):
 
     model, scores = sunspots_scores
     stripped = ScoreFile(scores.model, scores.settings, scores.reference,
-                         [UnitScore(u.name, u.weight_tensors, u.params, gamma_quant=0.1) for u in scores.units])
+                         [UnitScore(u.name, u.weight_tensors, u.params, 0.1) for u in scores.units])
     with pytest.raises(EdgeTQSError, match="curve"):
         baseline_scores("tqs_saturation", model.graph, stripped, card=model.card)
 
