@@ -162,7 +162,6 @@ def convert(model, plan: Plan | dict | str | os.PathLike, out: str | os.PathLike
     """Quantize ``model`` as ``plan`` says, verify the export, and write ``out``: a bundle directory,
     a bundle ``.tar.gz``, or a ``.tflite`` for the model alone. ``options``: mode, calibration, target,
     horizon, windows, seed, activation_ranges, overwrite, on_step (edgetqs.converter.convert)."""
-    plan = plan.to_dict() if isinstance(plan, Plan) else plan
     return convert_model(load(model).canonical, plan, out, **options)
 
 
