@@ -42,6 +42,7 @@ from edgetqs.planner.plan import Problem, plan_from_choice, solve_many
 from edgetqs.quant import aeq
 from edgetqs.quant.formats import FORMATS
 from edgetqs.quant.modes import Mode
+from edgetqs.quant.ops import OPS
 from edgetqs.quant.quantizer import residual
 
 # Front neighbours: the knapsack's plans at these fractions of the budget also start the search.
@@ -171,8 +172,9 @@ def _most_precise(unit) -> int:
     return max(range(len(unit.formats)), key=lambda q: unit.memory_bytes[q])
 
 
-# Ops LiteRT runs as hybrid kernels when their weight is stored as integers.
-HYBRID_OPS = {"FULLY_CONNECTED": "row", "BATCH_MATMUL": "row", "CONV_2D": "sample", "DEPTHWISE_CONV_2D": "sample"}
+# Ops LiteRT runs as hybrid kernels when their weight is stored as integers, and how each
+# quantizes its float input on the fly (the op descriptions, edgetqs.quant.ops).
+HYBRID_OPS = {name: spec.hybrid_input for name, spec in OPS.items() if spec.hybrid_input}
 
 
 def quantize_inputs(x: np.ndarray, per: str) -> np.ndarray:

@@ -4,8 +4,9 @@ Every per-op question is a lookup here: which inputs hold weights (model/layers.
 builds units from them), which of those AI Edge Quantizer quantizes and under
 which operation name (the planner prices, the converter's recipe addresses
 them), the output-channel axis of the weight (the reference quantizer, TQS
-probes), the op's role for the range estimator (ranges/), and the tiny model the
-capability check runs (planner/conformance.py).
+probes), how LiteRT's hybrid kernel quantizes the op's input (the verified
+search's plan rollouts), the op's role for the range estimator (ranges/), and
+the tiny model the capability check runs (planner/conformance.py).
 
 Adding a weighted op: one ``OpSpec`` entry below plus its engine kernel
 (edgetqs/engine/ops/). An op without an entry has no weights, no AEQ support
@@ -81,6 +82,9 @@ class OpSpec:
     channel_axis: int = 0  # of the weight; negative counts from the last axis
     channel_axis_adjoint: int | None = None  # the axis when the op's adj_y option is set
     aeq_name: str | None = None  # AEQ's operation name, when AEQ quantizes the op's weights
+    # With integer weights LiteRT runs the op as a hybrid kernel that quantizes its float input
+    # to int8 on the fly, one (scale, zero point) per "row" (last axis) or per "sample".
+    hybrid_input: str | None = None
     role: Role = Role.OTHER
     conformance: ConformanceCase | None = None
 
@@ -118,18 +122,20 @@ _LAYOUT = ("RESHAPE", "EXPAND_DIMS", "SQUEEZE", "TRANSPOSE", "STRIDED_SLICE", "S
            "SPLIT_V", "UNPACK", "PACK", "CONCATENATION", "PAD", "PADV2", "DEQUANTIZE", "CAST")
 
 OPS: dict[str, OpSpec] = {s.name: s for s in (
-    OpSpec("FULLY_CONNECTED", (1,), (2,), aeq_name="FULLY_CONNECTED", role=Role.LINEAR,
+    OpSpec("FULLY_CONNECTED", (1,), (2,), aeq_name="FULLY_CONNECTED", role=Role.LINEAR, hybrid_input="row",
            conformance=ConformanceCase((2, 64), lambda x, w: x @ w.T, bias_axis=0,
                                        keras_layer=lambda tf: tf.keras.layers.Dense(16))),
-    OpSpec("CONV_2D", (1,), (2,), aeq_name="CONV_2D", role=Role.LINEAR,
+    OpSpec("CONV_2D", (1,), (2,), aeq_name="CONV_2D", role=Role.LINEAR, hybrid_input="sample",
            conformance=ConformanceCase((1, 5, 5, 64), _conv2d, bias_axis=0,
                                        keras_layer=lambda tf: tf.keras.layers.Conv2D(8, 3))),
     OpSpec("DEPTHWISE_CONV_2D", (1,), (2,), channel_axis=3, aeq_name="DEPTHWISE_CONV_2D", role=Role.LINEAR,
+           hybrid_input="sample",
            conformance=ConformanceCase((1, 5, 5, 64), _depthwise, bias_axis=-1,
                                        keras_layer=lambda tf: tf.keras.layers.DepthwiseConv2D(3))),
     OpSpec("CONV_3D", (1,), (2,), channel_axis=4),  # AEQ 0.10 has no CONV_3D: it stays float
     OpSpec("TRANSPOSE_CONV", (1,), (3,), aeq_name="CONV_2D_TRANSPOSE"),
     OpSpec("BATCH_MATMUL", (0, 1), channel_axis=-1, channel_axis_adjoint=-2, aeq_name="BATCH_MATMUL",
+           hybrid_input="row",
            conformance=ConformanceCase((2, 3, 64), lambda x, w: x @ w, weight_shape=(2, 64, 16),
                                        function=lambda tf, w: lambda x: tf.linalg.matmul(x, tf.constant(w)))),
     OpSpec("EMBEDDING_LOOKUP", (1,), aeq_name="EMBEDDING_LOOKUP",
