@@ -22,7 +22,7 @@ from edgetqs.errors import EdgeTQSError
 from edgetqs.files import staged_directory
 from edgetqs.model.card import ModelCard, RolloutSpec
 from edgetqs.model.formats import FORMATS, SUPPORTED, detect_format
-from edgetqs.model.layers import infer_rollout, layer_table
+from edgetqs.model.layers import RECURRENT_OPS, infer_rollout, layer_table
 from edgetqs.model.litert import run_tflite
 from edgetqs.model.tflite_graph import TFLiteGraph
 
@@ -33,6 +33,9 @@ __all__ = ["CanonicalModel", "load_model", "canonicalize", "open_canonical", "ca
 INTAKE_VERSION = 4
 # Max relative difference between the canonical model and its source on a random window.
 AGREEMENT_TOLERANCE = 1e-3
+RE_EXPORT_FLAT = ("give edgetqs the source model instead (.keras, .pt2 or .onnx: intake unrolls recurrent layers over "
+                  "the fixed window), or re-export a flat graph (Keras: unroll=True on every GRU/LSTM/SimpleRNN; "
+                  "TFLite converter: no fused LSTM ops)")
 
 
 @dataclass
@@ -114,7 +117,11 @@ def _check_builtin_only(graph: TFLiteGraph, path: Path) -> None:
                            "boards run builtin-only runtimes: rewrite the model without these ops")
     if graph.num_subgraphs > 1:
         raise EdgeTQSError(f"{path} has control flow ({graph.num_subgraphs} subgraphs: WHILE/IF loops)",
-                           "export a flat graph (e.g. Keras RNNs with unroll=True)")
+                           RE_EXPORT_FLAT)
+    fused = sorted({op.opcode for op in graph.operators if op.opcode in RECURRENT_OPS})
+    if fused:  # AEQ would leave their weights float while the plan priced them quantized
+        raise EdgeTQSError(f"{path} holds fused recurrent ops ({', '.join(fused)}) that edgetqs cannot "
+                           "quantize or roll out step by step", RE_EXPORT_FLAT)
     weights = [t for t in graph.tensors if t.is_constant and t.type_name in ("INT8", "INT4", "UINT8", "INT2")
                and t.quantization is not None]
     if weights:

@@ -65,7 +65,7 @@ def _clean_component(component: str, known_names: set[str]) -> str:
 _WEIGHT_OP_PATTERN = re.compile(r"^(MatMul|Tensordot|convolution|Conv\w*|Einsum\w*|einsum\w*|BatchMatMul\w*|Gemm|BiasAdd)(_\d+)?$")
 
 
-def _name_part(tensor_name: str) -> str:
+def name_part(tensor_name: str) -> str:
     """The part of a fused tensor name ('a/MatMul;b/Relu;...') that names the weight-applying op."""
     parts = tensor_name.split(";")
     for part in parts:
@@ -81,7 +81,7 @@ def unit_name(tensor_name: str, known_names=frozenset()) -> str:
     the fused name of the weighted op, without the model wrapper and the op at the end.
     ``known_names`` are the source's layer names (Keras), used to undo Keras' '_1' scope suffixes.
     """
-    first = _name_part(tensor_name)
+    first = name_part(tensor_name)
     parts = [p for p in first.split("/") if p]
     if len(parts) > 1:
         parts = parts[:-1]  # the last part names the TF op (MatMul, BiasAdd, Conv2D ...)

@@ -1,4 +1,13 @@
-"""Keras ``.keras`` files (model.save())."""
+"""Keras ``.keras`` files (model.save()).
+
+Recurrent layers saved with Keras' default ``unroll=False`` convert to WHILE
+loops, which the engine, the quantizer and builtin-only boards cannot take.
+The window is fixed at intake, so such layers (GRU, LSTM, SimpleRNN, stacked,
+inside Bidirectional, with return_sequences) are cloned with ``unroll=True``
+and the source's weights; the conversion is still checked against the
+*original* model. Each step reads the same kernel constant, so the quantizer
+sees one weight tensor per kernel.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +19,7 @@ import numpy as np
 
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.card import RolloutSpec
+from edgetqs.model.compact import compact_tensor_names
 from edgetqs.model.formats.base import Converted, fixed_input_shape, one_input_one_output, random_window
 from edgetqs.model.formats.savedmodel import tflite_from_savedmodel_dir
 from edgetqs.model.layers import SourceNames
@@ -53,6 +63,54 @@ def load_keras(path: Path):
                            "pass a .keras file saved with model.save(), or another supported format") from exc
 
 
+def _set_unroll(config):
+    """Every ``unroll: False`` in a layer config (nested: Bidirectional's forward and backward layers) -> True.
+    Returns whether anything changed."""
+    changed = False
+    if isinstance(config, dict):
+        if config.get("unroll") is False:
+            config["unroll"], changed = True, True
+        for value in config.values():
+            changed |= _set_unroll(value)
+    elif isinstance(config, list):
+        for value in config:
+            changed |= _set_unroll(value)
+    return changed
+
+
+def unrolled(model, shape: list[int]):
+    """``model`` with every recurrent layer unrolled over the fixed ``shape`` [1, window, features],
+    or None when it has no rolled recurrent layer."""
+    import keras
+
+    if not any(_set_unroll(layer.get_config()) for layer in model._flatten_layers(include_self=False, recursive=True)):
+        return None
+    found = []
+
+    def clone(layer):
+        if isinstance(layer, keras.Model):
+            inner = unrolled(layer, [1, *layer.inputs[0].shape[1:]])
+            found.append(inner is not None)
+            return inner if inner is not None else layer
+        config = layer.get_config()
+        if not _set_unroll(config):
+            return layer.__class__.from_config(layer.get_config())
+        found.append(True)
+        return layer.__class__.from_config(config)
+
+    inputs = keras.Input(batch_shape=tuple(shape))
+    try:
+        copy = keras.models.clone_model(model, input_tensors=inputs, clone_function=clone)
+    except Exception as exc:  # subclassed models cannot be cloned layer by layer
+        raise EdgeTQSError(f"cannot rebuild {model.name} with its recurrent layers unrolled ({type(exc).__name__}: "
+                           f"{str(exc)[:200]})", "save the model with unroll=True on its recurrent layers, "
+                           "or build it as a functional/Sequential model") from exc
+    if not any(found):
+        return None
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def convert(path: Path, rollout: RolloutSpec | None) -> Converted:
     tf = import_tensorflow_quietly()
     model = load_keras(path)
@@ -61,8 +119,12 @@ def convert(path: Path, rollout: RolloutSpec | None) -> Converted:
     shape = fixed_input_shape(model.inputs[0].shape, rollout, path)
     window = random_window(shape)
     expected = np.asarray(model(window, training=False))
+    flat = unrolled(model, shape)
     with tempfile.TemporaryDirectory() as tmp:
         with quiet_tensorflow():
-            model.export(tmp, format="tf_saved_model", input_signature=[tf.TensorSpec(shape, tf.float32)], verbose=False)
+            (flat or model).export(tmp, format="tf_saved_model", input_signature=[tf.TensorSpec(shape, tf.float32)],
+                                   verbose=False)
         tflite = tflite_from_savedmodel_dir(Path(tmp), path)
+    if flat is not None:
+        tflite = compact_tensor_names(tflite)
     return Converted(tflite, source_names(model), (window, expected))

@@ -1,0 +1,124 @@
+"""Forecasters as their authors save them, built with the real exporters at test
+time, each taken through inspect -> score -> plan -> convert (verification on).
+
+Models are tiny (a few hundred to a few thousand weights, window 8) and the
+rollouts short, so the whole trip takes seconds per model.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pytest
+
+from edgetqs.errors import EdgeTQSError
+from edgetqs.model.intake import load_model, run_tflite
+from tests.intake.pipeline import through_pipeline
+
+WINDOW, FEATURES = 8, 3
+
+
+def _keras_forecaster(kind: str):
+    import keras
+
+    keras.utils.set_random_seed(3)
+    layers = keras.layers
+    inputs = keras.Input((WINDOW, FEATURES))
+    if kind == "conv-gru":  # the issue's first model, saved with GRU's default unroll=False
+        h = layers.GRU(12)(layers.Conv1D(8, 3, padding="causal", activation="relu")(inputs))
+    elif kind == "lstm":
+        h = layers.LSTM(12)(inputs)
+    elif kind == "stacked-simplernn":
+        h = layers.SimpleRNN(8)(layers.SimpleRNN(8, return_sequences=True)(inputs))
+    elif kind == "bidirectional-gru":
+        h = layers.Bidirectional(layers.GRU(6))(inputs)
+    elif kind == "lstm-sequence":  # return_sequences: the whole next window
+        return keras.Model(inputs, layers.Dense(FEATURES)(layers.LSTM(8, return_sequences=True)(inputs)))
+    else:
+        raise ValueError(kind)
+    return keras.Model(inputs, layers.Dense(FEATURES)(h))
+
+
+KERAS_RECURRENT = ["conv-gru", "lstm", "stacked-simplernn", "bidirectional-gru", "lstm-sequence"]
+
+
+@pytest.fixture(scope="module")
+def keras_recurrent(tmp_path_factory):
+    """kind -> (path of the .keras file saved with default settings, the Keras model)."""
+    made = {}
+
+    def make(kind):
+        if kind not in made:
+            model = _keras_forecaster(kind)
+            path = tmp_path_factory.mktemp("keras-rnn") / f"{kind}.keras"
+            model.save(path)
+            made[kind] = path, model
+        return made[kind]
+
+    return make
+
+
+def _weight_bytes(graph) -> int:
+    return sum(t.data.nbytes for t in graph.tensors if t.is_constant)
+
+
+@pytest.mark.parametrize("kind", KERAS_RECURRENT)
+def test_keras_default_recurrent_layers_are_unrolled_and_match_keras(kind, keras_recurrent):
+    path, keras_model = keras_recurrent(kind)
+    model = load_model(path)
+    graph = model.graph
+    assert graph.num_subgraphs == 1  # no WHILE loop left
+    assert not {op.opcode for op in graph.operators} & {"WHILE", "UNIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN"}
+    window = np.random.default_rng(7).standard_normal((1, WINDOW, FEATURES)).astype(np.float32)
+    expected = keras_model(window).numpy()
+    np.testing.assert_allclose(run_tflite(model.tflite_path, window).reshape(expected.shape), expected,
+                               rtol=1e-4, atol=1e-5)
+    # Each kernel is one constant read by every step: the layer table holds each Keras matrix once.
+    kernels = [w for w in keras_model.weights if len(w.shape) >= 2 and not w.path.endswith("bias")]
+    assert len(model.card.layers) == len(kernels)
+    assert sum(int(np.prod(layer.shapes[0])) for layer in model.card.layers) == sum(int(np.prod(w.shape)) for w in kernels)
+
+
+def test_unrolled_steps_share_one_weight_tensor_and_names_stay_short(keras_recurrent):
+    model = load_model(keras_recurrent("conv-gru")[0])
+    graph = model.graph
+    recurrent = next(layer for layer in model.card.layers if layer.name == "gru/recurrent_kernel")
+    kernel = graph.tensor_by_name(recurrent.main_weight)
+    readers = [op for op in graph.operators if kernel.index in op.inputs]
+    # One FULLY_CONNECTED per step, all on the same tensor (the first step's h0 = 0 is folded away).
+    assert WINDOW - 1 <= len(readers) <= WINDOW
+    names = sum(len(t.name) for t in graph.tensors)
+    assert names < 0.1 * graph.size_bytes  # fused TF names were a third of the file before compacting
+
+
+@pytest.mark.parametrize("kind", ["conv-gru", "lstm-sequence"])
+def test_keras_recurrent_models_reach_a_verified_bundle(kind, keras_recurrent, tmp_path):
+    model = load_model(keras_recurrent(kind)[0])
+    trip = through_pipeline(model, tmp_path)
+    verification = trip["result"].verification  # convert() raises when verification fails
+    assert verification.simulation_rel_error <= verification.tolerance
+    assert verification.size_bytes == trip["result"].model_bytes
+    assert trip["result"].model_bytes < trip["result"].float_bytes
+
+
+def _fused_lstm_tflite(tmp_path):
+    """What the plain TFLite converter makes of a default Keras LSTM: one fused op."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((WINDOW, FEATURES), batch_size=1)
+    model = keras.Model(inputs, keras.layers.Dense(FEATURES)(keras.layers.LSTM(8)(inputs)))
+    path = tmp_path / "fused-lstm.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    return path
+
+
+def test_float_tflite_with_fused_lstm_is_refused_with_how_to_re_export(tmp_path):
+    path = _fused_lstm_tflite(tmp_path)
+    with pytest.raises(EdgeTQSError, match="UNIDIRECTIONAL_SEQUENCE_LSTM|control flow") as info:
+        load_model(path)
+    assert "unroll=True" in info.value.fix and ".keras" in info.value.fix
