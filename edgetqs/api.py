@@ -48,8 +48,7 @@ from edgetqs.sensitivity import DEFAULT_METHOD, get_method, method_names
 from edgetqs.tqs.score import ScoreSettings
 from edgetqs.tqs.scorefile import ScoreFile
 from edgetqs import zoo
-from edgetqs.zoo.resolve import ZOO_PREFIX, load_model
-from edgetqs.zoo.training import entry_training_pairs
+from edgetqs.zoo.resolve import load_model
 
 __all__ = ["Model", "load", "score", "plan", "plan_with_options", "convert", "board", "flash", "validate", "methods", "backends",
            "ScoreFile", "Plan", "ConversionResult", "EdgeTQSError"]
@@ -124,16 +123,14 @@ def score(model, method: str = DEFAULT_METHOD, *, progress: bool = False, notes:
 
 def _method_inputs(method: str, model: Model) -> dict:
     """What a method needs beyond the canonical model: the Hessian baseline's Keras source and
-    training pairs, which only zoo models keep."""
+    training pairs, which only Keras-trained zoo models keep."""
     if method != "hessian":
         return {}
-    source = str(model.card.source or "")
-    if not source.startswith(ZOO_PREFIX):
-        raise EdgeTQSError(f"the hessian method needs the Keras source model and its training data; {model.name} "
-                           "is not a zoo model", "use a zoo:NAME model, or another --method")
-    name = source.removeprefix(ZOO_PREFIX)
-    x, y = entry_training_pairs(zoo.entry(name))
-    return {"keras_path": zoo.model_dir(name) / f"{name}.keras", "train_x": x, "train_y": y}
+    inputs, reason = zoo.keras_training_inputs(model.card)
+    if reason:
+        raise EdgeTQSError(f"the hessian method cannot score {model.name}: {reason}",
+                           "use a Keras-trained zoo:NAME model, or another --method")
+    return inputs
 
 
 def plan(model, scores: ScoreFile | str | os.PathLike, *, target: str | None = None, budget: int | str | None = None,

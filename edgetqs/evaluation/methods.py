@@ -172,18 +172,9 @@ def one_probe(scores, probe: str):
 def baseline_inputs(canonical, settings) -> tuple[dict, str | None]:
     """Keyword arguments of the baselines; the reason the Hessian one cannot run, if so."""
     from edgetqs import zoo
-    from edgetqs.zoo.training import entry_training_pairs
 
-    kwargs = {"card": canonical.card, "windows": settings.score_windows, "seed": settings.seed}
-    source = canonical.card.source or ""
-    if not source.startswith("zoo:"):
-        return kwargs, "not a zoo model: no Keras source and training set for TF Hessian-vector products"
-    entry = zoo.entry(source)
-    if entry.source_format != "keras":
-        return kwargs, f"{entry.source_format} model trained in torch: no Keras graph for TF Hessian-vector products"
-    x, y = entry_training_pairs(entry)
-    kwargs.update(keras_path=zoo.model_dir(entry.name) / f"{entry.name}.keras", train_x=x, train_y=y)
-    return kwargs, None
+    keras, reason = zoo.keras_training_inputs(canonical.card)
+    return {"card": canonical.card, "windows": settings.score_windows, "seed": settings.seed, **keras}, reason
 
 
 def budgets_for(problem: Problem, settings) -> dict[float, int]:

@@ -20,10 +20,11 @@ from edgetqs.model.card import RolloutSpec
 from edgetqs.model.intake import CanonicalModel, cache_dir, canonicalize, open_canonical
 from edgetqs.zoo.data import SYSTEMS, SystemData, evaluation_starts, system_data, training_pairs, true_trajectories
 from edgetqs.zoo.registry import BY_NAME, ENTRIES, TIERS, ZOO_VERSION, ZooEntry
+from edgetqs.zoo.training import entry_training_pairs
 
 __all__ = [
     "ZooEntry", "SystemData", "SYSTEMS", "list_models", "entry", "build", "is_built", "model_dir",
-    "system_data", "true_trajectories", "evaluation_starts", "training_pairs",
+    "system_data", "true_trajectories", "evaluation_starts", "training_pairs", "keras_training_inputs",
 ]
 
 
@@ -43,6 +44,19 @@ def entry(name: str) -> ZooEntry:
 
 def model_dir(name: str) -> Path:
     return cache_dir() / "zoo" / f"v{ZOO_VERSION}" / entry(name).name
+
+
+def keras_training_inputs(card) -> tuple[dict, str | None]:
+    """What the Hessian baseline needs beyond the canonical model — the Keras source model and its
+    training pairs, which only Keras-trained zoo models keep — as keyword arguments; else the reason."""
+    source = card.source or ""
+    if not source.startswith("zoo:"):
+        return {}, "not a zoo model: no Keras source and training set for TF Hessian-vector products"
+    item = entry(source)
+    if item.source_format != "keras":
+        return {}, f"{item.source_format} model trained in torch: no Keras graph for TF Hessian-vector products"
+    x, y = entry_training_pairs(item)
+    return {"keras_path": model_dir(item.name) / f"{item.name}.keras", "train_x": x, "train_y": y}, None
 
 
 def is_built(name: str) -> bool:

@@ -84,3 +84,11 @@ def test_unknown_method_and_a_probe_the_method_lacks_fail_clearly(model):
         get_method("oracle")
     with pytest.raises(EdgeTQSError, match="--probe gauss or --probe both"):
         get_method("tqs-gauss").score(model.graph, model.card, ScoreSettings(probe="quant", horizon=2, windows=2))
+
+
+def test_hessian_through_the_api_names_what_a_model_lacks():
+    import edgetqs
+
+    with pytest.raises(EdgeTQSError, match="trained in torch") as error:
+        edgetqs.score("zoo:mlp-sunspots-onnx", method="hessian", horizon=2, windows=2)
+    assert "another --method" in error.value.fix
