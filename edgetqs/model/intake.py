@@ -22,9 +22,10 @@ from edgetqs.errors import EdgeTQSError
 from edgetqs.files import staged_directory
 from edgetqs.model.card import ModelCard, RolloutSpec
 from edgetqs.model.formats import FORMATS, SUPPORTED, detect_format
-from edgetqs.model.layers import RECURRENT_OPS, infer_rollout, layer_table
+from edgetqs.model.layers import infer_rollout, layer_table
 from edgetqs.model.litert import run_tflite
 from edgetqs.model.tflite_graph import TFLiteGraph
+from edgetqs.quant.ops import op_spec
 
 __all__ = ["CanonicalModel", "load_model", "canonicalize", "open_canonical", "cache_dir", "run_tflite",
            "detect_format", "SUPPORTED", "INTAKE_VERSION", "AGREEMENT_TOLERANCE"]
@@ -118,7 +119,7 @@ def _check_builtin_only(graph: TFLiteGraph, path: Path) -> None:
     if graph.num_subgraphs > 1:
         raise EdgeTQSError(f"{path} has control flow ({graph.num_subgraphs} subgraphs: WHILE/IF loops)",
                            RE_EXPORT_FLAT)
-    fused = sorted({op.opcode for op in graph.operators if op.opcode in RECURRENT_OPS})
+    fused = sorted({op.opcode for op in graph.operators if op_spec(op.opcode).every_constant_is_weight})
     if fused:  # AEQ would leave their weights float while the plan priced them quantized
         raise EdgeTQSError(f"{path} holds fused recurrent ops ({', '.join(fused)}) that edgetqs cannot "
                            "quantize or roll out step by step", RE_EXPORT_FLAT)
