@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tqs_common import machine, write_results  # noqa: E402
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME  # noqa: E402
 
 DEFAULT_MODELS = ["mlp-lorenz96", "gru-lorenz96", "transformer-lorenz96", "tcn-lorenz96", "mlp-sunspots"]
 BUDGET_POINTS = (0.25, 0.75)  # of the way from uniform int4 to uniform int8 memory
@@ -68,7 +69,7 @@ def problem_for(canonical, workdir: Path, horizon: int, windows: int):
 
     scores = score_model(canonical.graph, canonical.card, ScoreSettings(horizon=horizon, windows=windows), progress=False)
     path = scores.save(workdir / "scores.json")
-    return build_problem(canonical.graph, scores, file_sha256(path), "ai-edge-litert==2.3.0", "dynamic")
+    return build_problem(canonical.graph, scores, file_sha256(path), DEFAULT_HOST_RUNTIME.spec, "dynamic")
 
 
 def plans_for(problem) -> dict[str, object]:

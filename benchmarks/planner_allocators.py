@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from edgetqs.planner.allocators import Option, allocate_front, smallest_bytes, totals  # noqa: E402
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME  # noqa: E402
 
 from tqs_common import RESULTS  # noqa: E402
 FORMAT_BITS = (2, 4, 8, 16, 32)
@@ -107,7 +108,7 @@ def zoo(names: list[str]) -> None:
     for name in names:
         model = load_model(f"zoo:{name}")
         scores = score_model(model.graph, model.card, ScoreSettings(horizon=20, windows=4), progress=False)
-        problem = build_problem(model.graph, scores, "bench", "ai-edge-litert==2.3.0", "dynamic", matrix)
+        problem = build_problem(model.graph, scores, "bench", DEFAULT_HOST_RUNTIME.spec, "dynamic", matrix)
         start = time.perf_counter()
         front = pareto_front(problem, budgets=10)
         elapsed = time.perf_counter() - start

@@ -34,10 +34,10 @@ from edgetqs.errors import EdgeTQSError
 from edgetqs.model.card import ModelCard, RolloutSpec
 from edgetqs.model.intake import CanonicalModel
 from edgetqs.model.tflite_graph import TFLiteGraph
-from edgetqs.planner.boards import load_target
+from edgetqs.targets import load_target
 from edgetqs.planner.plan import KeepFloat, Problem, make_plan, parse_size
 from edgetqs.planner.planfile import Plan
-from edgetqs.remote.boards import BoardConnection, resolve_board
+from edgetqs.remote.connection import BoardConnection, resolve_board
 from edgetqs.remote.flash import DEFAULT_KEEP, slot_files
 from edgetqs.remote.flash import flash as flash_board
 from edgetqs.remote.fleet import run_fleet

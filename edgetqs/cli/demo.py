@@ -36,10 +36,11 @@ def _demo_budget(model: str, scores: Path, fraction: float) -> int:
     so the plan has to mix formats rather than keep or drop everything."""
     from edgetqs.zoo.resolve import load_model
     from edgetqs.planner.plan import build_problem
+    from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
     from edgetqs.tqs.scorefile import file_sha256, load_scores
 
     graph = load_model(model).graph
-    problem = build_problem(graph, load_scores(scores), file_sha256(scores), "ai-edge-litert==2.3.0")
+    problem = build_problem(graph, load_scores(scores), file_sha256(scores), DEFAULT_HOST_RUNTIME.spec)
     low, high = problem.smallest_memory(), problem.largest_memory()
     return int(low + fraction * (high - low))
 
@@ -51,8 +52,9 @@ def _board_firmware(workdir: Path) -> Path:
 
     firmware = local_firmware(install_dir=str(Path(sys.prefix)))
     path = workdir / "local-board-firmware.toml"
-    path.write_text("".join(f'{key} = "{getattr(firmware, key)}"\n'
-                            for key in ("name", "python", "runtime", "runtime_version", "install_dir")))
+    fields = {"name": firmware.name, "python": firmware.setup.python, "runtime": firmware.runtime.package,
+              "runtime_version": firmware.runtime.version, "install_dir": firmware.setup.install_dir}
+    path.write_text("".join(f'{key} = "{value}"\n' for key, value in fields.items()))
     return path
 
 

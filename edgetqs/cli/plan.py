@@ -13,6 +13,7 @@ from edgetqs.planner.allocators import ALLOCATORS
 from edgetqs.quant import aeq
 from edgetqs.quant.formats import FORMATS
 from edgetqs.quant.modes import MODE_NAMES
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
 
 
 def _write_recipe(graph, plan, path: Path) -> Path | None:
@@ -33,7 +34,7 @@ def _front_outputs(problem, args, output: Path, board_budget: int | None) -> dic
 
 def run(args) -> int:
     from edgetqs.api import load, plan_with_options
-    from edgetqs.planner.boards import load_target
+    from edgetqs.targets import load_target
     from edgetqs.planner.front import unit_table
     from edgetqs.planner.plan import KeepFloat, format_size, parse_size, target_budget
 
@@ -117,7 +118,7 @@ def register(subparsers):
                              "overrides the target's RAM share")
     parser.add_argument("--runtime", metavar="PKG==VER",
                         help="runtime whose conformance results filter formats (default: the target's, "
-                             "else ai-edge-litert==2.3.0)")
+                             f"else {DEFAULT_HOST_RUNTIME.spec})")
     parser.add_argument("--allocator", choices=sorted(ALLOCATORS), default="mckp", help="mckp is exact")
     parser.add_argument("--mode", choices=MODE_NAMES, default="dynamic",
                         help="dynamic: integer kernels read quantized weights (smallest in RAM); "

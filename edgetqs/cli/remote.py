@@ -15,7 +15,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from edgetqs.cli.common import add_command, add_json_flag, console, line, print_json, styled
 from edgetqs.errors import EdgeTQSError
-from edgetqs.remote.boards import BoardConnection, resolve_board
+from edgetqs.remote.connection import BoardConnection, resolve_board
 from edgetqs.remote.fleet import load_group, run_fleet, summary_table
 
 BOARD_EXAMPLE = "--target rpi4 --host pi@192.168.1.42"

@@ -20,7 +20,7 @@ from edgetqs.converter.verify import Verification, verify_export
 from edgetqs.engine.litert import LiteRTRunner
 from edgetqs.errors import EdgeTQSError
 from edgetqs.files import write_atomically
-from edgetqs.planner.boards import load_target
+from edgetqs.targets import load_target
 from edgetqs.planner.planfile import Plan, as_plan
 from edgetqs.quant import aeq
 from edgetqs.quant.modes import Mode

@@ -19,13 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
 
 from edgetqs.planner.plan import KeepFloat, Problem, plan_from_choice, build_problem, solve_many
 from edgetqs.quant.formats import DEFAULT_LADDER as LADDER  # per-channel ints and floats: "b bits per weight"
 from edgetqs.quant.formats import FORMATS
 from edgetqs.sensitivity import get_method
 
-RUNTIME = "ai-edge-litert==2.3.0"
+RUNTIME = DEFAULT_HOST_RUNTIME.spec
 MODE = "dynamic"
 SHORT_HORIZON = 8  # the horizon ablation's other T
 

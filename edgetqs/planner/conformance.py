@@ -11,7 +11,7 @@ wrong numbers gets "wrong" and the planner never offers that format.
 Each runtime runs in its own throwaway venv (tflite-runtime needs numpy<2),
 through the self-contained ``conformance_runner.py``. Regenerate with::
 
-    python -m edgetqs.planner.conformance --runtime ai-edge-litert==2.3.0 --runtime tflite-runtime==2.14.0
+    python -m edgetqs.planner.conformance      # the runtimes in edgetqs.runtimes.CONFORMANCE_RUNTIMES
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from edgetqs.quant import aeq
 from edgetqs.quant.formats import FORMATS
 from edgetqs.quant.modes import MODE_NAMES as MODES, Mode
 from edgetqs.quant.ops import CONFORMANCE_OPS, ConformanceCase, op_spec
+from edgetqs.runtimes import CONFORMANCE_RUNTIMES
 
 MATRIX_PATH = Path(__file__).parent / "data" / "capability_matrix.json"
 RUNNER = Path(__file__).with_name("conformance_runner.py")
@@ -321,13 +322,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edgetqs.planner.conformance", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runtime", action="append", default=[],
-                        help="package==version to check (repeatable); default: ai-edge-litert==2.3.0 and tflite-runtime==2.14.0")
+                        help="package==version to check (repeatable); default: "
+                             + " and ".join(r.spec for r in CONFORMANCE_RUNTIMES))
     parser.add_argument("--merge", action="store_true",
                         help="keep the other runtimes already in the output (or in the shipped matrix, for a new output)")
     parser.add_argument("-o", "--output", type=Path, default=MATRIX_PATH)
     parser.add_argument("--envs", type=Path, default=None, help="keep the runtime venvs here (default: throwaway)")
     args = parser.parse_args(argv)
-    specs = args.runtime or ["ai-edge-litert==2.3.0", "tflite-runtime==2.14.0"]
+    specs = args.runtime or [r.spec for r in CONFORMANCE_RUNTIMES]
     results = check_runtimes(specs, args.envs)
     if args.merge:  # keep the other runtimes of the output, or of the shipped matrix for a new file
         base = args.output if args.output.exists() else MATRIX_PATH

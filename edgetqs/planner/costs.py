@@ -50,10 +50,6 @@ DEQUANTIZE_FLOAT_OVERHEAD = 77
 BLOCK_SCALES_OVERHEAD = 94
 TFLITE_ARENA_ALIGNMENT = 64  # TfLite's arena aligns every tensor to 64 bytes
 
-# Resident memory of the Python process running the interpreter (numpy + runtime
-# + a tiny model), measured with ru_maxrss on x86_64 (benchmarks/planner_allocators.py
-# prints the current figures). Boards differ little: the runtime is the same code.
-RUNTIME_OVERHEAD_BYTES = {"ai-edge-litert": 46 * 2**20, "tflite-runtime": 42 * 2**20}
 
 
 @dataclass(frozen=True)
@@ -177,10 +173,6 @@ def _aligned_size(graph: TFLiteGraph, index: int) -> int:
                 "INT16": 2}.get(t.type_name, 4)
     n = int(np.prod([max(d, 1) for d in t.shape])) if t.shape else 1
     return (n * itemsize + TFLITE_ARENA_ALIGNMENT - 1) // TFLITE_ARENA_ALIGNMENT * TFLITE_ARENA_ALIGNMENT
-
-
-def runtime_overhead_bytes(runtime: str) -> int:
-    return RUNTIME_OVERHEAD_BYTES.get(runtime, max(RUNTIME_OVERHEAD_BYTES.values()))
 
 
 # -- static mode ----------------------------------------------------------------

@@ -28,10 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
+from edgetqs import runtimes
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
 from edgetqs.model.tflite_graph import TFLiteGraph
 from edgetqs.planner import costs
 from edgetqs.planner.allocators import Option, allocate_front, get_allocator, smallest_bytes
-from edgetqs.planner.boards import Target
+from edgetqs.targets import Target
 from edgetqs.planner.conformance import CapabilityMatrix
 from edgetqs.planner.planfile import Assignment, Plan, check_made_for
 from edgetqs.quant import aeq
@@ -249,7 +251,7 @@ def check_scores_match(graph: TFLiteGraph, scores) -> None:
 # -- budgets ------------------------------------------------------------------
 def target_budget(target: Target) -> int:
     """The memory a model may take on ``target``: its RAM share minus the runtime's own footprint."""
-    return target.memory_budget_bytes - costs.runtime_overhead_bytes(target.firmware.runtime)
+    return target.memory_budget_bytes - target.runtime.overhead_bytes
 
 
 def parse_size(text: str) -> int:
@@ -323,7 +325,7 @@ def plan_from_choice(problem: Problem, choice: list[int], budget_bytes: int, all
         model_bytes = costs.static_model_bytes(problem.graph, _formats_of(assignments),
                                                problem.static_calibration)
     memory = model_bytes + problem.arena_bytes + copies
-    overhead = costs.runtime_overhead_bytes(problem.runtime.partition("==")[0])
+    overhead = runtimes.overhead_bytes(problem.runtime.partition("==")[0])
     graph = problem.graph
     return Plan(
         model={"name": problem.scores.model.get("name"), "tflite_sha256": graph.sha256},
@@ -369,7 +371,7 @@ def make_plan(graph: TFLiteGraph, scores_path: ScoreFile | str | Path, target: T
     """
     if target is None and budget_bytes is None:
         raise EdgeTQSError("no budget: neither a target nor --budget was given", "pass --target NAME or --budget SIZE")
-    runtime = runtime or (target.runtime_spec if target else "ai-edge-litert==2.3.0")
+    runtime = runtime or (target.runtime_spec if target else DEFAULT_HOST_RUNTIME.spec)
     if isinstance(scores_path, ScoreFile):  # in memory (the Python API): hashed as it would be saved
         scores, scores_sha256 = scores_path, scores_path.sha256()
     else:

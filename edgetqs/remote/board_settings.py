@@ -23,7 +23,7 @@ import shlex
 from dataclasses import dataclass
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.planner.boards import Firmware
+from edgetqs.targets import Firmware
 from edgetqs.remote.transport import Transport
 
 q = shlex.quote
@@ -59,12 +59,12 @@ class SettingsState:
 
 def _cpufreq_glob(firmware: Firmware) -> str:
     # the glob stays unquoted so the board's shell expands it
-    return f"{q(firmware.sysfs_root.rstrip('/') + '/devices/system/cpu')}/cpu[0-9]*/cpufreq"
+    return f"{q(firmware.setup.sysfs_root.rstrip('/') + '/devices/system/cpu')}/cpu[0-9]*/cpufreq"
 
 
 def _read_script(firmware: Firmware) -> str:
     cpufreq = _cpufreq_glob(firmware)
-    nvpmodel, clocks = q(firmware.nvpmodel_tool), q(firmware.jetson_clocks_tool)
+    nvpmodel, clocks = q(firmware.setup.nvpmodel_tool), q(firmware.setup.jetson_clocks_tool)
     return "; ".join([
         'echo "uid $(id -u)"',
         f'for d in {cpufreq}; do [ -e "$d/scaling_governor" ] && echo "governor $d/scaling_governor $(cat "$d/scaling_governor" 2>&1)"; done',
@@ -114,30 +114,30 @@ def _read_nvpmodel(state: SettingsState, rest: str) -> None:
 
 def apply_settings(t: Transport, firmware: Firmware) -> list[SettingChange]:
     """Bring the board to the firmware's [settings]; what each was before and after."""
-    if not firmware.has_settings:
+    if not firmware.setup.has_settings:
         return []
     state = read_settings(t, firmware)
     _require_interfaces(t, firmware, state)
     sudo = "" if state.root else "sudo -n "
     changes = []
-    if firmware.nvpmodel_mode is not None:
-        wanted = str(firmware.nvpmodel_mode)
+    if firmware.setup.nvpmodel_mode is not None:
+        wanted = str(firmware.setup.nvpmodel_mode)
         if state.nvpmodel != wanted:
-            _change(t, firmware, f"{sudo}{q(firmware.nvpmodel_tool)} -m {wanted}", "setting the nvpmodel power mode")
+            _change(t, firmware, f"{sudo}{q(firmware.setup.nvpmodel_tool)} -m {wanted}", "setting the nvpmodel power mode")
             state.clocks_pinned = False  # a new power mode resets the clocks
         changes.append(SettingChange("nvpmodel_mode", wanted, state.nvpmodel, wanted))
-    if firmware.cpu_governor:
+    if firmware.setup.cpu_governor:
         changes.append(_apply_governor(t, firmware, state, sudo))
-    if firmware.jetson_clocks:
+    if firmware.setup.jetson_clocks:
         if not state.clocks_pinned:
-            _change(t, firmware, f"{sudo}{q(firmware.jetson_clocks_tool)}", "running jetson_clocks")
+            _change(t, firmware, f"{sudo}{q(firmware.setup.jetson_clocks_tool)}", "running jetson_clocks")
         before = {True: "on", False: "off", None: "unknown"}[state.clocks_pinned]
         changes.append(SettingChange("jetson_clocks", "on", before, "on"))
     return _verified(t, firmware, changes)
 
 
 def _apply_governor(t: Transport, firmware: Firmware, state: SettingsState, sudo: str) -> SettingChange:
-    wanted = firmware.cpu_governor
+    wanted = firmware.setup.cpu_governor
     available = state.available_governors.split()
     if available and wanted not in available:
         raise EdgeTQSError(f"{t.board.name}'s CPUs offer the governors {', '.join(available)}, not '{wanted}'",
@@ -157,27 +157,27 @@ def _summary(values) -> str:
 
 def _require_interfaces(t: Transport, firmware: Firmware, state: SettingsState) -> None:
     name = t.board.name
-    if firmware.cpu_governor and not state.governors:
+    if firmware.setup.cpu_governor and not state.governors:
         raise EdgeTQSError(
-            f"{name} has no CPU frequency governor interface ({firmware.sysfs_root}/devices/system/cpu/cpu*/cpufreq/"
+            f"{name} has no CPU frequency governor interface ({firmware.setup.sysfs_root}/devices/system/cpu/cpu*/cpufreq/"
             "scaling_governor is missing)",
             "the board's kernel lacks cpufreq (a VM or container?): remove [settings] cpu_governor from firmware "
             f"config {firmware.name}, or point settings.sysfs_root at the right sysfs")
-    if firmware.nvpmodel_mode is not None and state.nvpmodel is None:
-        raise EdgeTQSError(f"{name} has no '{firmware.nvpmodel_tool}' on its PATH (set nvpmodel_mode asks for one)",
+    if firmware.setup.nvpmodel_mode is not None and state.nvpmodel is None:
+        raise EdgeTQSError(f"{name} has no '{firmware.setup.nvpmodel_tool}' on its PATH (set nvpmodel_mode asks for one)",
                            "install the JetPack tools (nvidia-l4t-tools) on the board, or remove [settings] "
                            f"nvpmodel_mode from firmware config {firmware.name} if it is not a Jetson")
-    if firmware.nvpmodel_mode is not None and state.nvpmodel == "?":
-        raise EdgeTQSError(f"{name}: `{firmware.nvpmodel_tool} -q` failed: {state.nvpmodel_error}",
+    if firmware.setup.nvpmodel_mode is not None and state.nvpmodel == "?":
+        raise EdgeTQSError(f"{name}: `{firmware.setup.nvpmodel_tool} -q` failed: {state.nvpmodel_error}",
                            _sudo_fix(firmware) if not state.root else "check nvpmodel on the board (sudo nvpmodel -q)")
-    if firmware.jetson_clocks and not state.jetson_clocks_found:
-        raise EdgeTQSError(f"{name} has no '{firmware.jetson_clocks_tool}' on its PATH (jetson_clocks = true asks for it)",
+    if firmware.setup.jetson_clocks and not state.jetson_clocks_found:
+        raise EdgeTQSError(f"{name} has no '{firmware.setup.jetson_clocks_tool}' on its PATH (jetson_clocks = true asks for it)",
                            "install the JetPack tools (nvidia-l4t-tools) on the board, or set [settings] "
                            f"jetson_clocks = false in firmware config {firmware.name}")
 
 
 def _sudo_fix(firmware: Firmware) -> str:
-    return SUDO_FIX.format(tools=", ".join((firmware.nvpmodel_tool, firmware.jetson_clocks_tool)))
+    return SUDO_FIX.format(tools=", ".join((firmware.setup.nvpmodel_tool, firmware.setup.jetson_clocks_tool)))
 
 
 def _change(t: Transport, firmware: Firmware, cmd: str, what: str) -> None:

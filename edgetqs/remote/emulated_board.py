@@ -2,7 +2,7 @@
 
 The root is built (once, cached by package versions) by ``.ci/make_arm64_board.sh``:
 Debian bookworm's arm64 python3.11 and its dependencies unpacked with dpkg,
-aarch64 wheels of numpy and ai-edge-litert 2.3.0, and a Raspberry Pi 4's CPU
+aarch64 wheels of numpy and the host's LiteRT (runtimes.DEFAULT_HOST_RUNTIME), and a Raspberry Pi 4's CPU
 description (/proc/cpuinfo, /sys/devices/system/cpu) inside the root, because
 qemu-user otherwise shows the x86 host's and LiteRT's cpuinfo crashes on it.
 
@@ -39,16 +39,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.planner.boards import REPO_ROOT
-from edgetqs.remote.boards import Firmware, load_firmware
+from edgetqs.remote.connection import Firmware, firmware_on_board
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME, RuntimeSpec
+from edgetqs.targets import REPO_ROOT
 
 BUILD_SCRIPT = REPO_ROOT / ".ci" / "make_arm64_board.sh"
 QEMU = "qemu-aarch64-static"
 CPU = "cortex-a72"  # the Raspberry Pi 4's core (BCM2711)
 PYTHON = "usr/bin/python3.11"
 FIRMWARE = "rpios-bookworm-arm64"  # the real Pi OS config the emulated board stands for
-# ai-edge-litert 2.3.0 runs under qemu-user once the root describes an ARM CPU.
-DEFAULT_RUNTIME = ("ai-edge-litert", "2.3.0", "2.1.3")  # (distribution, version, numpy)
+# The host's ai-edge-litert runs under qemu-user once the root describes an ARM CPU.
+DEFAULT_RUNTIME = (DEFAULT_HOST_RUNTIME.package, DEFAULT_HOST_RUNTIME.version, "2.1.3")  # (distribution, version, numpy)
 # tflite-runtime 2.14.0 needs numpy < 2; it computes AEQ's int8 dynamic
 # FULLY_CONNECTED wrongly (capability matrix): a board validation must fail.
 OLD_TFLITE_RUNTIME = ("tflite-runtime", "2.14.0", "1.26.4")
@@ -95,8 +96,8 @@ def install_shim(install_dir: Path, root: Path, cpu: str = CPU) -> Path:
 def firmware(install_dir: Path, runtime: tuple[str, str, str] = DEFAULT_RUNTIME) -> Firmware:
     """Pi OS bookworm arm64's firmware config, its venv being the shim's directory."""
     distribution, version, _ = runtime
-    return dataclasses.replace(load_firmware(FIRMWARE), install_dir=str(install_dir),
-                               runtime=distribution, runtime_version=version)
+    return dataclasses.replace(firmware_on_board(FIRMWARE), runtime=RuntimeSpec(distribution, version)).with_setup(
+        install_dir=str(install_dir))
 
 
 def make_board_python(install_dir: Path, runtime: tuple[str, str, str] = DEFAULT_RUNTIME, cpu: str = CPU) -> Firmware:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.remote.boards import BoardConnection, resolve_board
+from edgetqs.remote.connection import BoardConnection, resolve_board
 from edgetqs.remote.transport import Transport
 
 BOARD_KEYS = {"name", "target", "host", "key", "known_hosts", "root", "jump", "firmware"}

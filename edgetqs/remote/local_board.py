@@ -24,7 +24,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.remote.boards import BoardConnection, Firmware
+from edgetqs.remote.connection import BoardConnection
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
+from edgetqs.targets import Firmware, Provisioning
 
 SSHD = "/usr/sbin/sshd"
 
@@ -204,11 +206,10 @@ class LocalBoard:
 
 
 
-def local_firmware(**overrides) -> Firmware:
+def local_firmware(**setup) -> Firmware:
     """The firmware this machine matches as a board: Python 3.11, its own
-    architecture, LiteRT in a venv (which does not exist until provisioned)."""
-    firmware = Firmware(
-        name="local-board", python="3.11", runtime="ai-edge-litert", runtime_version="2.3.0",
-        install_dir="edgetqs-venv", arch=os.uname().machine,
-    )
-    return replace(firmware, **overrides)
+    architecture, the host's LiteRT in a venv (which does not exist until
+    provisioned); ``setup`` changes provisioning fields (install_dir, say)."""
+    firmware = Firmware(name="local-board", runtime=DEFAULT_HOST_RUNTIME,
+                        setup=Provisioning(python="3.11", install_dir="edgetqs-venv", arch=os.uname().machine))
+    return firmware.with_setup(**setup)

@@ -1,4 +1,4 @@
-"""Check a board against its firmware config, and install the runtime there.
+"""RequirementCheck a board against its firmware config, and install the runtime there.
 
 ``check_board`` looks at what the board has (one SSH round trip): its
 architecture, the Python the firmware config names, whether the runtime
@@ -19,7 +19,7 @@ from typing import Callable
 
 from edgetqs.errors import EdgeTQSError
 from edgetqs.remote.board_settings import SettingChange, apply_settings as apply_board_settings
-from edgetqs.remote.boards import Firmware
+from edgetqs.targets import Firmware
 from edgetqs.remote.transport import RuntimeMissing, Transport, command_failed
 
 q = shlex.quote
@@ -57,7 +57,9 @@ print(json.dumps({"version": "%d.%d.%d" % sys.version_info[:3], "machine": platf
 
 
 @dataclass
-class Check:
+class RequirementCheck:
+    """One thing the firmware config requires of a board (architecture, Python, runtime, disk), as found there."""
+
     name: str
     wanted: str
     found: str
@@ -76,7 +78,7 @@ class BoardFacts:
 class ProvisionReport:
     board: str
     firmware: str
-    checks: list[Check]
+    checks: list[RequirementCheck]
     actions: list[str] = field(default_factory=list)  # what --install changed
     python: str | None = None  # the interpreter that has the runtime (what the runner uses)
     settings: list[SettingChange] = field(default_factory=list)  # --apply-settings: each one before/after
@@ -97,7 +99,7 @@ class ProvisionReport:
 
 def python_candidates(firmware: Firmware) -> list[str]:
     """Where the runtime may live: the venv first, then the system Python."""
-    return [firmware.venv_python, f"python{firmware.python}", "python3"]
+    return [firmware.setup.venv_python, f"python{firmware.setup.python}", "python3"]
 
 
 def read_facts(t: Transport, firmware: Firmware) -> BoardFacts:
@@ -132,7 +134,7 @@ def _json_or_none(text: str):
 
 
 def _wanted_packages(firmware: Firmware) -> list[str]:
-    return [firmware.runtime, *firmware.extra_packages]
+    return [firmware.runtime.package, *firmware.setup.extra_packages]
 
 
 def _system_python(facts: BoardFacts, firmware: Firmware) -> tuple[str | None, str]:
@@ -141,7 +143,7 @@ def _system_python(facts: BoardFacts, firmware: Firmware) -> tuple[str | None, s
     for interpreter in python_candidates(firmware)[1:]:
         info = facts.pythons.get(interpreter)
         if info:
-            if _same_minor(info["version"], firmware.python):
+            if _same_minor(info["version"], firmware.setup.python):
                 return interpreter, info["version"]
             found.append(f"{interpreter} {info['version']}")
     return None, ", ".join(found) or "no python3"
@@ -154,8 +156,8 @@ def _same_minor(version: str, wanted: str) -> bool:
 def _runtime_python(facts: BoardFacts, firmware: Firmware) -> str | None:
     """The first interpreter where the runtime imports at the wanted version."""
     for interpreter in python_candidates(firmware):
-        package = facts.pythons.get(interpreter, {}).get("packages", {}).get(firmware.runtime, {})
-        if package.get("import") and package.get("version") == firmware.runtime_version:
+        package = facts.pythons.get(interpreter, {}).get("packages", {}).get(firmware.runtime.package, {})
+        if package.get("import") and package.get("version") == firmware.runtime.version:
             return interpreter
     return None
 
@@ -163,20 +165,20 @@ def _runtime_python(facts: BoardFacts, firmware: Firmware) -> str | None:
 def evaluate(board: str, facts: BoardFacts, firmware: Firmware, min_free: int = MIN_FREE_BYTES) -> ProvisionReport:
     system, python_found = _system_python(facts, firmware)
     runtime_at = _runtime_python(facts, firmware)
-    where = runtime_at or (firmware.venv_python if firmware.venv_python in facts.pythons else system)
+    where = runtime_at or (firmware.setup.venv_python if firmware.setup.venv_python in facts.pythons else system)
     packages = facts.pythons.get(where, {}).get("packages", {}) if where else {}
     install_fix = "run `edgetqs provision --install` to install it into the board's venv"
     machine, machine_found = _machine(facts, where)
     checks = [
-        Check("architecture", firmware.arch or "any", machine_found, not firmware.arch or machine == firmware.arch,
+        RequirementCheck("architecture", firmware.setup.arch or "any", machine_found, not firmware.setup.arch or machine == firmware.setup.arch,
               "this board runs another OS image than its firmware config says; pick the right --target/firmware"),
-        Check("python", firmware.python, python_found, system is not None,
-              f"install Python {firmware.python} on the board (e.g. apt install python{firmware.python})"),
-        Check("runtime", f"{firmware.runtime}=={firmware.runtime_version}",
-              _describe(packages.get(firmware.runtime), where), runtime_at is not None, install_fix),
-        *(Check(extra, "importable", _describe(packages.get(extra), where),
-                bool(packages.get(extra, {}).get("import")), install_fix) for extra in firmware.extra_packages),
-        Check("free disk", f">= {min_free / 2**20:.0f} MiB", f"{facts.free_bytes / 2**20:.0f} MiB",
+        RequirementCheck("python", firmware.setup.python, python_found, system is not None,
+              f"install Python {firmware.setup.python} on the board (e.g. apt install python{firmware.setup.python})"),
+        RequirementCheck("runtime", firmware.runtime.spec,
+              _describe(packages.get(firmware.runtime.package), where), runtime_at is not None, install_fix),
+        *(RequirementCheck(extra, "importable", _describe(packages.get(extra), where),
+                bool(packages.get(extra, {}).get("import")), install_fix) for extra in firmware.setup.extra_packages),
+        RequirementCheck("free disk", f">= {min_free / 2**20:.0f} MiB", f"{facts.free_bytes / 2**20:.0f} MiB",
               facts.free_bytes >= min_free, "free space on the board (old models: edgetqs flash --keep 1)"),
     ]
     return ProvisionReport(board, firmware.name, checks, python=runtime_at)
@@ -215,7 +217,7 @@ def provision(
     on_line: Callable[[str], None] | None = None,
     apply_settings: bool = False,
 ) -> ProvisionReport:
-    """Check the board; with ``install``, create the venv and install what is missing;
+    """RequirementCheck the board; with ``install``, create the venv and install what is missing;
     with ``apply_settings``, apply the firmware's [settings] (only what differs)."""
     report = _provision_runtime(t, firmware, install, min_free, on_line)
     if apply_settings:
@@ -233,14 +235,14 @@ def _provision_runtime(t: Transport, firmware: Firmware, install: bool, min_free
     if system is None:
         return report  # nothing to build a venv from; the python check says what to do
     actions = []
-    if firmware.venv_python not in facts.pythons:
-        _run(t, f"{q(system)} -m venv {q(firmware.install_dir)}", "creating the venv", on_line,
-             hint=f"on Debian-based boards: sudo apt install python{firmware.python}-venv")
-        actions.append(f"created venv {firmware.install_dir} ({system})")
+    if firmware.setup.venv_python not in facts.pythons:
+        _run(t, f"{q(system)} -m venv {q(firmware.setup.install_dir)}", "creating the venv", on_line,
+             hint=f"on Debian-based boards: sudo apt install python{firmware.setup.python}-venv")
+        actions.append(f"created venv {firmware.setup.install_dir} ({system})")
     missing = _packages_to_install(report, firmware)
     if missing:
-        pip = " ".join(q(arg) for arg in firmware.pip_args)
-        _run(t, f"{q(firmware.venv_python)} -m pip install --disable-pip-version-check {pip} "
+        pip = " ".join(q(arg) for arg in firmware.setup.pip_args)
+        _run(t, f"{q(firmware.setup.venv_python)} -m pip install --disable-pip-version-check {pip} "
                 + " ".join(q(spec) for spec in missing), "installing the runtime", on_line,
              hint="check the board's network and that a wheel exists for its Python and architecture")
         actions.append("installed " + ", ".join(missing))
@@ -255,8 +257,8 @@ def _install_needed(report: ProvisionReport) -> bool:
 
 def _packages_to_install(report: ProvisionReport, firmware: Firmware) -> list[str]:
     failed = {check.name for check in report.checks if not check.ok}
-    specs = [f"{firmware.runtime}=={firmware.runtime_version}"] if "runtime" in failed else []
-    return specs + [extra for extra in firmware.extra_packages if extra in failed]
+    specs = [firmware.runtime.spec] if "runtime" in failed else []
+    return specs + [extra for extra in firmware.setup.extra_packages if extra in failed]
 
 
 def _run(t: Transport, cmd: str, what: str, on_line, hint: str) -> None:

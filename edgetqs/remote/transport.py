@@ -27,7 +27,7 @@ import paramiko
 
 from edgetqs.errors import EdgeTQSError
 from edgetqs.retry import with_backoff
-from edgetqs.remote.boards import BoardConnection
+from edgetqs.remote.connection import BoardConnection
 
 # Bytes read from the local file and written per SFTP request batch.
 PUT_CHUNK = 256 * 1024

@@ -58,7 +58,9 @@ AGREEMENT_TOLERANCE = {"weight_only": 1e-3, "dynamic": 0.03, "static": 0.05}
 
 
 @dataclass
-class Check:
+class ValidationCheck:
+    """One verdict of a validation run (model identity, probes, first step, blow-up, quality)."""
+
     name: str
     passed: bool
     detail: str
@@ -101,7 +103,7 @@ class Validation:
     vs_float: RolloutMetrics  # board vs the float reference
     host_vs_float: RolloutMetrics  # host run of the same .tflite vs the float reference
     vs_host: RolloutMetrics  # board vs host: does the runtime compute the same numbers?
-    checks: list[Check] = field(default_factory=list)
+    checks: list[ValidationCheck] = field(default_factory=list)
     vs_truth: RolloutMetrics | None = None
     # Largest |host run - bundle's reference_host|: 0 when this host reproduces the
     # converter's rollouts; information about the host, not a verdict on the board.
@@ -112,7 +114,7 @@ class Validation:
         return all(check.passed for check in self.checks)
 
     @property
-    def failures(self) -> list[Check]:
+    def failures(self) -> list[ValidationCheck]:
         return [check for check in self.checks if not check.passed]
 
     def message(self) -> str:
@@ -268,7 +270,7 @@ def require_current(transport) -> str:
 def _board_python(board) -> str:
     if board.firmware is None:
         return "python3"
-    return board.firmware.venv_python
+    return board.firmware.setup.venv_python
 
 
 # -- judging --------------------------------------------------------------------
@@ -330,22 +332,22 @@ def _runtime_name(run: RunOutput) -> str:
     return f"{runtime.get('name')} {runtime.get('version')} ({xnnpack}, {machine})"
 
 
-def _check_model_identity(bundle: Bundle, board: RunOutput) -> Check:
+def _check_model_identity(bundle: Bundle, board: RunOutput) -> ValidationCheck:
     ran = board.results.get("model_sha256", "")
     ok = ran == bundle.model_sha256
     detail = (f"the board ran model sha256 {ran[:12]}…" if ok else
               f"the board ran model sha256 {ran[:12]}…, the bundle's is {bundle.model_sha256[:12]}…: "
               "the model on the board is not this bundle's (reflash it)")
-    return Check("model on the board is the bundle's", ok, detail)
+    return ValidationCheck("model on the board is the bundle's", ok, detail)
 
 
-def _check_probes(bundle: Bundle, board: RunOutput, thresholds: dict) -> Check:
+def _check_probes(bundle: Bundle, board: RunOutput, thresholds: dict) -> ValidationCheck:
     # The runner compared the probe outputs with the host's (probes.npz "y", hash-checked
     # with the model) on the board; its numbers are the verdict's.
     agreement = board.results.get("probes") or {}
     expected_count = len(bundle.probes["y"])
     if agreement.get("count") != expected_count:
-        return Check("runtime computes the host's numbers (probes)", False,
+        return ValidationCheck("runtime computes the host's numbers (probes)", False,
                      f"the board's runner compared {agreement.get('count', 'no')} probe outputs, the bundle has "
                      f"{expected_count}: the board's probes are not this bundle's (reflash it)")
     max_abs, normalised = float(agreement["max_abs"]), float(agreement["normalised"])
@@ -353,35 +355,35 @@ def _check_probes(bundle: Bundle, board: RunOutput, thresholds: dict) -> Check:
     ok = normalised <= thresholds["probe_tolerance"] and (limit_abs is None or max_abs <= limit_abs)
     limits = f"tolerance {thresholds['probe_tolerance']:g}" + (f", max abs {limit_abs:g}" if limit_abs is not None else "")
     if ok:
-        return Check("runtime computes the host's numbers (probes)", True,
+        return ValidationCheck("runtime computes the host's numbers (probes)", True,
                      f"{expected_count} probe outputs match the host within {normalised:.2e} (normalised; {limits})")
-    return Check("runtime computes the host's numbers (probes)", False,
+    return ValidationCheck("runtime computes the host's numbers (probes)", False,
                  f"the board's runtime {_runtime_name(board)} runs the model but computes different numbers than "
                  f"the host: probe outputs differ by {max_abs:.3g} ({normalised:.2e} of their RMS; {limits})")
 
 
-def _check_first_step(board: RunOutput, host: RunOutput, thresholds: dict) -> Check:
+def _check_first_step(board: RunOutput, host: RunOutput, thresholds: dict) -> ValidationCheck:
     first = normalised_error(board.trajectories[:, :1], host.trajectories[:, :1])[:, 0]
     worst = float(np.max(first))
     ok = worst <= thresholds["host_step_tolerance"]
     name = "runtime computes the host's numbers (rollout step 1)"
     if ok:
-        return Check(name, True, f"first rollout step matches the host within {worst:.2e} "
+        return ValidationCheck(name, True, f"first rollout step matches the host within {worst:.2e} "
                                  f"(tolerance {thresholds['host_step_tolerance']:g})")
-    return Check(name, False, f"the board's runtime {_runtime_name(board)} computes different numbers than the host "
+    return ValidationCheck(name, False, f"the board's runtime {_runtime_name(board)} computes different numbers than the host "
                               f"{_runtime_name(host)}: from identical context windows the first step differs by "
                               f"{worst:.2e} (normalised; tolerance {thresholds['host_step_tolerance']:g})")
 
 
-def _check_blow_up(validation: Validation, thresholds: dict) -> Check:
+def _check_blow_up(validation: Validation, thresholds: dict) -> ValidationCheck:
     board, host = validation.vs_float.blow_up_fraction, validation.host_vs_float.blow_up_fraction
     allowed = host + float(thresholds["max_blow_up_fraction"])
     ok = board <= allowed + 1e-12
-    return Check("no blow-up", ok, f"{board:.0%} of board rollouts blew up (NaN, inf or norm explosion); "
+    return ValidationCheck("no blow-up", ok, f"{board:.0%} of board rollouts blew up (NaN, inf or norm explosion); "
                                    f"the host run: {host:.0%}; allowed {allowed:.0%}")
 
 
-def _check_quality(validation: Validation, thresholds: dict) -> Check:
+def _check_quality(validation: Validation, thresholds: dict) -> ValidationCheck:
     board_vpt = validation.vs_float.mean_valid_prediction_time
     host_vpt = validation.host_vs_float.mean_valid_prediction_time
     horizon = validation.vs_float.horizon
@@ -392,7 +394,7 @@ def _check_quality(validation: Validation, thresholds: dict) -> Check:
     else:  # no threshold: the board must forecast about as long as the host does with the same model
         needed, source = host_vpt - max(1.0, 0.1 * horizon), "the host's run less 10% of the horizon"
     ok = board_vpt >= needed
-    return Check("forecast quality vs the float model", ok,
+    return ValidationCheck("forecast quality vs the float model", ok,
                  f"valid prediction time {board_vpt:.1f} of {horizon} steps on the board "
                  f"(host {host_vpt:.1f}); needs >= {needed:.1f} ({source})")
 

@@ -15,6 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 import pytest
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
 
 WINDOW, FEATURES = 8, 4
 
@@ -135,7 +136,7 @@ def make_plan(canonical, formats, mode: str = "dynamic", predicted: bool = True)
         model_bytes = costs.static_model_bytes(graph, {n: a.format for a in assignments for n in a.weight_tensors},
                                                static_calibration_for(canonical))
     plan = Plan(model={"name": canonical.card.name, "tflite_sha256": graph.sha256}, scores_sha256="",
-                target=None, runtime="ai-edge-litert==2.3.0", budget_bytes=0, allocator="test", mode=mode,
+                target=None, runtime=DEFAULT_HOST_RUNTIME.spec, budget_bytes=0, allocator="test", mode=mode,
                 assignments=assignments, predicted={"model_bytes": model_bytes} if predicted else {})
     return plan.to_dict()
 

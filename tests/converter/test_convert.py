@@ -11,6 +11,7 @@ from edgetqs.bundle import load_bundle
 from edgetqs.converter import convert
 from edgetqs.engine.litert import LiteRTRunner
 from edgetqs.model.tflite_graph import TFLiteGraph
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
 
 from tests.converter.conftest import make_plan
 
@@ -46,8 +47,8 @@ def check_bundle(path, plan, canonical, mode):
                                rtol=1e-4, atol=1e-5)
     assert contexts["reference_float"].shape == contexts["reference_host"].shape
     assert bundle.thresholds["probe_tolerance"] > 0 and bundle.thresholds["min_valid_prediction_time"] >= 0
-    assert bundle.runtime["verified_on_host"] == "ai-edge-litert==2.3.0"
-    assert "ai-edge-litert==2.3.0" in bundle.runtime["runtimes"]  # the matrix covers every mode, static too
+    assert bundle.runtime["verified_on_host"] == DEFAULT_HOST_RUNTIME.spec
+    assert DEFAULT_HOST_RUNTIME.spec in bundle.runtime["runtimes"]  # the matrix covers every mode, static too
     assert manifest["extra"]["verification"]["simulation_rel_error"] <= manifest["extra"]["verification"]["tolerance"]
     return bundle
 

@@ -19,8 +19,9 @@ from edgetqs.converter import convert
 from edgetqs.planner.conformance import CapabilityMatrix
 from edgetqs.planner.plan import plan_from_choice, build_problem, solve, static_calibration_for
 from edgetqs.tqs.score import ScoreSettings, score_model
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
 
-RUNTIME = "ai-edge-litert==2.3.0"
+RUNTIME = DEFAULT_HOST_RUNTIME.spec
 MODE = "dynamic"
 # Units whose op the matrix does not allow int4 for, per model (the rest of the model is int4).
 INT4_FALLBACK_OPS = {"EMBEDDING_LOOKUP"}

@@ -14,8 +14,9 @@ from edgetqs.quant.formats import FORMATS
 from edgetqs.planner.plan import build_problem, solve
 from edgetqs.quant.quantizer import residual_norm
 from edgetqs.tqs.score import ScoreSettings, score_model
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
 
-RUNTIME = "ai-edge-litert==2.3.0"
+RUNTIME = DEFAULT_HOST_RUNTIME.spec
 
 
 @pytest.fixture(scope="module")

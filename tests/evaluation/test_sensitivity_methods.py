@@ -17,8 +17,9 @@ from edgetqs.sensitivity import cost_model, get_method, method_names
 from edgetqs.tqs.score import ScoreSettings
 from edgetqs.tqs.scorefile import load_scores
 from edgetqs.quant.quantizer import residual_norm
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
 
-RUNTIME = "ai-edge-litert==2.3.0"
+RUNTIME = DEFAULT_HOST_RUNTIME.spec
 SETTINGS = ScoreSettings(horizon=6, windows=3)
 CHEAP = [m for m in method_names() if m != "hessian"]  # hessian: tests/evaluation/test_baselines.py
 

@@ -10,9 +10,10 @@ from edgetqs.converter.pipeline import convert
 from edgetqs.planner.plan import build_problem, make_plan
 from edgetqs.tqs.score import ScoreSettings, score_model
 from edgetqs.tqs.scorefile import file_sha256, load_scores
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
 
 HORIZON, WINDOWS = 6, 3
-RUNTIME = "ai-edge-litert==2.3.0"
+RUNTIME = DEFAULT_HOST_RUNTIME.spec
 
 
 def through_pipeline(model, out_dir: Path, mode: str = "dynamic") -> dict:

@@ -12,14 +12,15 @@ from ai_edge_litert.tools import flatbuffer_utils
 from edgetqs.errors import EdgeTQSError
 from edgetqs.planner import conformance
 from edgetqs.planner.conformance import CapabilityMatrix
+from edgetqs.runtimes import CONFORMANCE_RUNTIMES, DEFAULT_HOST_RUNTIME
 
 
 def test_shipped_matrix_covers_both_runtimes_and_every_op():
     matrix = CapabilityMatrix.load()
-    assert {"ai-edge-litert==2.3.0", "tflite-runtime==2.14.0"} <= set(matrix.runtimes)
+    assert {r.spec for r in CONFORMANCE_RUNTIMES} <= set(matrix.runtimes)
     for table in matrix.runtimes.values():
         assert set(conformance.OPS) <= set(table)
-    assert matrix.supports("ai-edge-litert==2.3.0", "FULLY_CONNECTED", "dynamic", "int4")
+    assert matrix.supports(DEFAULT_HOST_RUNTIME.spec, "FULLY_CONNECTED", "dynamic", "int4")
     assert matrix.supports("tflite-runtime==2.14.0", "CONV_2D", "dynamic", "fp32")
     # found by running, not by documentation: LiteRT 1.4.0 loads blockwise int4 and computes it wrong
     cell = matrix.runtimes["ai-edge-litert==1.4.0"]["FULLY_CONNECTED"]["dynamic"]["int4_b32"]
@@ -58,7 +59,7 @@ def test_check_in_this_venv_and_a_corrupted_kernel_is_caught(tmp_path):
         if tensor.quantization is not None and tensor.quantization.scale is not None:
             tensor.quantization.scale = np.asarray(tensor.quantization.scale) * 2
     victim.write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
-    ran = conformance.run_runtime("ai-edge-litert==2.3.0", tmp_path, tmp_path / "envs")
+    ran = conformance.run_runtime(DEFAULT_HOST_RUNTIME.spec, tmp_path, tmp_path / "envs")
     verdicts = conformance.judge(cases, ran, tmp_path)
     assert verdicts["FULLY_CONNECTED__int8__dynamic"]["status"] == "ok"
     assert verdicts["FULLY_CONNECTED__int4__weight_only"]["status"] == "ok"
@@ -70,7 +71,7 @@ def test_unloadable_and_crashing_models_are_findings(tmp_path):
     conformance.write_cases(tmp_path, ops=("FULLY_CONNECTED",), formats=("int8",), modes=("dynamic",))
     case = tmp_path / "FULLY_CONNECTED__int8__dynamic.tflite"
     case.write_bytes(case.read_bytes()[:200])  # truncated flatbuffer
-    ran = conformance.run_runtime("ai-edge-litert==2.3.0", tmp_path, tmp_path / "envs")
+    ran = conformance.run_runtime(DEFAULT_HOST_RUNTIME.spec, tmp_path, tmp_path / "envs")
     assert ran["FULLY_CONNECTED__int8__dynamic"]["status"] in ("load_error", "crash")
 
 
@@ -100,7 +101,7 @@ def test_tflite_runtime_in_a_throwaway_venv(tmp_path):
 def test_shipped_matrix_has_static_results():
     """Static mode (int8 activations x int8 weights) was run, not assumed from dynamic mode."""
     matrix = CapabilityMatrix.load()
-    for spec in ("ai-edge-litert==2.3.0", "tflite-runtime==2.14.0"):
+    for spec in (r.spec for r in CONFORMANCE_RUNTIMES):
         assert matrix.has_mode(spec, "static")
         for op in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"):
             assert matrix.supports(spec, op, "static", "int8"), (spec, op)
@@ -109,7 +110,7 @@ def test_shipped_matrix_has_static_results():
         assert cell["status"] == "quantize_error"
         # found by running: int8 BATCH_MATMUL with a per-channel constant operand outputs zeros
         assert matrix.runtimes[spec]["BATCH_MATMUL"]["static"]["int8"]["status"] == "wrong"
-    assert matrix.supports("ai-edge-litert==2.3.0", "FULLY_CONNECTED", "static", "int4")
+    assert matrix.supports(DEFAULT_HOST_RUNTIME.spec, "FULLY_CONNECTED", "static", "int4")
     # tflite-runtime 2.14 rejects int4 weights in its int8 FULLY_CONNECTED kernel, though it runs them in dynamic mode
     assert not matrix.supports("tflite-runtime==2.14.0", "FULLY_CONNECTED", "static", "int4")
     assert matrix.supports("tflite-runtime==2.14.0", "FULLY_CONNECTED", "dynamic", "int4")
@@ -124,6 +125,6 @@ def test_static_check_runs_int8_activations_in_this_venv(tmp_path):
     assert [op.opcode for op in graph.operators] == ["QUANTIZE", "FULLY_CONNECTED", "DEQUANTIZE"]
     fc = graph.operators[1]
     assert graph.tensors[fc.inputs[0]].type_name == "INT8" and graph.tensors[fc.outputs[0]].type_name == "INT8"
-    ran = conformance.run_runtime("ai-edge-litert==2.3.0", tmp_path, tmp_path / "envs")
+    ran = conformance.run_runtime(DEFAULT_HOST_RUNTIME.spec, tmp_path, tmp_path / "envs")
     verdict = conformance.judge(cases, ran, tmp_path)["FULLY_CONNECTED__int8__static"]
     assert verdict["status"] == "ok" and 1e-4 < verdict["rel_error"] < conformance.TOLERANCE["static"]

@@ -12,6 +12,7 @@ from edgetqs.planner.plan import plan_from_choice, build_problem
 from edgetqs.planner.planfile import plan_from_dict
 from edgetqs.quant.aeq import build_recipe, calibrate_windows
 from edgetqs.quant.formats import FORMATS
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
 
 
 def _aeq_file_size(model_path, plan) -> int:
@@ -23,7 +24,7 @@ def _problem(scores_for, model_path, mode):
     graph, scores_path = scores_for(model_path)
     from edgetqs.tqs.scorefile import load_scores
 
-    return build_problem(graph, load_scores(scores_path), "x", "ai-edge-litert==2.3.0", mode, CapabilityMatrix.load())
+    return build_problem(graph, load_scores(scores_path), "x", DEFAULT_HOST_RUNTIME.spec, mode, CapabilityMatrix.load())
 
 
 def _plans(problem, rng, n_mixed=2):

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.planner.boards import load_target
+from edgetqs.targets import load_target
 from edgetqs.planner.conformance import CapabilityMatrix
 from edgetqs.planner.front import pareto_front, plot_front, unit_table
 from edgetqs.planner.plan import KeepFloat, make_plan, parse_size, target_budget
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
 
 
 def test_plan_fits_every_budget_and_error_falls_with_bytes(models, scores_for):
@@ -76,7 +77,7 @@ def test_target_budget_is_ram_share_minus_runtime(models, scores_for):
     target = load_target("rpi-zero2w")
     plan, _ = make_plan(graph, scores, target)
     assert plan.budget_bytes == target_budget(target) < target.ram_bytes * target.model_memory_share
-    assert plan.target == "rpi-zero2w" and plan.runtime == "ai-edge-litert==2.3.0"
+    assert plan.target == "rpi-zero2w" and plan.runtime == DEFAULT_HOST_RUNTIME.spec
 
 
 def test_dead_units_get_the_cheapest_format(models, scores_for):

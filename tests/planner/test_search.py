@@ -15,6 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from edgetqs.errors import EdgeTQSError  # noqa: E402
 from edgetqs.planner.search import PlanRollouts, SearchSettings, verified_search  # noqa: E402
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME  # noqa: E402
 
 HORIZON, WINDOWS = 8, 4
 
@@ -31,7 +32,7 @@ def problem():
     scores = score_model(model.graph, model.card, ScoreSettings(probe="quant", horizon=HORIZON, windows=WINDOWS),
                          progress=False)
     sha = hashlib.sha256(repr(scores.to_dict()).encode()).hexdigest()
-    return model, build_problem(model.graph, scores, sha, "ai-edge-litert==2.3.0", "dynamic")
+    return model, build_problem(model.graph, scores, sha, DEFAULT_HOST_RUNTIME.spec, "dynamic")
 
 
 def _budget(problem, share: float) -> int:

@@ -7,7 +7,7 @@ here: PermitRootLogin prohibit-password). The board's root directory is a tmp
 dir, so a test can look at what landed "on the board" directly on disk.
 
     def test_x(sshd_board):
-        board = sshd_board.connection()          # edgetqs.remote.boards.BoardConnection
+        board = sshd_board.connection()          # edgetqs.remote.connection.BoardConnection
         with Transport(board) as t: t.run("uname -m")
         sshd_board.root / "current"              # the same directory, seen locally
         sshd_board.kill()                        # the server and every session dies now

@@ -20,6 +20,7 @@ from edgetqs.remote.provision import provision, require_runtime
 from edgetqs.remote.report import write_report
 from edgetqs.remote.transport import CommandTimedOut, Transport
 from edgetqs.remote.validate import validate
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
 
 pytestmark = [
     pytest.mark.slow,
@@ -41,19 +42,19 @@ def emulated_pi(sshd_board, tmp_path, runtime=emulated_board.DEFAULT_RUNTIME, cp
 def test_provision_flash_and_validate_on_the_emulated_pi(sshd_board, bundle, tmp_path):
     board = emulated_pi(sshd_board, tmp_path)
     with Transport(board) as t:
-        arch = t.check(f"{board.firmware.venv_python} -c 'import platform; print(platform.machine())'")
+        arch = t.check(f"{board.firmware.setup.venv_python} -c 'import platform; print(platform.machine())'")
         assert arch.stdout.strip() == "aarch64"
         report = provision(t, board.firmware, install=True)  # already there: nothing to install
         assert report.ok and report.actions == [], report.summary()
         python = require_runtime(t, board.firmware)
-        assert python == board.firmware.venv_python  # the qemu shim
+        assert python == board.firmware.setup.venv_python  # the qemu shim
         flash(t, bundle)
         result = validate(t, bundle, tmp_path / "v", python=python)
     assert result.passed, result.message()
     facts, runtime = result.board.results["board"], result.board.results["runtime"]
     assert facts["machine"] == "aarch64" and "Raspberry Pi 4" in facts["model"]
     assert facts["cpu"] == "ARM implementer 0x41 part 0xd08"  # Cortex-A72
-    assert (runtime["name"], runtime["version"], runtime["xnnpack"]) == ("ai_edge_litert", "2.3.0", True)
+    assert (runtime["name"], runtime["version"], runtime["xnnpack"]) == (DEFAULT_HOST_RUNTIME.module, DEFAULT_HOST_RUNTIME.version, True)
     assert result.board.trajectories.shape == (CONTEXTS, HORIZON, 3)
     # Another CPU, the same numbers within rounding: both run XNNPACK's int8 kernels.
     assert result.vs_host.rmse_per_step[0] < 1e-5
@@ -105,7 +106,7 @@ def test_cli_flash_then_validate_writes_the_report(sshd_board, bundle, tmp_path)
 
 def test_a_run_that_outlives_its_timeout_is_stopped_and_cleaned_up(sshd_board, bundle, tmp_path):
     board = emulated_pi(sshd_board, tmp_path)
-    slow_to_start(Path(board.firmware.venv_python), seconds=5)
+    slow_to_start(Path(board.firmware.setup.venv_python), seconds=5)
     with Transport(board) as t:
         flash(t, bundle)
         with pytest.raises(CommandTimedOut, match="ran longer than 1 s"):

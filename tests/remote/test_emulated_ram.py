@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from tests.remote.forecast_bundle import FEATURES, WINDOW, ForecasterFiles, aeq_int8_dynamic, write_forecast_bundle
 
-from edgetqs.planner.boards import load_target
+from edgetqs.targets import load_target
 from edgetqs.planner.plan import target_budget
 from edgetqs.remote import emulated_board
 from edgetqs.remote.flash import flash

@@ -11,7 +11,7 @@ import pytest
 
 from edgetqs.cli.app import main
 from edgetqs.errors import EdgeTQSError
-from edgetqs.remote.boards import resolve_board
+from edgetqs.remote.connection import resolve_board
 from edgetqs.remote.fleet import load_group, run_fleet
 from edgetqs.remote.flash import flash
 
@@ -62,7 +62,7 @@ def test_profile_defaults_are_overridden_by_ad_hoc_options():
     board = resolve_board(target="rpi4", host="admin@10.1.2.3:2222", key="/k", known_hosts="/kh")
     assert (board.user, board.host, board.port, board.key_path, board.known_hosts) == (
         "admin", "10.1.2.3", 2222, "/k", "/kh")
-    assert board.firmware is not None and board.firmware.arch == "aarch64"
+    assert board.firmware is not None and board.firmware.setup.arch == "aarch64"
     profile_only = resolve_board(target="rpi4")
     assert (profile_only.host, profile_only.user, profile_only.port) == ("rpi4.local", "pi", 22)
     with pytest.raises(EdgeTQSError, match="unknown target"):

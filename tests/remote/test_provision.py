@@ -9,6 +9,7 @@ import pytest
 
 from edgetqs.remote.provision import check_board, provision, require_runtime
 from edgetqs.remote.transport import RuntimeMissing, Transport
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME, RuntimeSpec
 
 
 def by_name(report):
@@ -17,7 +18,8 @@ def by_name(report):
 
 def test_board_without_the_runtime_is_reported_and_refused(sshd_board):
     board = sshd_board.connection()
-    firmware = replace(board.firmware, runtime="edgetqs-no-such-runtime", extra_packages=())
+    firmware = replace(board.firmware.with_setup(extra_packages=()),
+                       runtime=replace(board.firmware.runtime, package="edgetqs-no-such-runtime"))
     with Transport(board) as t:
         report = check_board(t, firmware, min_free=0)
         checks = by_name(report)
@@ -25,13 +27,13 @@ def test_board_without_the_runtime_is_reported_and_refused(sshd_board):
         assert not checks["runtime"].ok and "not installed" in checks["runtime"].found
         assert "--install" in checks["runtime"].fix
         assert not report.ok and "runtime" in report.summary()
-        with pytest.raises(RuntimeMissing, match="edgetqs-no-such-runtime==2.3.0"):
+        with pytest.raises(RuntimeMissing, match=f"edgetqs-no-such-runtime=={DEFAULT_HOST_RUNTIME.version}"):
             require_runtime(t, firmware)
 
 
 def test_wrong_architecture_and_python_are_named(sshd_board):
     board = sshd_board.connection()
-    firmware = replace(board.firmware, arch="armv7l", python="3.6", extra_packages=())
+    firmware = board.firmware.with_setup(arch="armv7l", python="3.6", extra_packages=())
     with Transport(board) as t:
         checks = by_name(check_board(t, firmware, min_free=0))
     assert not checks["architecture"].ok and checks["architecture"].found != "armv7l"
@@ -50,17 +52,17 @@ def test_install_creates_venv_and_runtime_then_is_idempotent(sshd_board, fake_ru
     wheels, dist, version = fake_runtime_wheel
     board = sshd_board.connection()
     firmware = replace(
-        board.firmware, runtime=dist, runtime_version=version, extra_packages=(),
-        pip_args=("--no-index", "--find-links", str(wheels)),
+        board.firmware.with_setup(extra_packages=(), pip_args=("--no-index", "--find-links", str(wheels))),
+        runtime=RuntimeSpec(dist, version),
     )
     lines = []
     with Transport(board) as t:
         first = provision(t, firmware, install=True, min_free=0, on_line=lines.append)
         assert first.ok, first.checks
         assert first.actions[0].startswith("created venv") and first.actions[1] == f"installed {dist}=={version}"
-        assert first.python == firmware.venv_python
+        assert first.python == firmware.setup.venv_python
         assert any("Successfully installed" in line for line in lines)  # pip's output streamed back
         second = provision(t, firmware, install=True, min_free=0)
         assert second.ok and second.actions == [] and second.summary() == "ready; nothing to change"
-        assert require_runtime(t, firmware) == firmware.venv_python
+        assert require_runtime(t, firmware) == firmware.setup.venv_python
     assert (sshd_board.workdir / "venv" / "bin" / "python").exists()

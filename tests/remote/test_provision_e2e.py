@@ -12,6 +12,7 @@ import pytest
 from tests.remote.forecast_bundle import build_forecaster, tamper_output_bias, write_forecast_bundle
 
 from edgetqs.cli.app import main
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
 
 pytestmark = pytest.mark.slow
 SHORT = ["--contexts", "2", "--horizon", "4"]  # the verdict, not the statistics, is under test
@@ -26,8 +27,8 @@ def test_provision_flash_validate_through_the_cli(sshd_board, tmp_path, capsys):
     # The board's runtime lives in this project's venv (ai-edge-litert 2.3.0 + numpy).
     venv = Path(sys.executable).parent.parent
     firmware = tmp_path / "project-venv.toml"
-    firmware.write_text(f'name = "project-venv"\npython = "3.11"\nruntime = "ai-edge-litert"\n'
-                        f'runtime_version = "2.3.0"\ninstall_dir = "{venv}"\n')
+    firmware.write_text(f'name = "project-venv"\npython = "3.11"\nruntime = "{DEFAULT_HOST_RUNTIME.package}"\n'
+                        f'runtime_version = "{DEFAULT_HOST_RUNTIME.version}"\ninstall_dir = "{venv}"\n')
     files = build_forecaster()
     bundle = write_forecast_bundle(tmp_path / "bundle", files)
     args = board_args(sshd_board, firmware)

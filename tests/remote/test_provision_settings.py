@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from edgetqs.cli.app import main
 from edgetqs.errors import EdgeTQSError
 from edgetqs.remote.provision import provision
 from edgetqs.remote.transport import Transport
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
 
 CPUS = ("cpu0", "cpu1")
 MAX_FREQ, MIN_FREQ = "1500000", "600000"
@@ -70,8 +70,8 @@ for d in {self.sysfs}/devices/system/cpu/cpu*/cpufreq; do cat "$d/cpuinfo_max_fr
         return path
 
     def firmware(self, base, **settings):
-        return replace(base, sysfs_root=str(self.sysfs), nvpmodel_tool=str(self.nvpmodel),
-                       jetson_clocks_tool=str(self.jetson_clocks), **settings)
+        return base.with_setup(sysfs_root=str(self.sysfs), nvpmodel_tool=str(self.nvpmodel),
+                               jetson_clocks_tool=str(self.jetson_clocks), **settings)
 
     def governors(self) -> list[str]:
         return [(self.cpufreq(cpu) / "scaling_governor").read_text().strip() for cpu in CPUS]
@@ -126,16 +126,16 @@ def test_a_board_without_the_interfaces_gets_a_clear_error(sshd_board, tmp_path)
     (empty_sysfs / "devices/system/cpu/cpu0").mkdir(parents=True)
     board = sshd_board.connection()
     with Transport(board) as t:
-        governor = replace(board.firmware, cpu_governor="performance", sysfs_root=str(empty_sysfs))
+        governor = board.firmware.with_setup(cpu_governor="performance", sysfs_root=str(empty_sysfs))
         with pytest.raises(EdgeTQSError, match="no CPU frequency governor interface") as caught:
             provision(t, governor, min_free=0, apply_settings=True)
         assert "cpu_governor" in caught.value.fix
         # the real tool names: neither exists on this machine
         with pytest.raises(EdgeTQSError, match="no 'nvpmodel' on its PATH") as caught:
-            provision(t, replace(board.firmware, nvpmodel_mode=0), min_free=0, apply_settings=True)
+            provision(t, board.firmware.with_setup(nvpmodel_mode=0), min_free=0, apply_settings=True)
         assert "nvidia-l4t-tools" in caught.value.fix
         with pytest.raises(EdgeTQSError, match="no 'jetson_clocks' on its PATH"):
-            provision(t, replace(board.firmware, jetson_clocks=True), min_free=0, apply_settings=True)
+            provision(t, board.firmware.with_setup(jetson_clocks=True), min_free=0, apply_settings=True)
 
 
 READ_ONLY_ATTRIBUTE = Path("/sys/devices/system/cpu/cpu0/topology/core_id")  # 0444 in the kernel: even root cannot write
@@ -171,7 +171,8 @@ def test_cli_applies_the_settings_of_a_firmware_file(sshd_board, tmp_path, capsy
     venv = Path(sys.executable).parent.parent  # this project's venv has the runtime
     firmware = tmp_path / "my-jetson.toml"
     firmware.write_text(
-        f'name = "my-jetson"\npython = "3.11"\nruntime = "ai-edge-litert"\nruntime_version = "2.3.0"\n'
+        f'name = "my-jetson"\npython = "3.11"\nruntime = "{DEFAULT_HOST_RUNTIME.package}"\n'
+        f'runtime_version = "{DEFAULT_HOST_RUNTIME.version}"\n'
         f'install_dir = "{venv}"\n\n[settings]\ncpu_governor = "performance"\nnvpmodel_mode = 0\n'
         f'jetson_clocks = true\nsysfs_root = "{stand_in.sysfs}"\nnvpmodel_tool = "{stand_in.nvpmodel}"\n'
         f'jetson_clocks_tool = "{stand_in.jetson_clocks}"\n')
@@ -189,11 +190,11 @@ def test_cli_applies_the_settings_of_a_firmware_file(sshd_board, tmp_path, capsy
 
 def test_a_one_off_firmware_file_is_validated_like_the_shipped_ones(tmp_path):
     """Remote and planner share one Firmware type and one validating loader."""
-    from edgetqs.planner.boards import Firmware
-    from edgetqs.remote.boards import load_firmware
+    from edgetqs.remote.connection import firmware_on_board as load_firmware
+    from edgetqs.targets import Firmware
 
     path = tmp_path / "typo.toml"
-    path.write_text('python = "3.11"\nruntime = "ai-edge-litert"\nruntime_version = "2.3.0"\n'
+    path.write_text(f'python = "3.11"\nruntime = "{DEFAULT_HOST_RUNTIME.package}"\nruntime_version = "{DEFAULT_HOST_RUNTIME.version}"\n'
                     'install_dir = "~/venv"\n\n[settings]\ncpu_govenor = "performance"\n')
     with pytest.raises(EdgeTQSError, match="'settings.cpu_govenor' is not a known field") as caught:
         load_firmware(str(path))
@@ -201,16 +202,16 @@ def test_a_one_off_firmware_file_is_validated_like_the_shipped_ones(tmp_path):
     path.write_text(path.read_text().replace("govenor", "governor"))
     firmware = load_firmware(str(path), arch="aarch64")
     assert isinstance(firmware, Firmware)
-    assert (firmware.name, firmware.install_dir, firmware.venv_python, firmware.module, firmware.arch) == (
+    assert (firmware.name, firmware.setup.install_dir, firmware.setup.venv_python, firmware.runtime.module, firmware.setup.arch) == (
         "typo", "venv", "venv/bin/python", "ai_edge_litert", "aarch64")
-    assert firmware.cpu_governor == "performance" and firmware.sysfs_root == "/sys"
+    assert firmware.setup.cpu_governor == "performance" and firmware.setup.sysfs_root == "/sys"
     shipped = load_firmware("jetpack6-l4t36")
-    assert isinstance(shipped, Firmware) and shipped.install_dir == "edgetqs/venv"
-    assert (shipped.nvpmodel_mode, shipped.jetson_clocks, shipped.nvpmodel_tool) == (0, True, "nvpmodel")
+    assert isinstance(shipped, Firmware) and shipped.setup.install_dir == "edgetqs/venv"
+    assert (shipped.setup.nvpmodel_mode, shipped.setup.jetson_clocks, shipped.setup.nvpmodel_tool) == (0, True, "nvpmodel")
 
 
 def test_a_firmware_without_settings_changes_nothing(sshd_board):
     board = sshd_board.connection()
     with Transport(board) as t:
-        report = provision(t, replace(board.firmware, extra_packages=()), min_free=0, apply_settings=True)
+        report = provision(t, board.firmware.with_setup(extra_packages=()), min_free=0, apply_settings=True)
     assert report.settings == [] and report.actions == []

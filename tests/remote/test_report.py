@@ -12,6 +12,7 @@ from tests.remote.forecast_bundle import build_forecaster, write_forecast_bundle
 from edgetqs.bundle import load_bundle
 from edgetqs.remote.report import write_report
 from edgetqs.remote.validate import judge, run_locally
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -40,7 +41,7 @@ def test_report_is_self_contained_with_every_plot_and_fact(runs, tmp_path):
     for alt in ("rollout error per horizon step", "latency histogram", "peak memory"):
         assert f'alt="{alt}"' in page
     assert 'class="verdict pass">PASS' in page and "pi-kitchen" in page
-    assert "ai_edge_litert" in page and "2.3.0" in page  # the runtime
+    assert DEFAULT_HOST_RUNTIME.module in page and DEFAULT_HOST_RUNTIME.version in page  # the runtime
     assert f"{board.results['latency_ms']['p50']:.4g}" in page  # latency percentiles table
     assert bundle.model_sha256 in page
     assert "http" not in page.replace("http-equiv", "")  # nothing fetched from elsewhere

@@ -15,6 +15,7 @@ from tests.remote.forecast_bundle import CONTEXTS, FEATURES, HORIZON, build_fore
 from edgetqs.bundle import load_bundle
 from edgetqs.remote import runner
 from edgetqs.remote.validate import RUNNER, RunOutput
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def test_runner_streams_progress_and_writes_results(bundle, tmp_path):
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert [e["event"] for e in events] == ["runtime", "probes"] + ["rollout"] * CONTEXTS + ["done"]
     runtime = events[0]
-    assert (runtime["name"], runtime["version"], runtime["xnnpack"]) == ("ai_edge_litert", "2.3.0", True)
+    assert (runtime["name"], runtime["version"], runtime["xnnpack"]) == (DEFAULT_HOST_RUNTIME.module, DEFAULT_HOST_RUNTIME.version, True)
 
     run = RunOutput.load(tmp_path / "out")
     assert not list((tmp_path / "out").glob("*.partial"))

@@ -1,11 +1,14 @@
-"""Board profiles (targets/*.toml) and the OS images they run (firmware_configs/*.toml).
+"""Board profiles (targets/*.toml) and the OS images they run (firmware_configs/*.toml), as values.
 
 A target says what a board *is* (CPU, RAM, storage, how much of the memory a
 model may take, how to reach it over SSH); a firmware config says what it
-*runs* (OS, Python, which TFLite runtime at which version, where it is
-installed, threads, delegate, the settings a deployment applies). The planner
-reads the budget from the target and the runtime from its firmware; the remote
-stage reads the SSH defaults and the firmware to provision a board.
+*runs*: the runtime (a :class:`~edgetqs.runtimes.RuntimeSpec`), threads and
+delegate, which the planner prices, and under ``setup`` (:class:`Provisioning`)
+what only the remote stage reads to set a board up (Python, the runtime's
+venv, extra packages, the [settings] a deployment applies).
+
+Adding a board: a targets/NAME.toml (and a firmware_configs/NAME.toml when it
+runs an OS image no existing config describes); nothing in the code.
 
 Both are validated on load: an error names the file, the field and what is
 allowed, so a typo in a profile never turns into a silently wrong plan.
@@ -15,18 +18,19 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from edgetqs.errors import EdgeTQSError
+from edgetqs.runtimes import PACKAGES as RUNTIMES
+from edgetqs.runtimes import RuntimeSpec
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGETS_DIR = Path(os.environ.get("EDGETQS_TARGETS", REPO_ROOT / "targets"))
 FIRMWARE_DIR = Path(os.environ.get("EDGETQS_FIRMWARE", REPO_ROOT / "firmware_configs"))
 
 ARCHES = ("aarch64", "armv7l", "x86_64")
-RUNTIMES = ("ai-edge-litert", "tflite-runtime")
 DELEGATES = ("none", "xnnpack", "gpu")
 GOVERNORS = ("performance", "ondemand", "schedutil", "powersave", "conservative")
 
@@ -42,44 +46,26 @@ class SSHDefaults:
 
 
 @dataclass(frozen=True)
-class Firmware:
-    """One firmware config: what the planner prices (runtime, threads, delegate)
-    and what the remote stage provisions (Python, runtime venv, [settings]).
+class Provisioning:
+    """The provisioning-only part of a firmware config: how the remote stage
+    sets a board up and checks it. The planner never reads these.
 
-    The remote stage holds ``install_dir`` relative to the login home ("~/" stripped);
-    one built by hand for a one-off board may leave out what only the planner reads.
+    The remote stage holds ``install_dir`` relative to the login home ("~/" stripped).
     """
 
-    name: str
     python: str  # "3.11": the major.minor the board's Python must have
-    runtime: str  # "ai-edge-litert" or "tflite-runtime" (the pip distribution)
-    runtime_version: str
     install_dir: str  # the runtime's venv on the board
-    os: str = ""
-    threads: int = 1
-    delegate: str = "xnnpack"
-    cpu_governor: str | None = None
-    nvpmodel_mode: int | None = None
-    jetson_clocks: bool = False
     arch: str = ""  # `uname -m` the board must report; "" accepts any
     pip_args: tuple[str, ...] = ()  # extra pip options for provisioning, e.g. a local wheel dir
     extra_packages: tuple[str, ...] = ("numpy",)  # what the on-device runner needs besides the runtime
+    cpu_governor: str | None = None
+    nvpmodel_mode: int | None = None
+    jetson_clocks: bool = False
     # Where provision --apply-settings finds the interfaces; the real ones unless a
     # config (or a test board) points elsewhere.
     sysfs_root: str = "/sys"
     nvpmodel_tool: str = "nvpmodel"
     jetson_clocks_tool: str = "jetson_clocks"
-    path: Path | None = None
-
-    @property
-    def runtime_spec(self) -> str:
-        """``package==version``, the key of the capability matrix and what pip installs."""
-        return f"{self.runtime}=={self.runtime_version}"
-
-    @property
-    def module(self) -> str:
-        """The import name of the runtime package (ai-edge-litert -> ai_edge_litert)."""
-        return self.runtime.replace("-", "_")
 
     @property
     def venv_python(self) -> str:
@@ -89,6 +75,32 @@ class Firmware:
     def has_settings(self) -> bool:
         """Whether the config asks a deployment to change anything on the board."""
         return bool(self.cpu_governor or self.nvpmodel_mode is not None or self.jetson_clocks)
+
+
+@dataclass(frozen=True)
+class Firmware:
+    """One firmware config: what the planner prices (runtime, threads, delegate)
+    and, under ``setup``, what the remote stage provisions.
+
+    One built by hand for a one-off board may leave out what only the planner reads.
+    """
+
+    name: str
+    runtime: RuntimeSpec
+    setup: Provisioning
+    os: str = ""
+    threads: int = 1
+    delegate: str = "xnnpack"
+    path: Path | None = None
+
+    @property
+    def runtime_spec(self) -> str:
+        """``package==version``, the key of the capability matrix and what pip installs."""
+        return self.runtime.spec
+
+    def with_setup(self, **changes) -> Firmware:
+        """The same firmware with some provisioning fields changed (a test board, a local venv)."""
+        return replace(self, setup=replace(self.setup, **changes))
 
 
 @dataclass(frozen=True)
@@ -114,6 +126,10 @@ class Target:
     @property
     def runtime_spec(self) -> str:
         return self.firmware.runtime_spec
+
+    @property
+    def runtime(self) -> RuntimeSpec:
+        return self.firmware.runtime
 
 
 # -- validation -------------------------------------------------------------
@@ -235,20 +251,19 @@ def load_firmware_file(path: Path) -> Firmware:
 def _firmware(path: Path, f: _Fields, check_name, strict: bool, default_name: str = ...) -> Firmware:
     """Read and validate one firmware table; ``strict``: the planner's fields are mandatory too."""
     settings = f.get("settings", dict, default={}, allowed="a table [settings]")
-    planner_only = dict(
+    planner_reads = dict(
         os=f.get("os", str, _nonempty, default=... if strict else ""),
         threads=f.get("threads", int, _positive, default=... if strict else 1),
         delegate=f.get("delegate", str, _one_of(DELEGATES), allowed=" / ".join(DELEGATES),
                        default=... if strict else "xnnpack"),
     )
-    values = dict(
-        name=f.get("name", str, check_name, default=default_name),
+    name = f.get("name", str, check_name, default=default_name)
+    runtime = (f.get("runtime", str, _one_of(RUNTIMES), allowed=" or ".join(RUNTIMES)),
+               f.get("runtime_version", str, _nonempty))
+    setup = dict(
         python=f.get("python", str, lambda v: None if v.count(".") == 1 and v.replace(".", "").isdigit()
                      else "write it as MAJOR.MINOR, e.g. \"3.11\""),
-        runtime=f.get("runtime", str, _one_of(RUNTIMES), allowed=" or ".join(RUNTIMES)),
-        runtime_version=f.get("runtime_version", str, _nonempty),
         install_dir=f.get("install_dir", str, _nonempty),
-        **planner_only,
         arch=f.get("arch", str, lambda v: None if v in ARCHES else f"allowed: {', '.join(ARCHES)}", default=""),
         pip_args=tuple(f.get("pip_args", list, _strings, default=[], allowed="a list of strings") or ()),
         extra_packages=tuple(f.get("extra_packages", list, _strings, default=["numpy"],
@@ -256,7 +271,7 @@ def _firmware(path: Path, f: _Fields, check_name, strict: bool, default_name: st
     )
     f.unknown_fields()
     s = _Fields(path, settings or {}, "settings.")
-    values.update(
+    setup.update(
         cpu_governor=s.get("cpu_governor", str, _one_of(GOVERNORS), default=None),
         nvpmodel_mode=s.get("nvpmodel_mode", int, lambda v: None if v >= 0 else "it must be >= 0", default=None),
         jetson_clocks=s.get("jetson_clocks", bool, default=False),
@@ -266,7 +281,7 @@ def _firmware(path: Path, f: _Fields, check_name, strict: bool, default_name: st
     )
     s.unknown_fields()
     _raise_problems(path, f.problems + s.problems, "firmware config")
-    return Firmware(**values, path=path)
+    return Firmware(name=name, runtime=RuntimeSpec(*runtime), setup=Provisioning(**setup), **planner_reads, path=path)
 
 
 def load_target(name: str) -> Target:

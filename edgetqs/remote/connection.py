@@ -1,4 +1,4 @@
-"""Which board to talk to: a target profile (``--target rpi4``), an ad hoc
+"""How to reach a board: a target profile (``--target rpi4``), an ad hoc
 address (``--host user@ADDR[:PORT] --key FILE --known-hosts FILE``), or both
 (the ad hoc parts override the profile's SSH defaults).
 
@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.planner import boards as planner_boards
+from edgetqs import targets
 # Firmware: the one type for planner and remote.
-from edgetqs.planner.boards import Firmware
+from edgetqs.targets import Firmware
 
 # Where models live on the board, relative to the login user's home directory
 # (SFTP and the login shell both start there, so a relative path needs no $HOME).
@@ -58,16 +58,13 @@ def parse_host(spec: str) -> tuple[str | None, str, int | None]:
     return match["user"], match["v6"] or match["addr"], port
 
 
-def load_firmware(name: str, arch: str = "") -> Firmware:
-    """A firmware config by name (firmware_configs/NAME.toml) or by path to a .toml
-    of one's own (a one-off board), validated by the planner's loader, with
-    ``install_dir`` made relative to the login home and ``arch`` (the target
-    profile's) filled in where the config names none."""
-    if name.endswith(".toml"):
-        config = planner_boards.load_firmware_file(Path(name))
-    else:
-        config = planner_boards.load_firmware(name)
-    return replace(config, install_dir=home_relative(config.install_dir), arch=config.arch or arch)
+def firmware_on_board(name: str, arch: str = "") -> Firmware:
+    """A firmware config as the remote stage uses it on a board: by name
+    (firmware_configs/NAME.toml) or by path to a .toml of one's own (a one-off
+    board), with ``install_dir`` made relative to the login home and ``arch``
+    (the target profile's) filled in where the config names none."""
+    config = targets.load_firmware_file(Path(name)) if name.endswith(".toml") else targets.load_firmware(name)
+    return config.with_setup(install_dir=home_relative(config.setup.install_dir), arch=config.setup.arch or arch)
 
 
 def home_relative(path: str) -> str:
@@ -95,7 +92,7 @@ def resolve_board(
         raise EdgeTQSError(
             "no board given", "name one with --target NAME (see targets/) or --host user@ADDR[:PORT]"
         )
-    profile = planner_boards.load_target(target) if target else None
+    profile = targets.load_target(target) if target else None
     ssh = profile.ssh if profile and profile.ssh else None
     user, address, port = parse_host(host) if host else (None, ssh.host if ssh else "", None)
     firmware_name = firmware or (profile.firmware_name if profile else None)
@@ -107,7 +104,7 @@ def resolve_board(
         key_path=key or _existing_key(ssh.key_path if ssh else None),
         known_hosts=known_hosts or (ssh.known_hosts_path if ssh else "~/.ssh/known_hosts"),
         root=home_relative(root or (ssh.root if ssh else DEFAULT_ROOT)),
-        firmware=load_firmware(firmware_name, arch=profile.arch if profile else "") if firmware_name else None,
+        firmware=firmware_on_board(firmware_name, arch=profile.arch if profile else "") if firmware_name else None,
     )
     if jump:
         jump_user, jump_addr, jump_port = parse_host(jump)

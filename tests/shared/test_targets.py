@@ -1,11 +1,13 @@
-"""Board profiles and firmware configs: all shipped ones load, bad ones fail precisely."""
+"""Board profiles and firmware configs (edgetqs/targets.py): all shipped ones load, bad ones fail precisely."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.planner import boards
+from edgetqs import targets as boards
+from edgetqs.runtimes import DEFAULT_HOST_RUNTIME, RuntimeSpec
 
 REQUIRED_TARGETS = {"rpi-zero2w", "rpi4", "rpi5", "jetson-nano", "jetson-orin-nano", "local"}
 
@@ -15,17 +17,17 @@ def test_every_shipped_target_loads_with_its_firmware():
     for name in boards.list_targets():
         target = boards.load_target(name)
         assert target.ram_bytes > target.memory_budget_bytes > 0
-        assert target.firmware.runtime in boards.RUNTIMES
+        assert target.firmware.runtime.package in boards.RUNTIMES
         assert target.ssh.port == 22 and target.ssh.known_hosts_path
 
 
 def test_runtime_follows_python_and_arch():
     # JetPack's Python 3.8 and 32-bit Pi OS have no ai-edge-litert wheel: tflite-runtime
-    assert boards.load_target("jetson-nano").firmware.runtime == "tflite-runtime"
-    assert boards.load_firmware("rpios-bullseye-armhf").runtime == "tflite-runtime"
-    assert boards.load_target("rpi4").runtime_spec == "ai-edge-litert==2.3.0"
+    assert boards.load_target("jetson-nano").firmware.runtime.package == "tflite-runtime"
+    assert boards.load_firmware("rpios-bullseye-armhf").runtime == RuntimeSpec("tflite-runtime", "2.14.0")
+    assert boards.load_target("rpi4").runtime_spec == DEFAULT_HOST_RUNTIME.spec
     orin = boards.load_target("jetson-orin-nano").firmware
-    assert orin.nvpmodel_mode == 0 and orin.jetson_clocks
+    assert orin.setup.nvpmodel_mode == 0 and orin.setup.jetson_clocks
 
 
 def test_unknown_target_lists_the_known_ones():
@@ -80,3 +82,25 @@ def test_malformed_firmware(profile_dir):
         boards.load_firmware("jetpack6-l4t36")
     assert "'runtime'" in err.value.problem and "tflite-runtime" in err.value.problem
     assert "'settings.cpu_governor'" in err.value.problem and "performance" in err.value.problem
+
+
+def test_the_planner_reads_no_provisioning_field():
+    """Provisioning-only fields live in Firmware.setup; planner/ and converter/ never reach into it."""
+    firmware = boards.load_firmware("rpios-bookworm-arm64")
+    assert {f for f in vars(firmware) if f != "path"} == {"name", "runtime", "setup", "os", "threads", "delegate"}
+    assert firmware.setup.venv_python.endswith("/bin/python") and firmware.runtime.overhead_bytes > 0
+    package = Path(boards.__file__).parent
+    for source in [*(package / "planner").rglob("*.py"), *(package / "converter").rglob("*.py")]:
+        assert ".setup." not in source.read_text(), source
+
+
+def test_the_host_runtime_constant_is_the_installed_runtime():
+    """DEFAULT_HOST_RUNTIME is the one place the host runtime's version is written in code; it must be the pin."""
+    from importlib.metadata import version
+
+    assert version(DEFAULT_HOST_RUNTIME.package) == DEFAULT_HOST_RUNTIME.version
+    pins = (Path(boards.__file__).parents[1] / "constraints.txt").read_text().splitlines()
+    assert f"{DEFAULT_HOST_RUNTIME.package}=={DEFAULT_HOST_RUNTIME.version}" in pins
+    assert RuntimeSpec.parse(DEFAULT_HOST_RUNTIME.spec) == DEFAULT_HOST_RUNTIME
+    with pytest.raises(EdgeTQSError, match="package==version"):
+        RuntimeSpec.parse("ai-edge-litert")
