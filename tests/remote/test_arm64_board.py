@@ -93,7 +93,7 @@ def test_a_runtime_that_computes_wrongly_fails_validation(sshd_board, bundle, tm
 
 
 def test_cli_flash_then_validate_writes_the_report(sshd_board, bundle, tmp_path):
-    python = emulated_board.make_board_python(tmp_path / "pi-python").venv_python
+    python = emulated_board.make_board_python(tmp_path / "pi-python").setup.venv_python
     board = ["--host", f"{sshd_board.user}@{sshd_board.host}:{sshd_board.port}", "--key", str(sshd_board.keys.client_key),
              "--known-hosts", str(sshd_board.known_hosts), "--root", str(sshd_board.root)]
     assert main(["flash", str(bundle), *board]) == 0
