@@ -53,6 +53,7 @@ QUICK = (
     Benchmark("ranges_compare", (f"zoo:{QUICK_MODEL}", "--horizon", "10", "--contexts", "2",
                                  "--calibration-windows", "2", "--out", str(QUICK_RESULTS / "ranges_compare.json"))),
     Benchmark("remote_flash", ("--mib", "1", "--repeats", "1")),
+    Benchmark("fleet_faults", ("--quick",)),
     Benchmark("evaluate", ("--quick",), timeout=900),
 )
 
