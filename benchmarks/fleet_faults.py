@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import shutil
 import statistics
@@ -66,6 +67,7 @@ FAULTS = ("sshd-killed", "disk-too-small", "disk-fills", "link-drops")
 FLASH_PARALLEL = 16  # boards flashed at once (edgetqs.remote.fleet.MAX_PARALLEL)
 VALIDATE_PARALLEL = 4  # runner processes at once: each holds the model (+ XNNPACK's packed copy)
 console = Console(width=170)
+logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # the faults' resets are reported per board instead
 
 
 @dataclass

@@ -136,3 +136,24 @@ def test_free_space_counts_the_slots_kept_and_prunes_doomed_ones_first(small_car
             flash(t, big, keep=1)
         assert "current version stays" in info.value.fix
         assert_current_is(board, v[2])
+
+
+def test_boards_without_sha256sum_hash_with_python_in_chunks(tmp_path):
+    """The board-side fallback (no coreutils): same digests as the host's, read 1 MiB at a time."""
+    import hashlib
+    import os
+    import sys
+
+    from edgetqs.remote.flash import _hash_function, _parse_hashes
+
+    files = {"model.tflite": os.urandom(3 * MiB + 5), "manifest.json": b"{}"}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    bin_dir = tmp_path / "bin"  # a PATH with python3 and nothing else: no sha256sum
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(os.path.realpath(sys.executable))
+    script = _hash_function([*files, "absent.bin"]) + "h"
+    done = subprocess.run(["/bin/sh", "-c", script], cwd=tmp_path, env={"PATH": str(bin_dir)},
+                          capture_output=True, text=True, check=True)
+    assert _parse_hashes(done.stdout.splitlines()) == {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}
+    assert "f.read(1<<20)" in script and 'open(n,"rb").read()' not in script  # never the whole file
