@@ -6,7 +6,8 @@ A :class:`RuntimeSpec` is what a firmware config names (``runtime`` and
 :data:`DEFAULT_HOST_RUNTIME` is the one runtime edgetqs itself runs on the host
 (pinned in pyproject.toml) and plans for when no target says otherwise.
 
-Adding a runtime: its measured overhead in :data:`OVERHEAD_BYTES`, a loader in
+Adding a runtime: its measured overhead in :data:`OVERHEAD_BYTES` (and a numpy
+pin in :data:`NUMPY_REQUIREMENT` if it needs one), a loader in
 remote/runner.py (which runs on boards without edgetqs, so it keeps its own
 list), and a conformance run for its capability-matrix column.
 """
@@ -22,6 +23,9 @@ from edgetqs.errors import EdgeTQSError
 # prints the current figures). Boards differ little: the runtime is the same code.
 OVERHEAD_BYTES = {"ai-edge-litert": 46 * 2**20, "tflite-runtime": 42 * 2**20}
 PACKAGES = tuple(OVERHEAD_BYTES)  # the pip distributions edgetqs can plan for and provision
+# What numpy a runtime's wheels work with, where it is not just any (tflite-runtime
+# is built against numpy 1.x and fails to import with numpy 2).
+NUMPY_REQUIREMENT = {"tflite-runtime": "numpy<2"}
 
 
 def overhead_bytes(package: str) -> int:
@@ -47,6 +51,11 @@ class RuntimeSpec:
     @property
     def overhead_bytes(self) -> int:
         return overhead_bytes(self.package)
+
+    @property
+    def numpy_requirement(self) -> str:
+        """The numpy pip installs beside this runtime in a fresh venv."""
+        return NUMPY_REQUIREMENT.get(self.package, "numpy")
 
     def __str__(self) -> str:
         return self.spec

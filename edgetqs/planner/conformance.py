@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from edgetqs.quant import aeq
 from edgetqs.quant.formats import FORMATS
 from edgetqs.quant.modes import MODE_NAMES as MODES, Mode
 from edgetqs.quant.ops import CONFORMANCE_OPS, ConformanceCase, op_spec
-from edgetqs.runtimes import CONFORMANCE_RUNTIMES
+from edgetqs.runtimes import CONFORMANCE_RUNTIMES, DEFAULT_HOST_RUNTIME, RuntimeSpec
 
 MATRIX_PATH = Path(__file__).parent / "data" / "capability_matrix.json"
 RUNNER = Path(__file__).with_name("conformance_runner.py")
@@ -198,23 +199,27 @@ def write_cases(directory: Path, ops=OPS, formats=CHECKED_FORMATS, modes=MODES) 
 # -- running a runtime ------------------------------------------------------
 def runtime_python(spec: str, envs_dir: Path) -> Path:
     """A Python that has ``spec`` installed: this venv if it already has it, else a throwaway venv."""
-    package, _, version = spec.partition("==")
-    if package == "ai-edge-litert":
-        from importlib.metadata import version as installed_version
-
-        if installed_version("ai-edge-litert") == version:
-            return Path(sys.executable)
+    runtime = RuntimeSpec.parse(spec)
+    # only the host runtime's own package: its numpy is this venv's (tflite-runtime's would clash)
+    if runtime.package == DEFAULT_HOST_RUNTIME.package and _installed_version(runtime.package) == runtime.version:
+        return Path(sys.executable)
     env = envs_dir / spec.replace("==", "-")
     python = env / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
-        numpy = "numpy<2" if package == "tflite-runtime" else "numpy"
-        result = subprocess.run([str(python), "-m", "pip", "install", "-q", spec, numpy],
+        result = subprocess.run([str(python), "-m", "pip", "install", "-q", spec, runtime.numpy_requirement],
                                 capture_output=True, text=True)
         if result.returncode != 0:
             raise EdgeTQSError(f"cannot install {spec} in a throwaway venv: {result.stderr.strip()[-400:]}",
                                "check the package name and version exist for this Python and architecture")
     return python
+
+
+def _installed_version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def run_runtime(spec: str, directory: Path, envs_dir: Path) -> dict:

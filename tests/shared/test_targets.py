@@ -104,3 +104,8 @@ def test_the_host_runtime_constant_is_the_installed_runtime():
     assert RuntimeSpec.parse(DEFAULT_HOST_RUNTIME.spec) == DEFAULT_HOST_RUNTIME
     with pytest.raises(EdgeTQSError, match="package==version"):
         RuntimeSpec.parse("ai-edge-litert")
+
+
+def test_a_runtime_names_the_numpy_its_wheels_need():
+    assert RuntimeSpec("tflite-runtime", "2.14.0").numpy_requirement == "numpy<2"
+    assert DEFAULT_HOST_RUNTIME.numpy_requirement == "numpy"
