@@ -14,24 +14,29 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from edgetqs import zoo
 from edgetqs.errors import EdgeTQSError
 from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
 
 from edgetqs.planner.plan import KeepFloat, Problem, plan_from_choice, build_problem, solve_many
 from edgetqs.quant.formats import DEFAULT_LADDER as LADDER  # per-channel ints and floats: "b bits per weight"
 from edgetqs.quant.formats import FORMATS
-from edgetqs.sensitivity import get_method
+from edgetqs.sensitivity import get_method, method_names
+from edgetqs.tqs.score import ScoreSettings
 
 RUNTIME = DEFAULT_HOST_RUNTIME.spec
 MODE = "dynamic"
 SHORT_HORIZON = 8  # the horizon ablation's other T
 
-# name -> what it is (the CLI's --methods help and the report's legend)
+# name -> what it is (the CLI's --methods help and the report's legend): every sensitivity method of
+# the registry (edgetqs/sensitivity.py; a new one is evaluated without touching this file), then
+# the allocators, searches and fixed heuristics, with this evaluation's wording where it says more.
 METHODS = {
+    **{name: get_method(name).summary for name in method_names()},
     "tqs-quant": "TQS, quant probe, fixed T, exact MCKP",
     "tqs-gauss": "TQS, Gaussian probe",
     "tqs-quant-greedy": "TQS quant, greedy allocator",
@@ -47,8 +52,7 @@ METHODS = {
     "first-last-8": "first and last unit int8, the rest int4 (fixed size)",
 }
 DEFAULT_METHODS = tuple(METHODS)
-BASELINE_METHODS = {"weight-error": "weight_error", "single-step": "single_step", "hessian": "hessian",
-                    "random": "random"}
+SWEEP_METHODS = ("tqs-quant", "tqs-gauss")  # read straight off the shared TQS sweep (one_probe)
 
 
 @dataclass
@@ -170,14 +174,6 @@ def one_probe(scores, probe: str):
     return get_method(f"tqs-{probe}").from_sweep(scores)
 
 
-def baseline_inputs(canonical, settings) -> tuple[dict, str | None]:
-    """Keyword arguments of the baselines; the reason the Hessian one cannot run, if so."""
-    from edgetqs import zoo
-
-    keras, reason = zoo.keras_training_inputs(canonical.card)
-    return {"card": canonical.card, "windows": settings.score_windows, "seed": settings.seed, **keras}, reason
-
-
 def budgets_for(problem: Problem, settings) -> dict[float, int]:
     """Average bits -> bytes: the bit budgets (see budget_bytes), and each byte budget under the
     average bits it amounts to (so every cell has one label and one byte count)."""
@@ -198,11 +194,12 @@ def bits_for(problem: Problem, memory: int) -> float:
 def all_plans(canonical, settings, score_data: str | None, say=lambda text: None):
     """Every chosen method's plans; the problems whose predicted cost is checked against the
     measured error (plus "rollout": the search's PlanRollouts); notes; timings; search summaries."""
-    from edgetqs.baselines import baseline_scores
     from edgetqs.planner.plan import KeepFloat
 
     chosen, notes, timings, searches = set(settings.methods), [], {}, []
     scores = cached_scores(canonical, settings.score_horizon, settings.score_windows, settings.seed, score_data)
+    sweep = ScoreSettings(horizon=settings.score_horizon, windows=settings.score_windows, seed=settings.seed,
+                          data=score_data)
     timings["tqs_sweep_seconds"] = scores.settings.get("sweep_seconds")
     quant = problem_for(canonical, one_probe(scores, "quant"))
     predictors = {"tqs-quant": quant}
@@ -225,24 +222,21 @@ def all_plans(canonical, settings, score_data: str | None, say=lambda text: None
             plan = uniform_at_budget(quant, B)
             if plan is not None:
                 plans.append(MethodPlan("uniform-at-budget", plan, b, budget_bytes=B))
-    kwargs, no_hessian = baseline_inputs(canonical, settings)
-    for method, baseline in BASELINE_METHODS.items():
-        if method not in chosen:
-            continue
-        if baseline == "hessian" and no_hessian:
+    keras_inputs, no_hessian = zoo.keras_training_inputs(canonical.card)  # what the hessian method needs
+    for method in (m for m in method_names() if m in chosen and m not in SWEEP_METHODS):
+        if method == "hessian" and no_hessian:
             notes.append(f"{canonical.card.name}: hessian skipped: {no_hessian}")
             continue
         say(f"{canonical.card.name}: {method} sensitivities")
-        for seed in (range(settings.random_seeds) if baseline == "random" else [settings.seed]):
-            problem = problem_for(canonical, baseline_scores(baseline, canonical.graph, scores, **{**kwargs, "seed": seed}))
-            if baseline != "random":
+        for seed in (range(settings.random_seeds) if method == "random" else [settings.seed]):
+            scored = get_method(method).score(canonical.graph, canonical.card, replace(sweep, seed=seed),
+                                              template=scores, **keras_inputs)
+            problem = problem_for(canonical, scored)
+            if method != "random":
                 predictors[method] = problem
-            plans += budgeted(method, problem, budgets, seed=seed if baseline == "random" else None)
-    if "tqs-saturation" in chosen:
-        saturation = baseline_scores("tqs_saturation", canonical.graph, scores, card=canonical.card)
-        predictors["tqs-saturation"] = problem = problem_for(canonical, saturation)
-        plans += budgeted("tqs-saturation", problem, budgets)
-        timings["saturation"] = _saturation_summary(saturation.settings["saturation"])
+            plans += budgeted(method, problem, budgets, seed=seed if method == "random" else None)
+            if method == "tqs-saturation":
+                timings["saturation"] = _saturation_summary(scored.settings["saturation"])
     rollouts = search_rollouts(canonical, quant, settings, score_data)
     predictors["rollout"] = rollouts
     if "verified-search" in chosen:
