@@ -106,32 +106,19 @@ def build_bundles(work: Path, model_mib: float) -> tuple[Path, Path]:
     from tests.remote.forecast_bundle import build_forecaster, write_forecast_bundle
 
     old = write_forecast_bundle(work / "old", build_forecaster(), model_bytes=build_forecaster().float_tflite)
-    new = write_forecast_bundle(work / "new", wide_forecaster(model_mib), model_bytes=wide_forecaster(model_mib).float_tflite)
+    wide = wide_forecaster(model_mib)
+    new = write_forecast_bundle(work / "new", wide, model_bytes=wide.float_tflite)
     return old, new
 
 
 def wide_forecaster(model_mib: float):
-    """Flatten -> Dense(w) -> Dense(w) -> Dense(3): w x w float32 weights make the size."""
+    """The tests' wide float MLP forecaster (w x w float32 weights make the size)."""
     import numpy as np
-    import tensorflow as tf
 
-    from tests.remote.forecast_bundle import FEATURES, WINDOW, ForecasterFiles
+    from tests.remote.forecast_bundle import FEATURES, ForecasterFiles, wide_float_forecaster
 
-    if model_mib in _WIDE:
-        return _WIDE[model_mib]
-    width = int((model_mib * MiB / 4) ** 0.5)
-    tf.keras.utils.set_random_seed(3)
-    inputs = tf.keras.Input((WINDOW, FEATURES), batch_size=1)
-    x = tf.keras.layers.Flatten()(inputs)
-    x = tf.keras.layers.Dense(width, activation="tanh")(x)
-    x = tf.keras.layers.Dense(width, activation="tanh")(x)
-    outputs = tf.keras.layers.Dense(FEATURES, activation="tanh")(x)
-    model = tf.lite.TFLiteConverter.from_keras_model(tf.keras.Model(inputs, outputs)).convert()
-    _WIDE[model_mib] = ForecasterFiles(model, model, np.zeros(FEATURES, np.float32))
-    return _WIDE[model_mib]
-
-
-_WIDE: dict = {}
+    model = wide_float_forecaster(int((model_mib * MiB / 4) ** 0.5), seed=3)
+    return ForecasterFiles(model, model, np.zeros(FEATURES, np.float32))
 
 
 def bundle_hashes(bundle: Path) -> dict[str, str]:

@@ -54,6 +54,22 @@ def build_forecaster(patch: int = 1) -> ForecasterFiles:
     return ForecasterFiles(float_tflite, aeq_int8_dynamic(float_tflite), bias, patch)
 
 
+@functools.lru_cache(maxsize=None)
+def wide_float_forecaster(width: int, seed: int = 11) -> bytes:
+    """Flatten -> Dense(width) -> Dense(width) -> Dense(3), tanh, random weights:
+    a float32 .tflite of ~4 x width^2 bytes, for memory and large-bundle tests
+    (its rollouts stay bounded; it is not trained, so it forecasts nothing)."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    inputs = tf.keras.Input((WINDOW, FEATURES), batch_size=1)
+    x = tf.keras.layers.Flatten()(inputs)
+    x = tf.keras.layers.Dense(width, activation="tanh")(x)
+    x = tf.keras.layers.Dense(width, activation="tanh")(x)
+    outputs = tf.keras.layers.Dense(FEATURES, activation="tanh")(x)
+    return tf.lite.TFLiteConverter.from_keras_model(tf.keras.Model(inputs, outputs)).convert()
+
+
 def aeq_int8_dynamic(float_tflite: bytes) -> bytes:
     from ai_edge_quantizer import quantizer
 

@@ -17,7 +17,8 @@ import shutil
 
 import numpy as np
 import pytest
-from tests.remote.forecast_bundle import FEATURES, WINDOW, ForecasterFiles, aeq_int8_dynamic, write_forecast_bundle
+from tests.remote.forecast_bundle import (FEATURES, ForecasterFiles, aeq_int8_dynamic, wide_float_forecaster,
+                                          write_forecast_bundle)
 
 from edgetqs.targets import load_target
 from edgetqs.planner.plan import target_budget
@@ -39,15 +40,7 @@ MiB = 2**20
 
 @functools.lru_cache(maxsize=None)
 def wide_forecaster() -> ForecasterFiles:
-    import tensorflow as tf
-
-    tf.keras.utils.set_random_seed(11)
-    inputs = tf.keras.Input((WINDOW, FEATURES), batch_size=1)
-    x = tf.keras.layers.Flatten()(inputs)
-    x = tf.keras.layers.Dense(WIDTH, activation="tanh")(x)
-    x = tf.keras.layers.Dense(WIDTH, activation="tanh")(x)
-    outputs = tf.keras.layers.Dense(FEATURES, activation="tanh")(x)
-    float_tflite = tf.lite.TFLiteConverter.from_keras_model(tf.keras.Model(inputs, outputs)).convert()
+    float_tflite = wide_float_forecaster(WIDTH)
     return ForecasterFiles(float_tflite, aeq_int8_dynamic(float_tflite), np.zeros(FEATURES, np.float32))
 
 
