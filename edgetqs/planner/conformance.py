@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.files import write_atomically
+from edgetqs.files import JsonKind, read_json, write_json
 from edgetqs.model.tflite_graph import TFLiteGraph
 from edgetqs.quant import aeq
 from edgetqs.quant.formats import FORMATS
@@ -279,12 +279,13 @@ def check_runtimes(specs: list[str], envs_dir: Path | None = None, ops=OPS, form
 
 
 # -- the matrix as data -------------------------------------------------------
+MATRIX_FILE = JsonKind("edgetqs.capability_matrix", 1, "capability matrix",
+                       "regenerate it: python -m edgetqs.planner.conformance --runtime PACKAGE==VERSION --merge")
 def write_matrix(runtimes: dict[str, dict], path: Path = MATRIX_PATH) -> None:
-    data = {"format": "edgetqs.capability_matrix", "version": 1,
-            "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "command": "python -m edgetqs.planner.conformance " + " ".join(f"--runtime {s}" for s in runtimes),
-            "tolerance": TOLERANCE, "runtimes": runtimes}
-    write_atomically(path, json.dumps(data, indent=1, sort_keys=False))
+    write_json(path, MATRIX_FILE, {
+        "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python -m edgetqs.planner.conformance " + " ".join(f"--runtime {s}" for s in runtimes),
+        "tolerance": TOLERANCE, "runtimes": runtimes})
 
 
 class CapabilityMatrix:
@@ -294,14 +295,7 @@ class CapabilityMatrix:
 
     @classmethod
     def load(cls, path: Path = MATRIX_PATH) -> "CapabilityMatrix":
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
-            raise EdgeTQSError(f"cannot read the capability matrix {path}: {exc}",
-                               "regenerate it: python -m edgetqs.planner.conformance") from exc
-        if data.get("format") != "edgetqs.capability_matrix" or data.get("version") != 1:
-            raise EdgeTQSError(f"{path} is not an edgetqs.capability_matrix v1", "regenerate it")
-        return cls(data)
+        return cls(read_json(path, MATRIX_FILE))
 
     def _runtime(self, spec: str) -> dict:
         if spec not in self.runtimes:
