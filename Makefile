@@ -8,11 +8,13 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt constraints-litert-torch.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	$(BIN)/pip check
+	# litert-torch's own venv (PyTorch intake); pip check runs inside it too
+	$(BIN)/python -m edgetqs.model.formats.torch_env
 	touch $(STAMP)
 
 demo: venv

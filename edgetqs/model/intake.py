@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +23,13 @@ from edgetqs.errors import EdgeTQSError
 from edgetqs.files import staged_directory
 from edgetqs.model.card import ModelCard, RolloutSpec
 from edgetqs.model.formats import FORMATS, SUPPORTED, detect_format
+from edgetqs.model.formats.pytorch import export_module
 from edgetqs.model.layers import infer_rollout, layer_table
 from edgetqs.model.litert import run_tflite
 from edgetqs.model.tflite_graph import TFLiteGraph
 from edgetqs.quant.ops import op_spec
 
-__all__ = ["CanonicalModel", "load_model", "canonicalize", "open_canonical", "cache_dir", "run_tflite",
+__all__ = ["CanonicalModel", "load_model", "load_torch_module", "canonicalize", "open_canonical", "cache_dir", "run_tflite",
            "detect_format", "SUPPORTED", "INTAKE_VERSION", "AGREEMENT_TOLERANCE"]
 
 # Bump when the canonical form changes, so old cache entries are rebuilt.
@@ -65,6 +67,15 @@ def load_model(model: str | os.PathLike, rollout: RolloutSpec | None = None) -> 
         return open_canonical(out_dir)
     return canonicalize(path, source_format, out_dir, rollout, name=path.stem if path.is_file() else path.name,
                         source_label=str(path))
+
+
+def load_torch_module(module, example_input, rollout: RolloutSpec | None = None, name: str | None = None) -> CanonicalModel:
+    """The canonical model of a PyTorch ``nn.Module``, traced by torch.export on ``example_input``
+    (shape [1, window, features]) and converted by litert-torch, like a .pt2 file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        program = export_module(module, example_input, Path(tmp) / f"{name or type(module).__name__}.pt2")
+        model = load_model(program, rollout)
+    return model
 
 
 def open_canonical(out_dir: Path) -> CanonicalModel:

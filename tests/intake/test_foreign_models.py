@@ -122,3 +122,98 @@ def test_float_tflite_with_fused_lstm_is_refused_with_how_to_re_export(tmp_path)
     with pytest.raises(EdgeTQSError, match="UNIDIRECTIONAL_SEQUENCE_LSTM|control flow") as info:
         load_model(path)
     assert "unroll=True" in info.value.fix and ".keras" in info.value.fix
+
+
+# -- PyTorch, directly through litert-torch -------------------------------------------
+
+def _torch_forecaster(kind: str):
+    import torch
+
+    torch.manual_seed(5)
+
+    class Recurrent(torch.nn.Module):
+        def __init__(self, cell):
+            super().__init__()
+            self.rnn = cell(FEATURES, 12, batch_first=True)
+            self.head = torch.nn.Linear(12, FEATURES)
+
+        def forward(self, window):
+            out, _ = self.rnn(window)
+            return self.head(out[:, -1])
+
+    class PatchEncoder(torch.nn.Module):
+        """PatchTST-style: patches of 4 steps embedded, a Transformer encoder, a linear head."""
+
+        def __init__(self):
+            super().__init__()
+            self.patch = 4
+            self.embed = torch.nn.Linear(self.patch * FEATURES, 16)
+            layer = torch.nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+            self.encoder = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+            for p in self.encoder.layers[1].parameters():  # TransformerEncoder deep-copies one layer
+                torch.nn.init.normal_(p, std=0.2)
+            self.head = torch.nn.Linear(16 * (WINDOW // self.patch), FEATURES)
+
+        def forward(self, window):
+            patches = window.reshape(window.shape[0], WINDOW // self.patch, self.patch * FEATURES)
+            return self.head(self.encoder(self.embed(patches)).flatten(1))
+
+    if kind == "gru":
+        return Recurrent(torch.nn.GRU).eval()
+    if kind == "lstm":
+        return Recurrent(torch.nn.LSTM).eval()
+    return PatchEncoder().eval()
+
+
+def _torch_window():
+    return np.random.default_rng(11).standard_normal((1, WINDOW, FEATURES)).astype(np.float32)
+
+
+def _check_against_torch(model, module):
+    import torch
+
+    window = _torch_window()
+    expected = module(torch.from_numpy(window)).detach().numpy()
+    got = run_tflite(model.tflite_path, window)
+    assert np.max(np.abs(got - expected)) <= 1e-4 * (1 + np.max(np.abs(expected)))
+
+
+def test_torch_module_intake_from_python_reaches_a_verified_bundle(tmp_path):
+    """The Python entry: an nn.GRU forecaster and an example input, no file of the user's own."""
+    from edgetqs.model.intake import load_torch_module
+
+    module = _torch_forecaster("gru")
+    model = load_torch_module(module, _torch_window(), name="torch-gru")
+    assert model.card.source_format == "pytorch" and model.graph.num_subgraphs == 1
+    _check_against_torch(model, module)
+    names = {layer.name for layer in model.card.layers}
+    assert {"rnn.weight_ih_l0", "rnn.weight_hh_l0", "head"} <= names  # torch's own parameter names
+    # The recurrent kernel is one tensor read at every step, not a copy per step.
+    hh = next(layer for layer in model.card.layers if layer.name == "rnn.weight_hh_l0")
+    readers = [op for op in model.graph.operators if model.graph.tensor_by_name(hh.main_weight).index in op.inputs]
+    assert WINDOW - 1 <= len(readers) <= WINDOW
+    trip = through_pipeline(model, tmp_path)
+    assert trip["result"].verification.simulation_rel_error <= trip["result"].verification.tolerance
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["lstm", "patch-encoder"])
+def test_torch_export_programs_reach_a_verified_bundle(kind, tmp_path):
+    """The CLI's entry: a torch.export program saved as .pt2."""
+    import torch
+
+    module = _torch_forecaster(kind)
+    path = tmp_path / f"{kind}.pt2"
+    torch.export.save(torch.export.export(module, (torch.zeros(1, WINDOW, FEATURES),)), str(path))
+    model = load_model(path)
+    _check_against_torch(model, module)
+    trip = through_pipeline(model, tmp_path / "trip")
+    assert trip["result"].verification.simulation_rel_error <= trip["result"].verification.tolerance
+
+
+def test_unreadable_pt2_names_how_to_save_one(tmp_path):
+    path = tmp_path / "notes.pt2"
+    path.write_text("not a program")
+    with pytest.raises(EdgeTQSError, match="not a readable torch.export program") as info:
+        load_model(path)
+    assert "torch.export.save" in info.value.fix

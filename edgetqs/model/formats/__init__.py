@@ -10,13 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.model.formats import keras, onnx, savedmodel, tflite
+from edgetqs.model.formats import keras, onnx, pytorch, savedmodel, tflite
 from edgetqs.model.formats.base import Converted, SourceFormat
 
 FORMATS: dict[str, SourceFormat] = {f.name: f for f in (
     SourceFormat("keras", ".keras", (".keras",), keras.convert),
     SourceFormat("savedmodel", "SavedModel directory", (), savedmodel.convert, savedmodel.is_savedmodel_dir),
     SourceFormat("onnx", ".onnx", (".onnx",), onnx.convert),
+    SourceFormat("pytorch", ".pt2 (torch.export)", (".pt2",), pytorch.convert),
     SourceFormat("tflite", "float .tflite", (".tflite",), tflite.convert),
 )}
 
