@@ -6,12 +6,15 @@ from pathlib import Path
 
 from edgetqs.cli.common import add_command, add_json_flag, add_model_argument, console, line, print_json, styled
 from edgetqs.files import companion_path
+from edgetqs.tqs.adaptive import DEFAULT_SETTLED
 from edgetqs.tqs.probes import PROBE_CHOICES
 
 EXAMPLES = [
     "edgetqs score zoo:mlp-lorenz96 -o scores.json",
     "edgetqs score model.tflite --data series.csv --probe both --granularity block --horizon 32 --windows 16 -o scores.json",
     "edgetqs score zoo:mlp-lorenz96 --method weight-error -o weight-error.scores.json",
+    "edgetqs score zoo:patchtf-118m --adaptive -o scores.json    # grow windows/horizon until the ranking settles",
+    "edgetqs score zoo:mlp-ks --scheduler tcp://127.0.0.1:8786 -o scores.json    # tasks on a Dask cluster",
 ]
 
 
@@ -28,7 +31,8 @@ def run(args) -> int:
     notes: list[str] = []
     scores = score(args.model, args.method, progress=not args.json, notes=notes, probe=args.probe,
                    granularity=args.granularity, block_regex=args.block_regex, horizon=args.horizon,
-                   windows=args.windows, seed=args.seed, probe_bits=args.probe_bits, engine=args.engine, data=args.data)
+                   windows=args.windows, seed=args.seed, probe_bits=args.probe_bits, engine=args.engine, data=args.data,
+                   adaptive=args.adaptive, settled=args.settled, scheduler=args.scheduler)
     paths = output_paths(args.output)
     scores.save(paths["json"])
     scores.save_csv(paths["csv"])
@@ -101,4 +105,12 @@ def register(subparsers):
     parser.add_argument("--engine", choices=backend_names(), default=backend_names()[0],
                         help="rollout backend; litert is the black-box path (also the fallback), fake-quant rolls "
                              "out the int8 fake-quantized model")
+    parser.add_argument("--adaptive", action="store_true",
+                        help="start with few windows and a short horizon and grow them (up to --windows/--horizon) "
+                             "only until the ranking is settled (much less work on large models)")
+    parser.add_argument("--settled", type=float, default=DEFAULT_SETTLED, metavar="RHO",
+                        help="Spearman between successive rankings that counts as settled (--adaptive)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run the sweep's tasks on a Dask cluster: tcp://HOST:PORT of a running scheduler, "
+                             "or local:N for N local workers (default: this process)")
     add_json_flag(parser)

@@ -114,9 +114,15 @@ class Engine:
         by_node = self._perturbations_by_node(deltas, k)
         windows = np.tile(contexts, (len(deltas), 1, 1))
         patch, f = self.spec.patch, self.spec.features
+        calls = [0]
 
         def forward(x):
-            return self._run(x, by_node, group_rows=k).reshape(x.shape[0], patch, f)
+            # At the first call every group reads the same windows: the ops before a
+            # group's first perturbed op compute exactly the reference's rows, so they
+            # run once, on K rows, and the batch widens to all groups there.
+            shared = k if calls[0] == 0 else 0
+            calls[0] += 1
+            return self._run(x, by_node, group_rows=k, shared_rows=shared).reshape(x.shape[0], patch, f)
 
         return roll_out(forward, windows, horizon, self.spec).reshape(len(deltas), k, -1, f)
 
@@ -186,19 +192,30 @@ class Engine:
         return lookup(node.opcode).kernel(node, inputs)
 
     # -- execution ---------------------------------------------------------
-    def _run(self, x: np.ndarray, perturbations: dict[int, list[Perturbation]], group_rows: int = 0) -> np.ndarray:
+    def _run(self, x: np.ndarray, perturbations: dict[int, list[Perturbation]], group_rows: int = 0,
+             shared_rows: int = 0) -> np.ndarray:
         kernel, rows = gemm.KERNEL.set(self.gemm_kernel), gemm.GROUP_ROWS.set(group_rows)
         try:
-            return self._run_nodes(x, perturbations)
+            return self._run_nodes(x, perturbations, shared_rows)
         finally:
             gemm.KERNEL.reset(kernel)
             gemm.GROUP_ROWS.reset(rows)
 
-    def _run_nodes(self, x: np.ndarray, perturbations: dict[int, list[Perturbation]]) -> np.ndarray:
+    def _run_nodes(self, x: np.ndarray, perturbations: dict[int, list[Perturbation]], shared_rows: int = 0) -> np.ndarray:
+        """Run every op. ``shared_rows`` > 0: x is the same ``shared_rows`` windows tiled once per
+        group, so the ops before the first perturbed one run on those rows only (see rollout_probes)."""
         values: dict[int, np.ndarray] = dict(self._constants)
+        widen_at = -1
+        if shared_rows and perturbations and x.shape[0] > shared_rows:
+            groups, x = x.shape[0] // shared_rows, x[:shared_rows]
+            widen_at = min(position for position, node in enumerate(self._nodes) if node.index in perturbations)
         x = x.reshape(x.shape[0], *self.graph.tensors[self.graph.inputs[0]].shape)
         values[self.graph.inputs[0]] = self.transform_input(x)
-        for node in self._nodes:
+        for position, node in enumerate(self._nodes):
+            if position == widen_at:
+                for index, value in values.items():
+                    if index not in self._constants:
+                        values[index] = np.tile(value, (groups,) + (1,) * (value.ndim - 1))
             inputs = [values[i] if i >= 0 else None for i in node.inputs]
             perturbed = perturbations.get(node.index)
             if not perturbed:
@@ -254,6 +271,9 @@ class Engine:
         return Node(op.index, op.opcode, op.inputs, op.outputs, op.options, shapes, ranks)
 
     def _constant_value(self, tensor: Tensor) -> np.ndarray:
+        if tensor.type_name == "FLOAT32" and tensor.quantization is None and tensor.shape and tensor.data.flags.aligned:
+            # The graph's own read-only view: weights are shared, never copied into the engine.
+            return tensor.data.reshape(tensor.shape)[None]
         if tensor.type_name in _FLOAT_TYPES or tensor.quantization is not None:
             value = self.graph.float_constant(tensor)
         else:
@@ -311,7 +331,7 @@ class Engine:
             rows = slice(g * k, (g + 1) * k)
             for name, delta in group.items():
                 index = self._weight_index(name)
-                delta = np.array(delta, dtype=np.float32)  # (ascontiguousarray turns 0-d into 1-d)
+                delta = np.asarray(delta, dtype=np.float32)  # shared with the caller, not copied
                 if delta.shape != self._constants[index].shape[1:]:
                     raise EdgeTQSError(
                         f"delta for '{name}' has shape {delta.shape}, the weight is {self._constants[index].shape[1:]}",

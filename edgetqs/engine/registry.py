@@ -49,6 +49,14 @@ class Perturbation:
     rows: slice  # rows of the batch (one probe group)
     input_position: int  # which of the op's inputs is perturbed
     delta: np.ndarray  # additive, graph shape of that constant
+    # The delta in the GEMM's [fan_in, out] layout, made on first use and kept
+    # for this rollout only (a global cache kept hundreds of deltas alive).
+    gemm_delta: np.ndarray | None = None
+
+    def transposed(self, out_dim: int) -> np.ndarray:
+        if self.gemm_delta is None:
+            self.gemm_delta = np.ascontiguousarray(self.delta.reshape(out_dim, -1).T, dtype=np.float32)
+        return self.gemm_delta
 
 
 Kernel = Callable[..., list]

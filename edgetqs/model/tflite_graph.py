@@ -97,11 +97,13 @@ class TFLiteGraph:
         path = Path(path)
         if not path.exists():
             raise EdgeTQSError(f"no such model file: {path}", "check the path (or use zoo:NAME; `edgetqs zoo` lists them)")
-        raw = path.read_bytes()
+        raw = bytearray(path.stat().st_size)  # read once into the buffer the flatbuffer reader keeps (no copies)
+        with open(path, "rb") as handle:
+            handle.readinto(raw)
         return cls.from_bytes(raw, path)
 
     @classmethod
-    def from_bytes(cls, raw: bytes, path: Path | None = None) -> "TFLiteGraph":
+    def from_bytes(cls, raw: bytes | bytearray, path: Path | None = None) -> "TFLiteGraph":
         where = str(path) if path else "the model bytes"
         if len(raw) < 8 or raw[4:8] != TFLITE_MAGIC:
             raise EdgeTQSError(
@@ -109,7 +111,7 @@ class TFLiteGraph:
                 "pass a .tflite produced by the TFLite/LiteRT converter, or a .keras, SavedModel or .onnx model",
             )
         try:
-            model = flatbuffer_utils.read_model_from_bytearray(bytearray(raw))
+            model = flatbuffer_utils.read_model_from_bytearray(raw if isinstance(raw, bytearray) else bytearray(raw))
             return cls(model, path, raw)
         except EdgeTQSError:
             raise
@@ -132,7 +134,7 @@ class TFLiteGraph:
                         f"tensor '{name}' has {len(data)} bytes of data, its shape needs {expected}",
                         "the .tflite is truncated or corrupt; re-export it",
                     )
-                data = np.frombuffer(data, dtype=dtype, count=expected // np.dtype(dtype).itemsize).reshape(shape)
+                data = data[:expected].view(dtype).reshape(shape)
             else:
                 data = np.frombuffer(data, dtype=np.uint8)  # packed sub-byte values: decode with the quantization
         return Tensor(index, name, shape, type_name, int(t.buffer), data, self._read_quantization(t.quantization))
@@ -150,15 +152,23 @@ class TFLiteGraph:
             return Quantization(np.asarray(q.scale, np.float32), np.asarray(zp, np.int64), int(q.quantizedDimension))
         return None
 
-    def _buffer_bytes(self, buffer_index: int, raw: bytes) -> bytes | None:
+    def _buffer_bytes(self, buffer_index: int, raw: bytes) -> np.ndarray | None:
+        """A constant's bytes as a read-only uint8 view of the model's one in-memory copy.
+
+        (Copying every buffer doubled a 400 MB model's footprint.) Read-only:
+        ``float_constant`` hands out copies; the engine shares these views.
+        """
         if buffer_index <= 0 or buffer_index >= len(self.model.buffers):
             return None
         buf = self.model.buffers[buffer_index]
         if buf.data is not None and len(buf.data) > 0:
-            return bytes(np.asarray(buf.data, dtype=np.uint8))
-        if getattr(buf, "offset", 0) and buf.offset > 1:  # large models keep buffers after the flatbuffer
-            return raw[buf.offset : buf.offset + buf.size]
-        return None
+            view = np.asarray(buf.data, dtype=np.uint8).view()
+        elif getattr(buf, "offset", 0) and buf.offset > 1:  # large models keep buffers after the flatbuffer
+            view = np.frombuffer(raw, np.uint8, count=buf.size, offset=buf.offset)
+        else:
+            return None
+        view.flags.writeable = False
+        return view
 
     def _read_operator(self, index: int, op) -> Operator:
         code = self.model.operatorCodes[op.opcodeIndex]

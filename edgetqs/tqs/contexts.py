@@ -8,8 +8,8 @@ i.i.d. Gaussian noise with standard deviation ``NOISE_SCALE`` (1.0: in
 normalised units this is the data's own spread, so the noise lands on the
 scale of the states the model was trained on; a card without normalisation
 gets the same N(0, 1) in the model's raw input units) are rolled out for a burn-in of
-``burn_in_steps(window)`` model calls — by default ``max(4 * window, 64)``,
-long enough for a trained forecaster to forget the noise and settle on its
+``burn_in_steps(window, patch)`` model calls — ``max(ceil(4 * window / patch), 64)``,
+i.e. four windows' worth of the model's own output (at least 64 calls), long enough for a trained forecaster to forget the noise and settle on its
 attractor — and the last ``window`` states become the context. Windows that
 blow up during burn-in are caught later as blown-up references.
 """
@@ -36,8 +36,10 @@ class Contexts:
     truth: np.ndarray | None = None  # [K, horizon*patch, features] continuation, when the data has it
 
 
-def burn_in_steps(window: int) -> int:
-    return max(4 * window, MIN_BURN_IN)
+def burn_in_steps(window: int, patch: int = 1) -> int:
+    # Counted in output steps: a model emitting 16 steps per call fills its
+    # window 16x faster (4 * window calls made a 128-step window 512 calls of a 100M model).
+    return max(-(-4 * window // patch), MIN_BURN_IN)
 
 
 def check_counts(horizon: int, windows: int) -> None:
@@ -139,11 +141,15 @@ def from_file(path: str | Path, spec: RolloutSpec, windows: int, horizon: int) -
     return from_series(load_series(path), spec, windows, horizon, source=f"data:{Path(path).name}")
 
 
-def free_run(backend, spec: RolloutSpec, windows: int, seed: int, horizon: int = 1) -> Contexts:
-    """Data-free contexts: the model's own trajectory after a burn-in from noise (see module doc)."""
+def free_run(backend, spec: RolloutSpec, windows: int, seed: int, horizon: int = 1, first: int = 0) -> Contexts:
+    """Data-free contexts: the model's own trajectory after a burn-in from noise (see module doc).
+
+    ``first``: start at window ``first`` of the same seeded draw, so windows[a:b]
+    can be made later, equal to a slice of one call for all (adaptive sweeps add windows).
+    """
     check_counts(horizon, windows)
     rng = np.random.default_rng(seed)
-    noise = (NOISE_SCALE * rng.standard_normal((windows, spec.window, spec.features))).astype(np.float32)
-    # burn_in_steps(window) >= 4 * window calls, always enough to fill a window with the model's own output
-    trajectory = backend.rollout_probes(noise, burn_in_steps(spec.window), [{}])[0]
+    noise = (NOISE_SCALE * rng.standard_normal((first + windows, spec.window, spec.features))).astype(np.float32)[first:]
+    # >= 4 windows of the model's own output, always enough to fill a window with it
+    trajectory = backend.rollout_probes(noise, burn_in_steps(spec.window, spec.patch), [{}])[0]
     return Contexts(np.ascontiguousarray(trajectory[:, -spec.window:]), "free-run")

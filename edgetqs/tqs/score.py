@@ -32,16 +32,14 @@ from edgetqs.errors import EdgeTQSError
 from edgetqs.model.card import ModelCard
 from edgetqs.model.tflite_graph import TFLiteGraph
 from edgetqs.tqs import contexts as ctx
-from edgetqs.tqs.probes import (delta_norm, gamma_from_distances, probes_for, step_distances, unit_delta,
-                                PROBE_CHOICES)
+from edgetqs.tqs.adaptive import DEFAULT_SETTLED, AdaptivePolicy, adaptive_run, spread_order
+from edgetqs.tqs.probes import PROBE_CHOICES, gamma_from_distances, probes_for
 from edgetqs.tqs.scorefile import ProbeResult, ScoreFile, UnitScore
+from edgetqs.tqs.sweep import LocalRunner, make_jobs
 from edgetqs.tqs.units import Unit, build_units
 
 BLOWUP_FACTOR = 100.0
 DEFAULT_DEAD_FLOOR = 1e-6
-# The perturbed trajectories of one chunk of (unit, probe) runs are held at once: bound their memory.
-CHUNK_BYTES = 128 * 2**20
-MAX_CHUNK_RUNS = 64
 
 
 @dataclass
@@ -56,6 +54,12 @@ class ScoreSettings:
     engine: str = DEFAULT_BACKEND  # a rollout backend name (engine/backends.py)
     dead_floor: float = DEFAULT_DEAD_FLOOR
     data: str | None = None  # CSV/NPY path; None = data-free contexts
+    # Adaptive sweep (adaptive.py): windows/horizon above are the maxima, grown until the ranking settles.
+    adaptive: bool = False
+    settled: float = DEFAULT_SETTLED
+    # A Dask scheduler (tcp://HOST:PORT, or local:N) to run the sweep's tasks on; None = this process.
+    # Not recorded in the score file: the scores are the same bit for bit (distributed.py).
+    scheduler: str | None = None
 
     def validate(self) -> "ScoreSettings":
         ctx.check_counts(self.horizon, self.windows)
@@ -110,15 +114,29 @@ def blown_up_windows(reference: np.ndarray, windows: np.ndarray) -> np.ndarray:
 
 
 def score_model(graph: TFLiteGraph, card: ModelCard, settings: ScoreSettings | None = None, backend=None,
-                contexts: ctx.Contexts | None = None, progress: bool = True, notes: list[str] | None = None) -> ScoreFile:
-    """Score every unit of a canonical model; see the module doc for the definitions."""
+                contexts: ctx.Contexts | None = None, progress: bool = True, notes: list[str] | None = None,
+                runner=None) -> ScoreFile:
+    """Score every unit of a canonical model; see the module doc for the definitions.
+
+    ``runner``: who runs the (unit, probe) rollouts — this process by default, or
+    ``distributed.DaskRunner`` (same numbers, bit for bit)."""
     settings = (settings or ScoreSettings()).validate()
     units = build_units(card, graph, settings.granularity, settings.block_regex)
     backend = backend or backend_for(graph, card, settings.engine, notes)
-    contexts = contexts or make_contexts(backend, card, settings)
-    sweep = _Sweep(backend, graph, units, contexts.windows, settings, card.rollout.patch)
-    scores, blown = sweep.run(progress)
-    return ScoreFile(
+    own_runner = runner is None
+    runner = runner or _runner_for(settings, backend, graph, card)
+    try:
+        if settings.adaptive:
+            scores, blown, contexts, adaptive = _adaptive_sweep(runner, backend, card, units, settings, contexts,
+                                                                progress)
+        else:
+            contexts = contexts or make_contexts(backend, card, settings)
+            scores, blown = _Sweep(runner, units, contexts.windows, settings, card.rollout.patch).run(progress)
+            adaptive = None
+    finally:
+        if own_runner and hasattr(runner, "close"):
+            runner.close()  # a Dask client this call connected
+    result = ScoreFile(
         model={"name": card.name, "tflite_sha256": graph.sha256, "source": card.source},
         settings={"probe": settings.probe, "granularity": settings.granularity, "block_regex": settings.block_regex,
                   "horizon": settings.horizon, "windows": settings.windows, "seed": settings.seed,
@@ -127,67 +145,109 @@ def score_model(graph: TFLiteGraph, card: ModelCard, settings: ScoreSettings | N
         reference={"windows_used": int((~blown).sum()), "windows_blown_up": [int(i) for i in np.flatnonzero(blown)]},
         units=scores, method=f"tqs-{probes_for(settings.probe)[0]}",
     )
+    if adaptive is not None:  # what ran: the horizon and windows the gammas are measured over
+        result.settings.update(adaptive=adaptive, horizon=adaptive["horizon_run"], windows=adaptive["windows_run"])
+    return result
+
+
+def _runner_for(settings: ScoreSettings, backend, graph: TFLiteGraph, card: ModelCard):
+    if settings.scheduler is None:
+        return LocalRunner(backend, graph, settings.probe_bits, settings.seed, card.rollout.patch)
+    from edgetqs.tqs.distributed import DaskRunner
+
+    if backend.name != DEFAULT_BACKEND:
+        raise EdgeTQSError(f"a Dask sweep runs the {DEFAULT_BACKEND} engine on its workers, not {backend.name}",
+                           "leave out --engine, or score without --scheduler")
+    return DaskRunner.connect(settings.scheduler, graph, card, settings.probe_bits, settings.seed)
+
+
+def _adaptive_sweep(runner, backend, card: ModelCard, units: list[Unit], settings: ScoreSettings,
+                    contexts: ctx.Contexts | None, progress: bool):
+    """An adaptive sweep (adaptive.py) recorded like a full one at the settings' horizon."""
+    patch, jobs = card.rollout.patch, make_jobs(units, settings.probe)
+    if contexts is None and settings.data is None:
+        source = "free-run"
+
+        def windows_for(first: int, stop: int) -> np.ndarray:
+            return ctx.free_run(backend, card.rollout, stop - first, settings.seed, settings.horizon, first=first).windows
+    else:
+        contexts = contexts or make_contexts(backend, card, settings)
+        source, spread = contexts.source, contexts.windows[spread_order(len(contexts.windows))]
+
+        def windows_for(first: int, stop: int) -> np.ndarray:
+            return spread[first:stop]
+    recorder = Recorder(units, settings)
+
+    def keep_of(reference, windows):
+        recorder.set_reference(reference, windows, patch)
+        return recorder.keep
+
+    with _progress(progress) as bar:
+        task = bar.add_task("scoring units (adaptive)", total=None)
+        run = adaptive_run(runner, jobs, windows_for, settings.windows, settings.horizon,
+                           AdaptivePolicy(settled=settings.settled), keep_of=keep_of,
+                           progress=lambda done, total: bar.update(task, completed=done, total=total))
+    recorder.set_reference(run.reference, run.windows, patch)
+    recorder.record_norms(jobs, list(run.norms), run.distances)
+    scores, blown = recorder.finish()
+    return scores, blown, ctx.Contexts(run.windows, source), run.summary(settings.windows, settings.horizon, len(jobs))
 
 
 class _Sweep:
-    """Every (unit, probe) rollout, in chunks of bounded memory; the float reference
-    rides in the first chunk so a sweep of a small model is one engine call."""
+    """Every (unit, probe) rollout at the settings' K windows and T calls, run by ``runner``
+    (this process by default; a Dask cluster with distributed.DaskRunner)."""
 
-    def __init__(self, backend, graph, units: list[Unit], windows: np.ndarray, settings: ScoreSettings, patch: int):
-        self.backend, self.windows, self.settings, self.patch = backend, windows, settings, patch
-        self.weights = {t: graph.float_constant(graph.tensor_by_name(t)) for u in units for t in u.weight_tensors}
-        self.jobs = [(u, probe) for probe in probes_for(settings.probe) for u in units]
-        self.records = {u.name: UnitScore(u.name, u.weight_tensors, u.params) for u in units}
-        self.dead = {u.name: True for u in units}
-        self.residuals: dict = {}  # quant residuals, shared by a unit's two probes
-        self.reference = self.keep = self.ref_final = None
+    def __init__(self, runner, units: list[Unit], windows: np.ndarray, settings: ScoreSettings, patch: int):
+        self.runner, self.windows, self.settings, self.patch = runner, windows, settings, patch
+        self.jobs = make_jobs(units, settings.probe)
+        self.recorder = Recorder(units, settings)
 
     def run(self, show_progress: bool) -> tuple[list[UnitScore], np.ndarray]:
-        chunks = self._chunks()
         with _progress(show_progress) as bar:
-            task = bar.add_task("scoring units", total=len(chunks))
-            for index, chunk in enumerate(chunks):
-                deltas = [unit_delta(u, self.weights, probe, self.settings.probe_bits, self.settings.seed,
-                                     self.residuals) for u, probe in chunk]
-                runs = self.backend.rollout_probes(self.windows, self.settings.horizon, ([{}] if index == 0 else []) + deltas)
-                if index == 0:
-                    self._set_reference(runs[0])
-                    runs = runs[1:]
-                self._record(chunk, deltas, runs[:, self.keep])
-                bar.advance(task)
+            task = bar.add_task("scoring units", total=None)
+            _, distances, norms = self.runner.run(
+                self.jobs, self.windows, self.settings.horizon,
+                on_reference=lambda ref: self.recorder.set_reference(ref, self.windows, self.patch),
+                progress=lambda done, total: bar.update(task, completed=done, total=total))
+        self.recorder.record_norms(self.jobs, list(norms), distances[:, self.recorder.keep])
+        return self.recorder.finish()
+
+
+class Recorder:
+    """Turns each job's distances d [K_kept, T] into its unit's scores (the module doc's definitions)."""
+
+    def __init__(self, units: list[Unit], settings: ScoreSettings):
+        self.settings = settings
+        self.records = {u.name: UnitScore(u.name, u.weight_tensors, u.params) for u in units}
+        self.dead = {u.name: True for u in units}
+        self.reference = self.keep = self.ref_final = None
+
+    def set_reference(self, reference: np.ndarray, windows: np.ndarray, patch: int) -> None:
+        blown = blown_up_windows(reference, windows)
+        if blown.all():
+            raise EdgeTQSError(
+                f"the float model's reference rollout blows up (NaN, inf or norm explosion) from all "
+                f"{len(windows)} context windows",
+                "check the model is stable over this horizon (lower --horizon) and that --data matches its normalisation",
+            )
+        self.keep = ~blown
+        self.reference = reference[self.keep]
+        last = self.reference[:, -patch:].reshape(len(self.reference), -1).astype(np.float64)
+        self.ref_final = np.linalg.norm(last, axis=1)
+
+    def record_norms(self, chunk, norms: list[float], distances: np.ndarray) -> None:
+        """Each job's scores from its distances d [K_kept, t] (gamma at d's own horizon t)."""
+        for (unit, probe), norm, d in zip(chunk, norms, distances):
+            self.records[unit.name].probes[probe] = ProbeResult(
+                gamma_from_distances(d[:, -1], norm, d.shape[-1]), norm, [float(v) for v in d.mean(axis=0)])
+            self.dead[unit.name] &= bool(np.all(d[:, -1] <= self.settings.dead_floor * self.ref_final))
+
+    def finish(self) -> tuple[list[UnitScore], np.ndarray]:
         main_probe = probes_for(self.settings.probe)[0]  # the quant probe's gamma when both ran
         for name, record in self.records.items():
             record.dead = self.dead[name]
             record.score = record.gamma(main_probe)
         return list(self.records.values()), ~self.keep
-
-    def _chunks(self) -> list[list[tuple[Unit, str]]]:
-        count, _, features = self.windows.shape
-        per_run = max(count * self.settings.horizon * self.patch * features * 4, 1)
-        size = int(np.clip(CHUNK_BYTES // per_run, 1, MAX_CHUNK_RUNS))
-        return [self.jobs[i:i + size] for i in range(0, len(self.jobs), size)]
-
-    def _set_reference(self, reference: np.ndarray) -> None:
-        blown = blown_up_windows(reference, self.windows)
-        if blown.all():
-            raise EdgeTQSError(
-                f"the float model's reference rollout blows up (NaN, inf or norm explosion) from all "
-                f"{len(self.windows)} context windows",
-                "check the model is stable over this horizon (lower --horizon) and that --data matches its normalisation",
-            )
-        self.keep = ~blown
-        self.reference = reference[self.keep]
-        last = self.reference[:, -self.patch:].reshape(len(self.reference), -1).astype(np.float64)
-        self.ref_final = np.linalg.norm(last, axis=1)
-
-    def _record(self, chunk, deltas, runs: np.ndarray) -> None:
-        horizon = self.settings.horizon
-        distances = step_distances(runs, self.reference, self.patch)
-        for (unit, probe), delta, d in zip(chunk, deltas, distances):
-            norm = delta_norm(delta)
-            self.records[unit.name].probes[probe] = ProbeResult(
-                gamma_from_distances(d[:, -1], norm, horizon), norm, [float(v) for v in d.mean(axis=0)])
-            self.dead[unit.name] &= bool(np.all(d[:, -1] <= self.settings.dead_floor * self.ref_final))
 
 
 def _progress(show: bool) -> Progress:

@@ -36,9 +36,13 @@ def list_models(tier: str = "core") -> list[ZooEntry]:
 
 
 def entry(name: str) -> ZooEntry:
+    from edgetqs.zoo import large
+
     name = name.removeprefix("zoo:")
     if name not in BY_NAME:
-        raise EdgeTQSError(f"there is no zoo model '{name}'", f"pick one of: {', '.join(BY_NAME)} (`edgetqs zoo`)")
+        raise EdgeTQSError(f"there is no zoo model '{name}'",
+                           f"pick one of: {', '.join(BY_NAME)}; large tier (built on demand): "
+                           f"{', '.join(large.BY_NAME)} (`edgetqs zoo`)")
     return BY_NAME[name]
 
 
@@ -67,9 +71,14 @@ def is_built(name: str) -> bool:
 def build(name: str) -> CanonicalModel:
     """The zoo model ``name`` as a CanonicalModel: trained, converted and judged once, then cached.
 
+    Large-tier names (``large.ENTRIES``: untrained, built on demand) are built by zoo/large.py.
     Concurrent builders of the same model (parallel tests, several users of one
     cache) wait on a lock instead of training twice.
     """
+    from edgetqs.zoo import large
+
+    if name.removeprefix("zoo:") in large.BY_NAME:
+        return large.build(name)
     item = entry(name)
     directory = model_dir(item.name)
     if is_built(item.name):

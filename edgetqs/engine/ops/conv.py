@@ -68,7 +68,7 @@ def conv_2d(node, inputs, perturbations=()):
     z = gemm.matmul(cols, gemm.transposed(inputs[1], n_out))
 
     def delta_term(p):
-        return gemm.matmul(cols[p.rows], gemm.transposed(p.delta, n_out))
+        return gemm.matmul(cols[p.rows], p.transposed(n_out))
 
     return _finish(node, z, bias, perturbations, delta_term)
 

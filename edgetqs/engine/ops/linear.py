@@ -30,7 +30,7 @@ def fully_connected(node, inputs, perturbations=()):
         z += bias.reshape(-1)
     for p in perturbations:
         if p.input_position == FC_WEIGHT:
-            z[p.rows] += gemm.matmul(rows[p.rows], gemm.transposed(p.delta, weight.shape[0]))
+            z[p.rows] += gemm.matmul(rows[p.rows], p.transposed(weight.shape[0]))
         elif p.input_position == FC_BIAS:
             z[p.rows] += p.delta.reshape(-1)
         else:
