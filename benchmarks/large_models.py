@@ -7,6 +7,8 @@ Stages (each its own process, timed by /usr/bin/time, peak RSS = its VmHWM):
   build    Keras model with the structured random weights, saved as .keras (edgetqs/zoo/large.py)
   intake   `edgetqs inspect MODEL.keras`: Keras -> canonical TFLite + card, numerically checked
   score    `edgetqs score --adaptive` (both probes, layer units)
+  score_full  the full K=16, T=32 sweep (where affordable), compared with the adaptive one:
+           Spearman per probe and the share of the adaptive front's plans on the full front
   plan     `edgetqs plan --target T --front`
   convert  `edgetqs convert` (dynamic mode, verification on)
 Ratios: peak RSS / the model's float bytes; time x the GEMM rate (numpy 512^3
@@ -32,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 from tqs_common import RESULTS, forward_flops, gemm_gflops, machine  # noqa: E402
 
-STAGES = ("build", "intake", "score", "plan", "convert")
+STAGES = ("build", "intake", "score", "score_full", "plan", "convert")
 PY = sys.executable
 
 
@@ -51,6 +53,8 @@ def stage_command(stage: str, name: str, work: Path, target: str, score_args: li
         return cli("inspect", str(keras), "--json")
     if stage == "score":
         return cli("score", str(keras), "-o", str(scores), "--json", *score_args)
+    if stage == "score_full":  # the full K=16, T=32 sweep the adaptive one is checked against
+        return cli("score", str(keras), "-o", str(work / f"{name}.full.scores.json"), "--json")
     if stage == "plan":
         return cli("plan", str(keras), "--scores", str(scores), "--target", target, "--front", "-o", str(plan), "--json")
     if stage == "convert":
@@ -63,11 +67,45 @@ def run_stage(command: list[str], log: Path) -> dict:
     load = os.getloadavg()[0]
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     with open(log, "w") as out:
-        code = subprocess.call(["/usr/bin/time", "-f", "%e %M", "-o", str(timing), *command], stdout=out,
+        code = subprocess.call(["/usr/bin/time", "-f", "%e %M %U %S", "-o", str(timing), *command], stdout=out,
                                stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    seconds, kib = timing.read_text().split()[-2:]
-    return {"seconds": float(seconds), "peak_rss_bytes": int(kib) * 1024, "exit": code, "load_avg_1min": load,
-            "log": str(log)}
+    seconds, kib, user, system = timing.read_text().split()[-4:]
+    # CPU seconds say more than wall time on a shared machine: they do not count waiting for a core.
+    return {"seconds": float(seconds), "cpu_seconds": float(user) + float(system), "peak_rss_bytes": int(kib) * 1024,
+            "exit": code, "load_avg_1min": load, "log": str(log)}
+
+
+GEMM_PER_CPU_SECOND = """
+import time, numpy as np
+n, repeats = 512, 20
+rng = np.random.default_rng(0)
+a, b = rng.standard_normal((n, n), np.float32), rng.standard_normal((n, n), np.float32)
+a @ b
+start = time.process_time()
+for _ in range(repeats):
+    a @ b
+print(2 * n**3 * repeats / (time.process_time() - start) / 1e9)
+"""
+
+
+def gemm_gflops_per_cpu_second() -> float:
+    """numpy float32 GEMM FLOPs per CPU-second on one thread (OpenBLAS single-threaded, in a
+    child process: its spinning threads would count as CPU time). On a shared machine a
+    stage's CPU seconds, unlike its wall time, do not count waiting for a core."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    return float(subprocess.check_output([PY, "-c", GEMM_PER_CPU_SECOND], env=env, text=True).split()[-1])
+
+
+def engine_rate(work: Path, name: str, facts: dict, row: dict) -> dict:
+    """The score stage's engine throughput: model calls it ran x forward FLOPs per CPU-second."""
+    scores = json.loads((work / f"{name}.scores.json").read_text())
+    adaptive = scores["settings"].get("adaptive")
+    if not adaptive or not row.get("cpu_seconds"):
+        return {}
+    calls = adaptive["work_calls"]
+    return {"work_calls": calls, "full_sweep_calls": adaptive["full_sweep_calls"],
+            "work_fraction": adaptive["work_fraction"],
+            "engine_gflops_per_cpu_second": calls * facts["forward_flops"] / row["cpu_seconds"] / 1e9}
 
 
 def model_facts(work: Path, name: str) -> dict:
@@ -78,6 +116,31 @@ def model_facts(work: Path, name: str) -> dict:
             "units": len(model.card.layers), "forward_flops": forward_flops(model.graph)}
 
 
+def compare_scores(work: Path, name: str, target: str) -> dict:
+    """Adaptive vs full sweep: Spearman per probe, work, and front plans in common."""
+    from scipy.stats import spearmanr
+
+    from edgetqs.model.intake import load_model
+    from edgetqs.planner.front import pareto_front
+    from edgetqs.planner.plan import build_problem
+    from edgetqs.tqs.scorefile import load_scores
+
+    model = load_model(work / f"{name}.keras")
+    full, adaptive = load_scores(work / f"{name}.full.scores.json"), load_scores(work / f"{name}.scores.json")
+    result = {"work_fraction": adaptive.settings["adaptive"]["work_fraction"],
+              "adaptive_stages": adaptive.settings["adaptive"]["stages"]}
+    for probe in ("quant", "gauss"):
+        result[f"spearman_{probe}"] = float(spearmanr([u.gamma(probe) for u in full.units],
+                                                      [u.gamma(probe) for u in adaptive.units]).statistic)
+    fronts = []
+    for scores in (full, adaptive):
+        problem = build_problem(model.graph, scores, "-", "ai-edge-litert==2.3.0")
+        fronts.append([tuple(sorted((a.unit, a.format) for a in p.plan.assignments))
+                       for p in pareto_front(problem, 20).points])
+    result["front_plans_in_common"] = f"{sum(p in set(fronts[0]) for p in fronts[1])}/{len(fronts[1])}"
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="patchtf-118m,resmlp-23m")
@@ -85,12 +148,13 @@ def main() -> None:
     parser.add_argument("--target", default="rpi-zero2w")
     parser.add_argument("--work", default=str(Path.home() / ".cache" / "edgetqs" / "bench-large"))
     parser.add_argument("--score-args", default="--adaptive", help="extra `edgetqs score` arguments")
+    parser.add_argument("--results", default="large_models", help="results file name (several runs at once: one each)")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "large_models.json"
+    path = RESULTS / f"{args.results}.json"
     results = json.loads(path.read_text()) if path.exists() else {"runs": {}}
-    gemm_before = gemm_gflops()
+    gemm_before, gemm_cpu_before = gemm_gflops(), gemm_gflops_per_cpu_second()
     for name in args.models.split(","):
         for stage in args.stages.split(","):
             command = stage_command(stage, name, work, args.target, args.score_args.split())
@@ -104,8 +168,18 @@ def main() -> None:
                 break
         if (work / f"{name}.keras").exists():
             results["runs"][name]["model"] = model_facts(work, name)
-    gemm_after = gemm_gflops()
-    results["machine"] = machine() | {"gemm_gflops_before": gemm_before, "gemm_gflops_after": gemm_after}
+        if (work / f"{name}.full.scores.json").exists() and (work / f"{name}.scores.json").exists():
+            results["runs"][name]["adaptive_vs_full"] = compare_scores(work, name, args.target)
+    gemm_after, gemm_cpu_after = gemm_gflops(), gemm_gflops_per_cpu_second()
+    results["machine"] = machine() | {"gemm_gflops_before": gemm_before, "gemm_gflops_after": gemm_after,
+                                      "gemm_gflops_per_cpu_second": max(gemm_cpu_before, gemm_cpu_after)}
+    for name in args.models.split(","):
+        runs = results["runs"].get(name, {})
+        if "model" in runs and "score" in runs and (work / f"{name}.scores.json").exists():
+            runs["score"].update(engine_rate(work, name, runs["model"], runs["score"]))
+            if "engine_gflops_per_cpu_second" in runs["score"]:
+                runs["score"]["engine_over_gemm_rate"] = (runs["score"]["engine_gflops_per_cpu_second"]
+                                                         / results["machine"]["gemm_gflops_per_cpu_second"])
     add_ratios(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1))
@@ -119,7 +193,7 @@ def add_ratios(results: dict) -> None:
         if not facts:
             continue
         for stage, row in runs.items():
-            if stage != "model":
+            if stage not in ("model", "adaptive_vs_full"):
                 row["rss_over_float_bytes"] = row["peak_rss_bytes"] / facts["float_bytes"]
                 row["forward_passes_at_gemm_rate"] = row["seconds"] * gemm / facts["forward_flops"]
 
@@ -133,8 +207,11 @@ def print_table(results: dict) -> None:
         for stage in STAGES:
             row = runs.get(stage)
             if row:
-                print(f"  {stage:8s} {row['seconds']:8.1f} s  {row['peak_rss_bytes'] / 2**30:6.2f} GiB "
+                print(f"  {stage:10s} {row['seconds']:8.1f} s ({row.get('cpu_seconds', 0):7.1f} CPU s) "
+                      f"{row['peak_rss_bytes'] / 2**30:6.2f} GiB "
                       f"({row.get('rss_over_float_bytes', 0):.2f}x float)  load {row['load_avg_1min']:.1f}")
+        if "adaptive_vs_full" in runs:
+            print(f"  adaptive vs full: {runs['adaptive_vs_full']}")
 
 
 if __name__ == "__main__":

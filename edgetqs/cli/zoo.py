@@ -53,8 +53,11 @@ def _build(args) -> int:
     names = [item.name for item in zoo.list_models(args.tier)] if args.all else [n.removeprefix("zoo:") for n in args.names]
     if not names:
         raise EdgeTQSError("no zoo model named to build", "give NAME(s) or --all (`edgetqs zoo` lists them)")
+    from edgetqs.zoo import large
+
     for name in names:
-        zoo.entry(name)  # fail early on a typo, before any training
+        if name not in large.BY_NAME:
+            zoo.entry(name)  # fail early on a typo, before any training
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("building", total=len(names))
         for name in names:
@@ -62,21 +65,56 @@ def _build(args) -> int:
             zoo.build(name)
             progress.advance(task)
     rows = [row for row in _rows("all") if row["name"] in names]
-    print_json(rows) if args.json else _print_table(rows)
+    big = [row for row in _large_rows() if row["name"] in names]
+    if args.json:
+        print_json(rows + big)
+    else:
+        _print_table(rows) if rows else None
+        _print_large(big) if big else None
     return 0
+
+
+def _large_rows() -> list[dict]:
+    """The large tier (zoo/large.py): untrained, so no quality columns."""
+    from edgetqs.model.card import ModelCard
+    from edgetqs.zoo import large
+
+    rows = []
+    for item in large.ENTRIES:
+        row = {"name": item.name, "arch": item.arch, "tier": "large", "trained": False,
+               "built": large.is_built(item.name), "params": None, "description": item.description}
+        if row["built"]:
+            row["params"] = ModelCard.load(large.model_dir(item.name) / "model.card.json").total_params
+        rows.append(row)
+    return rows
+
+
+def _print_large(rows: list[dict]) -> None:
+    table = Table(title="large tier: structured random weights, not trained (built on demand)")
+    for column in ("name", "params", "what"):
+        table.add_column(column, justify="right" if column == "params" else "left")
+    for row in rows:
+        table.add_row(row["name"], f"{row['params']:,}" if row["params"] else "not built", row["description"])
+    console.print(table)
 
 
 def run(args) -> int:
     if args.action == "build":  # argparse allows only build, list or nothing
         return _build(args)
     rows = _rows(args.tier)
-    print_json(rows) if args.json else _print_table(rows)
+    big = _large_rows() if args.tier == "all" else []
+    if args.json:
+        print_json(rows + big)
+    else:
+        _print_table(rows)
+        _print_large(big or _large_rows())
     return 0
 
 
 def register(subparsers) -> None:
     parser = add_command(subparsers, "zoo", "list the example forecasters, or build (train + convert + judge) them",
                          ["edgetqs zoo", "edgetqs zoo build mlp-lorenz96", "edgetqs zoo build --all", "edgetqs zoo build --all --tier deep",
+                          "edgetqs zoo build patchtf-118m    # the large tier: 118M parameters, untrained",
                           "edgetqs zoo --json"],
                          run)
     parser.add_argument("action", nargs="?", choices=["list", "build"], help="list (default) or build")
