@@ -62,6 +62,13 @@ def stage_command(stage: str, name: str, work: Path, target: str, score_args: li
     raise ValueError(stage)
 
 
+def collected_stage(log: Path) -> dict:
+    """A stage's row from the timing file an earlier run left (--collect: the run stopped before writing)."""
+    seconds, kib, user, system = log.with_suffix(".time").read_text().split()[-4:]
+    return {"seconds": float(seconds), "cpu_seconds": float(user) + float(system), "peak_rss_bytes": int(kib) * 1024,
+            "exit": 0, "load_avg_1min": None, "log": str(log)}
+
+
 def run_stage(command: list[str], log: Path) -> dict:
     timing = log.with_suffix(".time")
     load = os.getloadavg()[0]
@@ -149,6 +156,7 @@ def main() -> None:
     parser.add_argument("--work", default=str(Path.home() / ".cache" / "edgetqs" / "bench-large"))
     parser.add_argument("--score-args", default="--adaptive", help="extra `edgetqs score` arguments")
     parser.add_argument("--results", default="large_models", help="results file name (several runs at once: one each)")
+    parser.add_argument("--collect", action="store_true", help="only gather the stages' timing files of an earlier run")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -159,10 +167,11 @@ def main() -> None:
         for stage in args.stages.split(","):
             command = stage_command(stage, name, work, args.target, args.score_args.split())
             print(f"{name} {stage}: {' '.join(command[-6:])}", flush=True)
-            row = run_stage(command, work / f"{name}.{stage}.log")
+            log = work / f"{name}.{stage}.log"
+            row = collected_stage(log) if args.collect else run_stage(command, log)
             row.update(command=" ".join(command[1:]), when=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             print(f"  {row['seconds']:.1f} s, peak {row['peak_rss_bytes'] / 2**30:.2f} GiB, exit {row['exit']}, "
-                  f"load {row['load_avg_1min']:.1f}", flush=True)
+                  f"load {row['load_avg_1min']}", flush=True)
             results["runs"].setdefault(name, {})[stage] = row
             if row["exit"]:
                 break
@@ -209,7 +218,7 @@ def print_table(results: dict) -> None:
             if row:
                 print(f"  {stage:10s} {row['seconds']:8.1f} s ({row.get('cpu_seconds', 0):7.1f} CPU s) "
                       f"{row['peak_rss_bytes'] / 2**30:6.2f} GiB "
-                      f"({row.get('rss_over_float_bytes', 0):.2f}x float)  load {row['load_avg_1min']:.1f}")
+                      f"({row.get('rss_over_float_bytes', 0):.2f}x float)  load {row['load_avg_1min']}")
         if "adaptive_vs_full" in runs:
             print(f"  adaptive vs full: {runs['adaptive_vs_full']}")
 

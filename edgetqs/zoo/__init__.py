@@ -80,15 +80,22 @@ def build(name: str) -> CanonicalModel:
     if name.removeprefix("zoo:") in large.BY_NAME:
         return large.build(name)
     item = entry(name)
-    directory = model_dir(item.name)
-    if is_built(item.name):
+    return build_once(model_dir(item.name), lambda directory: _train_and_intake(item, directory))
+
+
+def build_once(directory: Path, make) -> CanonicalModel:
+    """The canonical model cached in ``directory``, made by ``make(directory)`` under a lock the first time."""
+    def built() -> bool:
+        return (directory / "model.tflite").exists() and (directory / "model.card.json").exists()
+
+    if built():
         return open_canonical(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    with open(directory.parent / f".{item.name}.lock", "w") as lock:
+    with open(directory.parent / f".{directory.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if is_built(item.name):
+        if built():
             return open_canonical(directory)
-        return _train_and_intake(item, directory)
+        return make(directory)
 
 
 def _train_and_intake(item: ZooEntry, directory: Path) -> CanonicalModel:

@@ -25,7 +25,6 @@ reported for these models (the card says ``trained: false``).
 
 from __future__ import annotations
 
-import fcntl
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -90,18 +89,10 @@ def is_built(name: str) -> bool:
 
 def build(name: str):
     """The large-tier model ``name`` as a CanonicalModel: built, converted by intake and cached once."""
-    from edgetqs.model.intake import open_canonical
+    from edgetqs.zoo import build_once
 
     item = entry(name)
-    directory = model_dir(item.name)
-    if is_built(item.name):
-        return open_canonical(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    with open(directory.parent / f".{item.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if is_built(item.name):
-            return open_canonical(directory)
-        return _build_and_intake(item, directory)
+    return build_once(model_dir(item.name), lambda directory: _build_and_intake(item, directory))
 
 
 def save_keras(item: LargeEntry, path: Path) -> None:
