@@ -27,6 +27,7 @@ from edgetqs.model.formats.pytorch import export_module
 from edgetqs.model.layers import infer_rollout, layer_table
 from edgetqs.model.litert import run_tflite
 from edgetqs.model.tflite_graph import TFLiteGraph
+from edgetqs.model.window_input import with_window_input
 from edgetqs.quant.ops import op_spec
 
 __all__ = ["CanonicalModel", "load_model", "load_torch_module", "canonicalize", "open_canonical", "cache_dir", "run_tflite",
@@ -102,6 +103,9 @@ def canonicalize(path: Path, source_format: str, out_dir: Path, rollout: Rollout
     """Convert ``path`` and write model.tflite + model.card.json into ``out_dir`` atomically."""
     tflite_bytes, source_names, reference = FORMATS[source_format].convert(path, rollout)
     graph = TFLiteGraph.from_bytes(tflite_bytes, path)
+    if len(graph.input_shapes()[0]) == 2:  # state-to-state: the canonical input is a window of one step
+        tflite_bytes = with_window_input(tflite_bytes)
+        graph = TFLiteGraph.from_bytes(tflite_bytes, path)
     _check_builtin_only(graph, path)
     spec = infer_rollout(graph, rollout)  # a copy of the user's spec, normalisation included
     if reference is not None:
@@ -144,6 +148,7 @@ def _check_builtin_only(graph: TFLiteGraph, path: Path) -> None:
 def _check_agreement(tflite_bytes: bytes, reference, source_format: str, path: Path) -> None:
     """``reference`` is (input, expected output) from the source framework."""
     window, expected = reference
+    window = window.reshape(TFLiteGraph.from_bytes(tflite_bytes).input_shapes()[0])  # [1, F] sources: [1, 1, F]
     try:
         got = run_tflite(tflite_bytes, window)
     except Exception as exc:

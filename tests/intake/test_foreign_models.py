@@ -217,3 +217,46 @@ def test_unreadable_pt2_names_how_to_save_one(tmp_path):
     with pytest.raises(EdgeTQSError, match="not a readable torch.export program") as info:
         load_model(path)
     assert "torch.export.save" in info.value.fix
+
+
+# -- state-to-state: [batch, features] in, [batch, features] out ------------------------
+
+def _state_to_state_onnx(path):
+    """A hand-built ONNX MLP x_{t+1} = x_t + W2 tanh(W1 x_t + b1) + b2 over a [1, 3] state (window 1).
+    Hidden 128: below ~3 KB of weights the planner's byte costs miss AEQ's fixed ~35 bytes by more than 1%."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(2)
+    weights = {"fc1.weight": rng.normal(0, 0.3, (FEATURES, 128)), "fc1.bias": rng.normal(0, 0.1, 128),
+               "fc2.weight": rng.normal(0, 0.1, (128, FEATURES)), "fc2.bias": rng.normal(0, 0.1, FEATURES)}
+    initializers = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()]
+    nodes = [helper.make_node("MatMul", ["state", "fc1.weight"], ["h0"]), helper.make_node("Add", ["h0", "fc1.bias"], ["h1"]),
+             helper.make_node("Tanh", ["h1"], ["h2"]), helper.make_node("MatMul", ["h2", "fc2.weight"], ["h3"]),
+             helper.make_node("Add", ["h3", "fc2.bias"], ["h4"]), helper.make_node("Add", ["h4", "state"], ["next"])]
+    graph = helper.make_graph(nodes, "state-to-state", [helper.make_tensor_value_info("state", TensorProto.FLOAT, [1, FEATURES])],
+                              [helper.make_tensor_value_info("next", TensorProto.FLOAT, [1, FEATURES])], initializers)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return weights
+
+
+def test_state_to_state_onnx_gets_a_one_step_window_and_reaches_a_verified_bundle(tmp_path):
+    weights = _state_to_state_onnx(tmp_path / "state.onnx")
+    model = load_model(tmp_path / "state.onnx")
+    spec = model.card.rollout
+    assert (spec.window, spec.features, spec.patch, spec.output_rank) == (1, FEATURES, 1, 2)
+    assert model.graph.input_shapes() == [(1, 1, FEATURES)]
+    state = np.random.default_rng(4).standard_normal((1, FEATURES)).astype(np.float32)
+    expected = state + np.tanh(state @ weights["fc1.weight"] + weights["fc1.bias"]) @ weights["fc2.weight"] + weights["fc2.bias"]
+    np.testing.assert_allclose(run_tflite(model.tflite_path, state[:, None, :]), expected, rtol=1e-4, atol=1e-5)
+    trip = through_pipeline(model, tmp_path / "trip")
+    assert trip["result"].verification.simulation_rel_error <= trip["result"].verification.tolerance
+
+
+def test_state_to_state_model_refuses_a_longer_window(tmp_path):
+    from edgetqs.model.card import RolloutSpec
+
+    _state_to_state_onnx(tmp_path / "state.onnx")
+    with pytest.raises(EdgeTQSError, match="one state") as info:
+        load_model(tmp_path / "state.onnx", RolloutSpec.parse(f"window=4,features={FEATURES}"))
+    assert "window=1" in info.value.fix

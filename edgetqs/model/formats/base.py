@@ -33,11 +33,22 @@ class SourceFormat:
 
 
 def fixed_input_shape(shape, rollout: RolloutSpec | None, path: Path) -> list[int]:
-    """[1, window, features] from a source input shape with None/-1 for unknown sizes."""
+    """[1, window, features] from a source input shape with None/-1 for unknown sizes; a state-to-state
+    model's [batch, features] gives [1, features] (intake then feeds it from a [1, 1, features] window)."""
     dims = [None if d is None or d < 0 else int(d) for d in shape]
+    if len(dims) == 2:
+        features = dims[1] or (rollout.features if rollout is not None else None)
+        if rollout is not None and rollout.window != 1:
+            raise EdgeTQSError(f"{path} takes one state {list(shape)} ([batch, features]), not a window of "
+                               f"{rollout.window} steps", "pass --rollout window=1,features=F for a state-to-state model")
+        if features is None:
+            raise EdgeTQSError(f"cannot infer a rollout spec from {path}: its input shape {list(shape)} leaves the "
+                               "feature count open", "pass --rollout window=1,features=F")
+        return [1, features]
     if len(dims) != 3:
-        raise EdgeTQSError(f"{path} takes input of rank {len(dims)} {shape}, not [batch, window, features]",
-                           "export the forecaster with one [batch, window, features] input")
+        raise EdgeTQSError(f"{path} takes input of rank {len(dims)} {shape}, not [batch, window, features] "
+                           "or [batch, features]",
+                           "export the forecaster with one [batch, window, features] (or [batch, features]) input")
     if rollout is not None:
         dims[1], dims[2] = dims[1] or rollout.window, dims[2] or rollout.features
     if dims[1] is None or dims[2] is None:
