@@ -85,9 +85,11 @@ class Board:
         return f"b{self.index:02d}-{self.fault}"
 
     def connection(self):
+        # A few more tries than the tests' boards: 32 sshds on a loaded machine answer slowly.
+        settings = dict(name=self.name, retries=3, backoff=0.25)
         if self.proxy is not None:
-            return self.local.connection_via(self.proxy.port, name=self.name)
-        return self.local.connection(name=self.name)
+            return self.local.connection_via(self.proxy.port, **settings)
+        return self.local.connection(**settings)
 
 
 def assign_faults(count: int) -> list[str]:
