@@ -163,8 +163,9 @@ def memory_cgroup_parent() -> Path | None:
     """A memory cgroup this process may create children in (v2, else v1), or None."""
     for line in Path("/proc/self/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)
-        if controllers == "" and "memory" in _read(Path("/sys/fs/cgroup") / path.lstrip("/") / "cgroup.controllers"):
-            candidate = Path("/sys/fs/cgroup") / path.lstrip("/")
+        v2 = Path("/sys/fs/cgroup") / path.lstrip("/")
+        if controllers == "" and "memory" in _read(v2 / "cgroup.subtree_control").split():
+            candidate = v2  # v2: its children get memory.max only if the controller is delegated to them
         elif "memory" in controllers.split(","):
             candidate = Path("/sys/fs/cgroup/memory") / path.lstrip("/")
         else:
@@ -198,9 +199,13 @@ def _make_cgroup(limit_bytes: int | None) -> Path:
                            "run as root on a machine with the cgroup memory controller (v1 or v2) mounted")
     cgroup = parent / f"edgetqs-board-{uuid.uuid4().hex[:12]}"
     cgroup.mkdir()
+    v2 = (cgroup / "memory.max").exists()
+    if not v2 and not (cgroup / "memory.limit_in_bytes").exists():
+        cgroup.rmdir()
+        raise EdgeTQSError(f"{parent} gives its child cgroups no memory controller",
+                           f"delegate it (echo +memory > {parent}/cgroup.subtree_control) or use cgroup v1")
     if limit_bytes is None:
         return cgroup
-    v2 = (cgroup / "memory.max").exists()
     (cgroup / ("memory.max" if v2 else "memory.limit_in_bytes")).write_text(str(limit_bytes))
     # Swap would let the process outgrow the RAM instead of being killed; a board's SD card is not swap.
     swap = cgroup / ("memory.swap.max" if v2 else "memory.memsw.limit_in_bytes")
