@@ -23,6 +23,7 @@ from edgetqs.errors import EdgeTQSError
 from edgetqs.files import staged_directory
 from edgetqs.model.card import ModelCard, RolloutSpec
 from edgetqs.model.formats import FORMATS, SUPPORTED, detect_format
+from edgetqs.model.formats.onnx import TORCH_ROUTE
 from edgetqs.model.formats.pytorch import export_module
 from edgetqs.model.layers import infer_rollout, layer_table
 from edgetqs.model.litert import run_tflite
@@ -162,4 +163,4 @@ def _check_agreement(tflite_bytes: bytes, reference, source_format: str, path: P
     if error > AGREEMENT_TOLERANCE:
         raise EdgeTQSError(f"the converted {path} disagrees with its {source_format} source "
                            f"(max relative difference {error:.2e} > {AGREEMENT_TOLERANCE})",
-                           "report this model; the conversion is not faithful")
+                           TORCH_ROUTE if source_format == "onnx" else "report this model; the conversion is not faithful")

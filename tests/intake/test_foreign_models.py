@@ -260,3 +260,17 @@ def test_state_to_state_model_refuses_a_longer_window(tmp_path):
     with pytest.raises(EdgeTQSError, match="one state") as info:
         load_model(tmp_path / "state.onnx", RolloutSpec.parse(f"window=4,features={FEATURES}"))
     assert "window=1" in info.value.fix
+
+
+# -- ONNX exported by torch.onnx: what onnx2tf 1.28 cannot convert points to the .pt2 route --
+
+@pytest.mark.parametrize("kind", ["gru", "patch-encoder"])
+def test_torch_onnx_recurrent_and_attention_models_are_refused_with_the_pt2_route(kind, tmp_path):
+    import torch
+
+    path = tmp_path / f"{kind}.onnx"
+    torch.onnx.export(_torch_forecaster(kind), (torch.zeros(1, WINDOW, FEATURES),), str(path), input_names=["window"],
+                      output_names=["next"], dynamo=False, opset_version=17)
+    with pytest.raises(EdgeTQSError, match="onnx2tf cannot convert|disagrees") as info:
+        load_model(path)
+    assert ".pt2" in info.value.fix and "torch.export" in info.value.fix

@@ -46,8 +46,28 @@ def convert(path: Path, rollout: RolloutSpec | None) -> Converted:
         raise EdgeTQSError(f"onnxruntime cannot run {path}: {str(exc).splitlines()[0][:300]}",
                            "export a valid ONNX model (opset 13-17 works well)") from exc
     with tempfile.TemporaryDirectory() as tmp:
-        tflite = run_onnx2tf(path, input_name, shape, Path(tmp)).read_bytes()
+        tflite = run_onnx2tf(path, input_name, shape, Path(tmp), _fix_for(proto)).read_bytes()
     return Converted(tflite, source_names(proto), (window, expected))
+
+
+# ONNX ops onnx2tf 1.28 converts wrongly or not at all when torch exported them: its recurrent
+# kernels fail (GRU: 'Output tensors of a Functional model must be the output of a Layer'; LSTM:
+# 'initial_state ... not compatible with cell.state_size'), and it transposes attention's 4-D
+# [batch, heads, seq, head_dim] tensors as if they were NCHW images (shape errors, or a model
+# that runs and is 7-9% off). The same torch modules convert faithfully through litert-torch.
+_TORCH_ROUTE_OPS = {"GRU", "LSTM", "RNN", "Softmax"}
+TORCH_ROUTE = ("if the model comes from PyTorch, export it with torch.export and give edgetqs the .pt2 "
+               "(torch.export.save(torch.export.export(model.eval(), (example,)), 'model.pt2')): litert-torch "
+               "converts recurrent layers and attention faithfully")
+
+
+def _fix_for(proto) -> str:
+    ops = {node.op_type for node in proto.graph.node}
+    found = sorted(ops & _TORCH_ROUTE_OPS)
+    if found:
+        return f"onnx2tf cannot convert {'/'.join(found)} reliably; {TORCH_ROUTE}"
+    return ("replace the unsupported op(s) in the source model and re-export the ONNX "
+            "(see https://github.com/PINTO0309/onnx2tf#supported-layers)")
 
 
 def source_names(proto) -> SourceNames:
@@ -71,7 +91,7 @@ def source_names(proto) -> SourceNames:
     return SourceNames(set(), weights)
 
 
-def run_onnx2tf(path: Path, input_name: str, shape: list[int], out_dir: Path) -> Path:
+def run_onnx2tf(path: Path, input_name: str, shape: list[int], out_dir: Path, fix: str) -> Path:
     import onnx2tf
 
     log = io.StringIO()
@@ -90,13 +110,11 @@ def run_onnx2tf(path: Path, input_name: str, shape: list[int], out_dir: Path) ->
     except BaseException as exc:  # onnx2tf calls sys.exit() on unsupported ops
         if isinstance(exc, KeyboardInterrupt):
             raise
-        raise EdgeTQSError(f"onnx2tf cannot convert {path}: {_onnx2tf_reason(log.getvalue(), exc)}",
-                           "replace the unsupported op(s) in the source model and re-export the ONNX "
-                           "(see https://github.com/PINTO0309/onnx2tf#supported-layers)") from None
+        raise EdgeTQSError(f"onnx2tf cannot convert {path}: {_onnx2tf_reason(log.getvalue(), exc)}", fix) from None
     produced = sorted(out_dir.glob("*_float32.tflite"))
     if not produced:
         raise EdgeTQSError(f"onnx2tf produced no float32 .tflite for {path}: {_onnx2tf_reason(log.getvalue(), None)}",
-                           "replace the unsupported op(s) in the source model and re-export the ONNX")
+                           fix)
     return produced[0]
 
 
