@@ -55,17 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     settings = EvaluationSettings(methods=config["methods"], budgets_bits=config["budgets"],
                                   random_seeds=config["seeds"], ablations=config["ablations"],
                                   search_evaluations=config["search_evaluations"])
-    start, rows, notes, timings, searches = time.perf_counter(), [], [], {}, []
+    start, rows, notes, timings, searches, plans = time.perf_counter(), [], [], {}, [], {}
     for model in config["models"]:
         t0 = time.perf_counter()
         result = evaluate(f"zoo:{model}", settings, progress=lambda text: print(time.strftime("%H:%M:%S"), text, flush=True))
         rows += result.rows
         notes += result.notes
         searches += result.searches
+        plans[result.model] = result.plans
         timings[model] = {**result.timings, "total_seconds": round(time.perf_counter() - t0, 1)}
         print(f"{model}: {len(result.rows)} plans in {timings[model]['total_seconds']} s", flush=True)
     payload = report.payload(rows, notes, {**config, "command": "benchmarks/evaluate.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]), "settings": settings.__dict__}, timings, searches)
+        argv if argv is not None else sys.argv[1:]), "settings": settings.__dict__}, timings, searches, plans)
     payload.update(machine=machine(), wall_seconds=round(time.perf_counter() - start, 1))
     paths = report.write_all(RESULTS, name, payload)
     report.print_summary(payload)

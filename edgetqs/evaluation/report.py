@@ -171,10 +171,13 @@ def _count(tally: list, outcome: float) -> None:
     tally[2] += outcome == 0.5
 
 
-def payload(rows: list[dict], notes: list[str], config: dict, timings: dict, searches: list[dict]) -> dict:
-    """Everything a report shows: rows, win tables of the headline methods, correlations, searches."""
+def payload(rows: list[dict], notes: list[str], config: dict, timings: dict, searches: list[dict],
+            plans: dict | None = None) -> dict:
+    """Everything a report shows: rows, win tables of the headline methods, correlations, searches, and
+    every plan's formats (model -> plan_sha -> {unit: format}) so a cell can be re-rolled later."""
     present = {r["method"] for r in rows}
     result = {"config": config, "notes": notes, "seconds_per_model": timings, "searches": searches, "rows": rows,
+              "plans": plans or {},
               "win_rates": {m: win_rates(rows, m) for m in HEADLINE if m in present},
               "cost_error_correlation": cost_error_correlation(rows)}
     if SEARCH in present:

@@ -71,6 +71,7 @@ class EvaluationResult:
     timings: dict
     searches: list[dict]
     paths: list[Path] = field(default_factory=list)
+    plans: dict[str, dict[str, str]] = field(default_factory=dict)  # plan_sha -> {unit: format}
 
 
 @dataclass
@@ -107,12 +108,13 @@ def evaluate(model, settings: EvaluationSettings | None = None, out_dir: str | P
         timings["judging_seconds"] = round(time.perf_counter() - t1, 2)
     for r in rows:
         r["windows"] = windows.source
-    result = EvaluationResult(label, rows, notes, timings, searches)
+    result = EvaluationResult(label, rows, notes, timings, searches,
+                              plans={plan_sha(mp): {a.unit: a.format for a in mp.plan.assignments} for mp in plans})
     if out_dir is not None:
         from edgetqs.evaluation import report
 
         payload = report.payload(rows, notes, {"model": label, "settings": settings.__dict__},
-                                 {label: timings}, searches)
+                                 {label: timings}, searches, {label: result.plans})
         result.paths = report.write_all(Path(out_dir), name or f"evaluation-{label}", payload)
     return result
 
@@ -179,6 +181,11 @@ def judge(canonical, plans: list, predictors: dict, windows: _Windows, workdir: 
     return rows
 
 
+def plan_sha(mp) -> str:
+    """A plan's short id in the rows; the payload's "plans" maps it to {unit: format}."""
+    return hashlib.sha256(mp.key().encode()).hexdigest()[:12]
+
+
 def _rollout_check(rollouts, plan) -> float | None:
     if rollouts is None:
         return None
@@ -200,7 +207,7 @@ def _row(model: str, mp, j: dict, predictors: dict, float_vs_truth, windows: _Wi
            "predicted_file_bytes": int(p["model_bytes"]), "file_bytes": j["file_bytes"],
            "simulation_rel_error": j["simulation_rel_error"],
            "formats": " ".join(f"{k}x{v}" for k, v in sorted(formats.items())),
-           "plan_sha": hashlib.sha256(mp.key().encode()).hexdigest()[:12],
+           "plan_sha": plan_sha(mp),
            **{f"predicted_cost_{k}": M.predicted_cost(problem, mp.plan) for k, problem in predictors.items()},
            "predicted_cost_rollout": j["rollout_check"],
            "horizon_steps": windows.judge_calls * spec.patch,

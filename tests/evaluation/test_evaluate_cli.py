@@ -29,6 +29,9 @@ def test_evaluate_a_zoo_model(tmp_path, capsys):
     assert "rmse_vs_truth" in result["win_rates"]["verified-search"]  # zoo: judged against its test series too
     for r in payload["rows"]:
         assert r["windows"] == "zoo test series (held out)" and r["float_rmse"] >= 0
+        formats = payload["plans"]["mlp-sunspots"][r["plan_sha"]]  # every row's plan can be rebuilt
+        counts = {f: int(n) for f, n in (c.rsplit("x", 1) for c in r["formats"].split())}
+        assert {f: list(formats.values()).count(f) for f in set(formats.values())} == counts
 
 
 @pytest.mark.timeout(900)
