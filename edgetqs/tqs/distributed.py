@@ -87,7 +87,10 @@ class DaskRunner:
         return cls(connect_client(address), graph, card, bits, seed, window_chunk)
 
     def close(self) -> None:
+        cluster = getattr(self.client, "cluster", None)  # the LocalCluster of local:N (None for an address)
         self.client.close()
+        if cluster is not None:
+            cluster.close()
 
     def run(self, jobs, windows: np.ndarray, horizon: int, on_reference=None, progress=None):
         from distributed import as_completed
@@ -116,7 +119,10 @@ class DaskRunner:
         return reference, distances, norms
 
 
-def connect_client(address: str):
+CONNECT_TIMEOUT_S = 30
+
+
+def connect_client(address: str, timeout: float = CONNECT_TIMEOUT_S):
     """A Dask client for ``address`` (tcp://HOST:PORT), or a LocalCluster on 127.0.0.1 for ``local:N``."""
     from distributed import Client, LocalCluster
 
@@ -125,7 +131,7 @@ def connect_client(address: str):
             workers = int(address.removeprefix("local:"))
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=None)
             return Client(cluster)
-        return Client(address, timeout=30)
+        return Client(address, timeout=timeout)
     except (OSError, ValueError) as exc:
         raise EdgeTQSError(f"cannot reach a Dask scheduler at {address} ({type(exc).__name__}: {exc})",
                            "start one (`dask scheduler` and `dask worker ADDRESS`) and pass its tcp://HOST:PORT, "

@@ -113,5 +113,18 @@ def test_unreachable_scheduler_names_the_fix():
     from edgetqs.tqs.distributed import connect_client
 
     with pytest.raises(EdgeTQSError) as caught:
-        connect_client("tcp://127.0.0.1:9")  # discard port: nothing listens
+        connect_client("tcp://127.0.0.1:9", timeout=2)  # discard port: nothing listens
     assert "dask scheduler" in caught.value.fix
+
+
+@pytest.mark.slow
+def test_local_cluster_scheduler_on_loopback():
+    from edgetqs import zoo
+
+    model = zoo.build("mlp-lorenz96")
+    settings = ScoreSettings(horizon=3, windows=2)
+    local = score_model(model.graph, model.card, settings, progress=False)
+    from dataclasses import replace
+
+    remote = score_model(model.graph, model.card, replace(settings, scheduler="local:1"), progress=False)
+    assert _as_json(remote) == _as_json(local)
