@@ -14,6 +14,8 @@ from edgetqs.errors import EdgeTQSError
 from edgetqs.files import JsonKind, read_json, write_json
 
 CARD_VERSION = 1
+# [batch, window, features] and [batch, features, window]
+INPUT_LAYOUTS = ("channels_last", "channels_first")
 # The card carries a version but no format name (kept as it is on disk).
 CARD = JsonKind(None, CARD_VERSION, "model card",
                 "re-run intake (`edgetqs inspect MODEL`) with this edgetqs to rebuild the card")
@@ -38,6 +40,9 @@ class RolloutSpec:
     # Kept in the card so on-device code and metrics can un-normalise.
     norm_mean: list[float] | None = None
     norm_std: list[float] | None = None
+    # The *source's* input layout; the canonical model always takes [batch, window, features]
+    # (intake puts a TRANSPOSE in front of a channels_first source).
+    input_layout: str = "channels_last"
 
     def validate(self) -> "RolloutSpec":
         problems = []
@@ -49,6 +54,8 @@ class RolloutSpec:
             problems.append(f"patch must be between 1 and the window {self.window} (got {self.patch})")
         if self.feedback != "append_shift":
             problems.append(f"feedback '{self.feedback}' is unknown (known: append_shift)")
+        if self.input_layout not in INPUT_LAYOUTS:
+            problems.append(f"input_layout '{self.input_layout}' is unknown (known: {', '.join(INPUT_LAYOUTS)})")
         if self.output_rank not in (2, 3):
             problems.append(f"output_rank must be 2 or 3 (got {self.output_rank})")
         if self.output_rank == 2 and self.patch != 1:
@@ -64,10 +71,10 @@ class RolloutSpec:
         values: dict[str, object] = {}
         for part in filter(None, (p.strip() for p in text.split(","))):
             key, sep, value = part.partition("=")
-            if not sep or key not in ("window", "features", "patch", "feedback", "output_rank"):
+            if not sep or key not in ("window", "features", "patch", "feedback", "output_rank", "input_layout"):
                 raise EdgeTQSError(f"cannot read rollout spec item '{part}'",
-                                   "write it as window=W,features=F[,patch=P]")
-            values[key] = value if key == "feedback" else int(value)
+                                   "write it as window=W,features=F[,patch=P][,input_layout=channels_first]")
+            values[key] = value if key in ("feedback", "input_layout") else int(value)
         if "window" not in values or "features" not in values:
             raise EdgeTQSError("a rollout spec needs at least window and features", "write window=W,features=F[,patch=P]")
         return cls(**values).validate()  # type: ignore[arg-type]

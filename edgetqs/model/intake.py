@@ -28,7 +28,7 @@ from edgetqs.model.formats.pytorch import export_module
 from edgetqs.model.layers import infer_rollout, layer_table
 from edgetqs.model.litert import run_tflite
 from edgetqs.model.tflite_graph import TFLiteGraph
-from edgetqs.model.window_input import with_window_input
+from edgetqs.model.window_input import with_channels_last_input, with_window_input
 from edgetqs.quant.ops import op_spec
 
 __all__ = ["CanonicalModel", "load_model", "load_torch_module", "canonicalize", "open_canonical", "cache_dir", "run_tflite",
@@ -107,6 +107,11 @@ def canonicalize(path: Path, source_format: str, out_dir: Path, rollout: Rollout
     if len(graph.input_shapes()[0]) == 2:  # state-to-state: the canonical input is a window of one step
         tflite_bytes = with_window_input(tflite_bytes)
         graph = TFLiteGraph.from_bytes(tflite_bytes, path)
+    elif rollout is not None and rollout.input_layout == "channels_first":
+        tflite_bytes = with_channels_last_input(tflite_bytes)
+        graph = TFLiteGraph.from_bytes(tflite_bytes, path)
+        if reference is not None:  # the source ran on [1, F, W]; the canonical model takes [1, W, F]
+            reference = (reference[0].transpose(0, 2, 1), reference[1])
     _check_builtin_only(graph, path)
     spec = infer_rollout(graph, rollout)  # a copy of the user's spec, normalisation included
     if reference is not None:

@@ -1,7 +1,11 @@
-"""State-to-state models (input ``[batch, features]``, the window is one step)
-get the canonical ``[1, 1, features]`` input: a RESHAPE to the model's own
-``[1, features]`` is put in front of the graph, so everything after intake
-(engine, quantizer, board runner) keeps its one input layout.
+"""Sources whose input is not ``[batch, window, features]`` get that canonical
+input through one op put in front of the graph, so everything after intake
+(engine, quantizer, board runner) keeps one input layout:
+
+- state-to-state models (``[batch, features]``, the window is one step): a
+  RESHAPE from ``[1, 1, features]``;
+- channel-first models (``[batch, features, window]``, declared by the rollout
+  spec's ``input_layout``): a TRANSPOSE from ``[1, window, features]``.
 """
 
 from __future__ import annotations
@@ -13,16 +17,28 @@ from ai_edge_litert.tools import flatbuffer_utils
 
 def with_window_input(tflite: bytes) -> bytes:
     """``tflite`` whose one input [1, F] is fed from a new [1, 1, F] input through a RESHAPE."""
+    return _feed_input(tflite, lambda shape: [1, 1, shape[-1]], schema.BuiltinOperator.RESHAPE,
+                       lambda shape: np.array([1, shape[-1]], np.int32))
+
+
+def with_channels_last_input(tflite: bytes) -> bytes:
+    """``tflite`` whose one input [1, F, W] is fed from a new [1, W, F] input through a TRANSPOSE."""
+    return _feed_input(tflite, lambda shape: [1, shape[2], shape[1]], schema.BuiltinOperator.TRANSPOSE,
+                       lambda shape: np.array([0, 2, 1], np.int32))
+
+
+def _feed_input(tflite: bytes, new_shape, builtin: int, operand) -> bytes:
+    """A new graph input of ``new_shape(old shape)`` feeding the old input through ``builtin``(new, operand)."""
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
     graph = model.subgraphs[0]
     old_input = graph.inputs[0]
-    features = int(graph.tensors[old_input].shape[-1])
-    shape_tensor = _constant(model, graph, "window_input/shape", np.array([1, features], np.int32))
-    new_input = _tensor(model, graph, "window", [1, 1, features], schema.TensorType.FLOAT32)
-    reshape = schema.OperatorT()
-    reshape.opcodeIndex = _opcode(model, schema.BuiltinOperator.RESHAPE)
-    reshape.inputs, reshape.outputs = [new_input, shape_tensor], [old_input]
-    graph.operators.insert(0, reshape)
+    old_shape = [int(d) for d in graph.tensors[old_input].shape]
+    operand_tensor = _constant(model, graph, "window_input/operand", operand(old_shape))
+    new_input = _tensor(model, graph, "window", new_shape(old_shape), schema.TensorType.FLOAT32)
+    feed = schema.OperatorT()
+    feed.opcodeIndex = _opcode(model, builtin)
+    feed.inputs, feed.outputs = [new_input, operand_tensor], [old_input]
+    graph.operators.insert(0, feed)
     graph.inputs = [new_input]
     for signature in model.signatureDefs or []:
         for item in signature.inputs:

@@ -56,6 +56,15 @@ def gru(window: int, features: int, units: int = 64, increment_scale: float = 1.
     return _finish(keras, inputs, h, window, features, name, increment_scale)
 
 
+def lstm(window: int, features: int, units: int = 32, increment_scale: float = 1.0, name: str = "lstm"):
+    """Saved with Keras' defaults (unroll=False, a WHILE loop): intake unrolls it, as it would a user's."""
+    import keras
+
+    inputs = keras.Input((window, features), name="window")
+    h = keras.layers.LSTM(units, name="lstm")(inputs)
+    return _finish(keras, inputs, h, window, features, name, increment_scale)
+
+
 def transformer(window: int, features: int, dim: int = 32, heads: int = 2, blocks: int = 1, increment_scale: float = 1.0, name: str = "transformer"):
     import keras
 
@@ -89,4 +98,4 @@ def tcn(window: int, features: int, channels: int = 32, dilations=(1, 2, 4), inc
     return _finish(keras, inputs, h, window, features, name, increment_scale)
 
 
-BUILDERS = {"mlp": residual_mlp, "gru": gru, "transformer": transformer, "tcn": tcn}
+BUILDERS = {"mlp": residual_mlp, "gru": gru, "lstm": lstm, "transformer": transformer, "tcn": tcn}

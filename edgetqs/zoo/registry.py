@@ -11,7 +11,7 @@ ZOO_VERSION = 7
 @dataclass(frozen=True)
 class ZooEntry:
     name: str  # <arch>-<system>[-variant]
-    arch: str  # mlp | gru | transformer | tcn
+    arch: str  # mlp | gru | lstm | transformer | tcn
     system: str  # lorenz96 | ks | sunspots | co2
     window: int
     patch: int = 1  # output steps per model call (> 1: [batch, patch, features] output)
@@ -41,6 +41,8 @@ ENTRIES = [
              horizon=100, description="emits 4 steps per call: exercises patch feedback"),
     ZooEntry("mlp-sunspots", "mlp", "sunspots", 12, arch_options={"width": 32, "blocks": 1}, epochs=40, horizon=30),
     ZooEntry("gru-sunspots", "gru", "sunspots", 12, arch_options={"units": 16}, epochs=40, horizon=30),
+    ZooEntry("lstm-sunspots", "lstm", "sunspots", 12, arch_options={"units": 16}, epochs=40, horizon=30,
+             description="Keras LSTM saved with default settings (unroll=False): unrolled at intake"),
     ZooEntry("tcn-sunspots", "tcn", "sunspots", 12, arch_options={"channels": 16, "dilations": (1, 2, 4)}, epochs=40, horizon=30),
     ZooEntry("mlp-sunspots-onnx", "mlp", "sunspots", 12, source_format="onnx", arch_options={"width": 32},
              epochs=200, horizon=30, description="trained in torch, exported by torch.onnx, intake via onnx2tf"),

@@ -27,6 +27,9 @@ MODE = "dynamic"
 INT4_FALLBACK_OPS = {"EMBEDDING_LOOKUP"}
 # onnx2tf's .tflite has no serving signature, which AEQ's static calibration needs.
 NO_SIGNATURE = {"mlp-sunspots-onnx"}
+# AEQ 0.10's static export of the unrolled LSTM holds a SPLIT that LiteRT 2.3's XNNPACK
+# delegate cannot prepare (the converter's verification catches it); weight-only and dynamic work.
+STATIC_EXPORT_DOES_NOT_LOAD = {"lstm-sunspots"}
 
 
 def uniform_choice(problem, fmt: str, fallback: str = "int8") -> tuple[list[int], list[str]]:
@@ -83,7 +86,7 @@ def test_every_zoo_model_converts_under_three_plans(tmp_path, name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [e.name for e in zoo.list_models() if e.name not in NO_SIGNATURE])
+@pytest.mark.parametrize("name", [e.name for e in zoo.list_models() if e.name not in NO_SIGNATURE | STATIC_EXPORT_DOES_NOT_LOAD])
 def test_every_zoo_model_converts_under_a_static_tqs_plan(tmp_path, name):
     """Static mode (int8 activations): the planner's static byte prediction holds to 1% on the real export."""
     canonical = zoo.build(name)

@@ -274,3 +274,84 @@ def test_torch_onnx_recurrent_and_attention_models_are_refused_with_the_pt2_rout
     with pytest.raises(EdgeTQSError, match="onnx2tf cannot convert|disagrees") as info:
         load_model(path)
     assert ".pt2" in info.value.fix and "torch.export" in info.value.fix
+
+
+# -- channel-first: [batch, features, window], declared in the rollout spec -------------
+
+def test_channel_first_onnx_by_an_explicit_spec_gets_the_canonical_layout(tmp_path):
+    """A torch Conv1d forecaster over [batch, channels, time], as torch users write it."""
+    import onnxruntime
+    import torch
+
+    from edgetqs.model.card import RolloutSpec
+
+    torch.manual_seed(8)
+
+    class ChannelFirst(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv1d(FEATURES, 8, kernel_size=3, padding=1)
+            self.head = torch.nn.Linear(8 * WINDOW, FEATURES)
+
+        def forward(self, x):  # x: [batch, features, window]
+            return x[:, :, -1] + self.head(torch.relu(self.conv(x)).flatten(1))
+
+    path = tmp_path / "channel-first.onnx"
+    torch.onnx.export(ChannelFirst().eval(), (torch.zeros(1, FEATURES, WINDOW),), str(path), input_names=["x"],
+                      output_names=["next"], dynamo=False, opset_version=17)
+    with pytest.raises(EdgeTQSError):  # [1, 3, 8] -> [1, 3] read as channels-last does not fit
+        load_model(path)
+    model = load_model(path, RolloutSpec.parse(f"window={WINDOW},features={FEATURES},input_layout=channels_first"))
+    assert model.graph.input_shapes() == [(1, WINDOW, FEATURES)]
+    window = np.random.default_rng(9).standard_normal((1, WINDOW, FEATURES)).astype(np.float32)
+    expected = onnxruntime.InferenceSession(str(path)).run(None, {"x": window.transpose(0, 2, 1)})[0]
+    np.testing.assert_allclose(run_tflite(model.tflite_path, window), expected, rtol=1e-4, atol=1e-5)
+    trip = through_pipeline(model, tmp_path / "trip")
+    assert trip["result"].verification.simulation_rel_error <= trip["result"].verification.tolerance
+
+
+# -- SavedModel written from a tf.function -------------------------------------------
+
+def _tf_function_savedmodel(path, recurrent: bool = False):
+    import tensorflow as tf
+
+    if recurrent:
+        import keras
+
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((WINDOW, FEATURES))
+        model = keras.Model(inputs, keras.layers.Dense(FEATURES)(keras.layers.LSTM(8)(inputs)))
+        forward = model
+    else:
+        rng = np.random.default_rng(6)
+        module_weights = [tf.Variable(rng.normal(0, 0.3, (WINDOW * FEATURES, 64)).astype(np.float32)),
+                          tf.Variable(rng.normal(0, 0.1, 64).astype(np.float32)),
+                          tf.Variable(rng.normal(0, 0.1, (64, FEATURES)).astype(np.float32))]
+        w1, b1, w2 = module_weights
+
+        def forward(x):
+            flat = tf.reshape(x, [-1, WINDOW * FEATURES])
+            return x[:, -1, :] + tf.matmul(tf.tanh(tf.matmul(flat, w1) + b1), w2)
+
+    module = tf.Module()
+    module.keep = forward if recurrent else module_weights
+    module.serve = tf.function(lambda x: forward(x), input_signature=[tf.TensorSpec([None, WINDOW, FEATURES], tf.float32)])
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return forward
+
+
+def test_tf_function_savedmodel_reaches_a_verified_bundle(tmp_path):
+    forward = _tf_function_savedmodel(tmp_path / "tf-function")
+    model = load_model(tmp_path / "tf-function")
+    assert model.card.source_format == "savedmodel" and model.graph.input_shapes() == [(1, WINDOW, FEATURES)]
+    window = np.random.default_rng(10).standard_normal((1, WINDOW, FEATURES)).astype(np.float32)
+    np.testing.assert_allclose(run_tflite(model.tflite_path, window), forward(window).numpy(), rtol=1e-4, atol=1e-5)
+    trip = through_pipeline(model, tmp_path / "trip")
+    assert trip["result"].verification.simulation_rel_error <= trip["result"].verification.tolerance
+
+
+def test_savedmodel_with_a_rolled_recurrent_loop_says_how_to_re_export(tmp_path):
+    _tf_function_savedmodel(tmp_path / "tf-lstm", recurrent=True)
+    with pytest.raises(EdgeTQSError, match="recurrent loop") as info:
+        load_model(tmp_path / "tf-lstm")
+    assert ".keras" in info.value.fix and "unroll=True" in info.value.fix

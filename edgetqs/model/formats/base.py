@@ -49,6 +49,9 @@ def fixed_input_shape(shape, rollout: RolloutSpec | None, path: Path) -> list[in
         raise EdgeTQSError(f"{path} takes input of rank {len(dims)} {shape}, not [batch, window, features] "
                            "or [batch, features]",
                            "export the forecaster with one [batch, window, features] (or [batch, features]) input")
+    if rollout is not None and rollout.input_layout == "channels_first":  # [batch, features, window]
+        dims[1], dims[2] = dims[1] or rollout.features, dims[2] or rollout.window
+        return [1, dims[1], dims[2]]
     if rollout is not None:
         dims[1], dims[2] = dims[1] or rollout.window, dims[2] or rollout.features
     if dims[1] is None or dims[2] is None:

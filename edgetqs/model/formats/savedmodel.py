@@ -27,6 +27,10 @@ def tflite_from_savedmodel_dir(saved_dir: Path, path: Path) -> bytes:
             return converter.convert()
     except Exception as exc:  # the converter raises ConverterError with the MLIR diagnostics
         flex = sorted(set(re.findall(r"\btf\.([A-Z]\w+)", str(exc))))
+        if any(op.startswith("TensorList") for op in flex):  # what a rolled RNN's loop lowers to
+            raise EdgeTQSError(f"{path} holds a recurrent loop ({', '.join(flex)}): its sequence length is not fixed "
+                               "in the graph", "give edgetqs the Keras model (.keras: intake unrolls its recurrent "
+                               "layers), or build them with unroll=True before saving") from exc
         if flex:
             raise EdgeTQSError(f"{path} needs TensorFlow ops that are not TFLite builtins: {', '.join(flex)}",
                                "boards run builtin-only runtimes: replace these ops in the model") from exc
