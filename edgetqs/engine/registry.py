@@ -20,11 +20,14 @@ A new op is one new module in ``edgetqs/engine/ops`` that calls ``register``.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from edgetqs.engine import ops  # the package only: its modules register themselves when _load_op_modules imports them
 from edgetqs.errors import EdgeTQSError
 
 
@@ -98,11 +101,6 @@ def _load_op_modules() -> None:
     global _LOADED
     if _LOADED:
         return
-    import importlib
-    import pkgutil
-
-    from edgetqs.engine import ops
-
     for module in pkgutil.iter_modules(ops.__path__):
         importlib.import_module(f"{ops.__name__}.{module.name}")
     _LOADED = True

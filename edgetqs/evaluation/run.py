@@ -30,6 +30,7 @@ import numpy as np
 
 from edgetqs.errors import EdgeTQSError
 from edgetqs.evaluation import methods as M
+from edgetqs.evaluation import report
 
 SCORE_SHARE = 0.7  # of a user's series: scoring/search windows come from here, judging from the rest
 JUDGE_SEED_OFFSET = 1000  # data-free judging windows: a free run from seed + this
@@ -111,8 +112,6 @@ def evaluate(model, settings: EvaluationSettings | None = None, out_dir: str | P
     result = EvaluationResult(label, rows, notes, timings, searches,
                               plans={plan_sha(mp): {a.unit: a.format for a in mp.plan.assignments} for mp in plans})
     if out_dir is not None:
-        from edgetqs.evaluation import report
-
         payload = report.payload(rows, notes, {"model": label, "settings": settings.__dict__},
                                  {label: timings}, searches, {label: result.plans})
         result.paths = report.write_all(Path(out_dir), name or f"evaluation-{label}", payload)
