@@ -17,6 +17,7 @@ from pathlib import Path
 from edgetqs.errors import EdgeTQSError
 from edgetqs.files import move_into_place
 from edgetqs.model.card import RolloutSpec
+from edgetqs.model.formats import FORMATS
 from edgetqs.model.intake import CanonicalModel, cache_dir, canonicalize, open_canonical
 from edgetqs.zoo.data import SYSTEMS, SystemData, evaluation_starts, system_data, training_pairs, true_trajectories
 from edgetqs.zoo.registry import BY_NAME, ENTRIES, TIERS, ZOO_VERSION, ZooEntry
@@ -100,7 +101,7 @@ def build_once(directory: Path, make) -> CanonicalModel:
 
 def _train_and_intake(item: ZooEntry, directory: Path) -> CanonicalModel:
     from edgetqs.zoo.evaluate import float_quality
-    from edgetqs.zoo.training import train_keras, train_torch_onnx
+    from edgetqs.zoo.training import train_keras, train_torch
 
     data = system_data(item.system, item.seed)
     spec = RolloutSpec(window=item.window, features=data.features, patch=item.patch,
@@ -108,8 +109,8 @@ def _train_and_intake(item: ZooEntry, directory: Path) -> CanonicalModel:
                        norm_mean=[float(v) for v in data.mean], norm_std=[float(v) for v in data.std])
     # Built beside its final place (intake stages the canonical model in there) and renamed when complete.
     with tempfile.TemporaryDirectory(dir=directory.parent) as tmp:
-        source = Path(tmp) / f"{item.name}.{item.source_format}"
-        train = train_torch_onnx if item.source_format == "onnx" else train_keras
+        source = Path(tmp) / f"{item.name}{FORMATS[item.source_format].suffixes[0]}"
+        train = train_keras if item.source_format == "keras" else train_torch
         seconds = train(item, source)
         extra = {"system": item.system, "system_description": SYSTEMS[item.system].description,
                  "arch": item.arch, "training_seconds": round(seconds, 2), "zoo_version": ZOO_VERSION,

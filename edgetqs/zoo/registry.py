@@ -15,7 +15,8 @@ class ZooEntry:
     system: str  # lorenz96 | ks | sunspots | co2
     window: int
     patch: int = 1  # output steps per model call (> 1: [batch, patch, features] output)
-    source_format: str = "keras"  # keras | onnx (trained in torch, exported by torch.onnx)
+    # keras | onnx (trained in torch, exported by torch.onnx) | pytorch (trained in torch, saved by torch.export)
+    source_format: str = "keras"
     arch_options: dict = field(default_factory=dict, hash=False)
     epochs: int = 8
     horizon: int = 50  # steps of the float rollout quality check
@@ -46,6 +47,11 @@ ENTRIES = [
     ZooEntry("tcn-sunspots", "tcn", "sunspots", 12, arch_options={"channels": 16, "dilations": (1, 2, 4)}, epochs=40, horizon=30),
     ZooEntry("mlp-sunspots-onnx", "mlp", "sunspots", 12, source_format="onnx", arch_options={"width": 32},
              epochs=200, horizon=30, description="trained in torch, exported by torch.onnx, intake via onnx2tf"),
+    ZooEntry("gru-sunspots-torch", "gru", "sunspots", 12, source_format="pytorch", arch_options={"units": 16},
+             epochs=200, horizon=30, description="nn.GRU trained in torch, saved by torch.export, intake via litert-torch"),
+    ZooEntry("patchtst-sunspots-torch", "patchtst", "sunspots", 12, source_format="pytorch",
+             arch_options={"patch_len": 4, "dim": 16, "heads": 2}, epochs=200, horizon=30,
+             description="PatchTST-style encoder trained in torch, saved by torch.export, intake via litert-torch"),
     ZooEntry("mlp-co2", "mlp", "co2", 52, arch_options={"width": 64, "blocks": 1}, epochs=20, horizon=104),
     ZooEntry("tcn-co2", "tcn", "co2", 52, arch_options={"channels": 16, "dilations": (1, 4, 16)}, epochs=20, horizon=104),
     ZooEntry("transformer-co2", "transformer", "co2", 52, arch_options={"dim": 16, "heads": 2}, epochs=20, horizon=104),

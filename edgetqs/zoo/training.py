@@ -96,8 +96,9 @@ def train_keras(entry: ZooEntry, out_path: Path) -> float:
     return seconds
 
 
-def train_torch_onnx(entry: ZooEntry, out_path: Path) -> float:
-    """Train a residual MLP in torch and export it with torch.onnx (opset 17)."""
+def train_torch(entry: ZooEntry, out_path: Path) -> float:
+    """Train the entry's torch architecture and save it as its author would: torch.onnx (opset 17)
+    for ``.onnx``, a torch.export program for ``.pt2`` (the direct litert-torch path)."""
     import torch
 
     torch.manual_seed(entry.seed)
@@ -106,8 +107,8 @@ def train_torch_onnx(entry: ZooEntry, out_path: Path) -> float:
     torch.set_num_threads(1)
     try:
         x, y = (torch.from_numpy(a) for a in entry_training_pairs(entry))
-        model = TorchResidualMLP(entry.window, x.shape[2], entry.arch_options.get("width", 32),
-                                 increment_scale(x.numpy(), y.numpy()))
+        model = TORCH_BUILDERS[entry.arch](entry.window, x.shape[2], increment_scale(x.numpy(), y.numpy()),
+                                           **entry.arch_options)
         optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
         generator = torch.Generator().manual_seed(entry.seed)
         start = time.perf_counter()
@@ -120,8 +121,11 @@ def train_torch_onnx(entry: ZooEntry, out_path: Path) -> float:
         seconds = time.perf_counter() - start
         model.eval()
         example = torch.zeros(1, entry.window, x.shape[2])
-        torch.onnx.export(model, (example,), str(out_path), input_names=["window"], output_names=["next_state"],
-                          dynamo=False, opset_version=17)
+        if out_path.suffix == ".pt2":
+            torch.export.save(torch.export.export(model, (example,)), str(out_path))
+        else:
+            torch.onnx.export(model, (example,), str(out_path), input_names=["window"], output_names=["next_state"],
+                              dynamo=False, opset_version=17)
     finally:
         torch.set_num_threads(threads)
     return seconds
@@ -148,6 +152,50 @@ def _torch_module():
     return _TorchResidualMLP
 
 
-def TorchResidualMLP(window: int, features: int, width: int, scale: float = 1.0):
+def TorchResidualMLP(window: int, features: int, scale: float = 1.0, width: int = 32):
     """The torch twin of architectures.residual_mlp (one block), built lazily so torch loads only when needed."""
     return _torch_module()(window, features, width, scale)
+
+
+def TorchGRU(window: int, features: int, scale: float = 1.0, units: int = 16):
+    """nn.GRU over the window, a linear head on its last state, plus the last state (the increment)."""
+    import torch
+
+    class _TorchGRU(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = scale
+            self.gru = torch.nn.GRU(features, units, batch_first=True)
+            self.output_proj = torch.nn.Linear(units, features)
+
+        def forward(self, window):
+            out, _ = self.gru(window)
+            return window[:, -1, :] + self.scale * self.output_proj(out[:, -1])
+
+    return _TorchGRU()
+
+
+def TorchPatchTST(window: int, features: int, scale: float = 1.0, patch_len: int = 4, dim: int = 16, heads: int = 2,
+                  layers: int = 1):
+    """PatchTST-style: the window cut into patches, each embedded, a Transformer encoder, a linear head."""
+    import torch
+
+    class _TorchPatchTST(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = scale
+            self.embed = torch.nn.Linear(patch_len * features, dim)
+            self.position = torch.nn.Parameter(torch.zeros(1, window // patch_len, dim))
+            layer = torch.nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True)
+            self.encoder = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+            self.output_proj = torch.nn.Linear(dim * (window // patch_len), features)
+
+        def forward(self, window_):
+            patches = window_.reshape(window_.shape[0], window // patch_len, patch_len * features)
+            h = self.encoder(self.embed(patches) + self.position)
+            return window_[:, -1, :] + self.scale * self.output_proj(h.flatten(1))
+
+    return _TorchPatchTST()
+
+
+TORCH_BUILDERS = {"mlp": TorchResidualMLP, "gru": TorchGRU, "patchtst": TorchPatchTST}

@@ -13,6 +13,7 @@ from edgetqs import zoo
 from edgetqs.cli.app import main
 from edgetqs.errors import EdgeTQSError
 from edgetqs.zoo.architectures import BUILDERS
+from edgetqs.zoo.training import TORCH_BUILDERS
 from edgetqs.zoo.data import SYSTEMS
 
 
@@ -21,9 +22,10 @@ def test_catalogue_covers_archs_and_systems():
     assert len(entries) >= 12
     assert {e.arch for e in entries} >= {"mlp", "gru", "transformer", "tcn"}
     assert {e.system for e in entries} >= {"lorenz96", "ks", "sunspots", "co2"}
-    assert any(e.source_format == "onnx" for e in entries)
+    assert any(e.source_format == "onnx" for e in entries) and any(e.source_format == "pytorch" for e in entries)
     for e in entries:
-        assert e.name.startswith(f"{e.arch}-{e.system}") and e.arch in BUILDERS and e.system in SYSTEMS
+        builders = BUILDERS if e.source_format == "keras" else TORCH_BUILDERS  # torch-trained entries
+        assert e.name.startswith(f"{e.arch}-{e.system}") and e.arch in builders and e.system in SYSTEMS
     with pytest.raises(EdgeTQSError, match="no zoo model"):
         zoo.entry("mlp-weather")
 
@@ -94,12 +96,12 @@ def test_torch_training_is_deterministic(tmp_path):
     import onnx
     from onnx import numpy_helper
 
-    from edgetqs.zoo.training import train_torch_onnx
+    from edgetqs.zoo.training import train_torch
 
     entry = dataclasses.replace(zoo.entry("mlp-sunspots-onnx"), epochs=3)
     weights = []
     for name in ("a", "b"):
-        train_torch_onnx(entry, tmp_path / f"{name}.onnx")
+        train_torch(entry, tmp_path / f"{name}.onnx")
         weights.append([numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / f"{name}.onnx")).graph.initializer])
     assert all(np.array_equal(x, y) for x, y in zip(*weights))
 
