@@ -28,6 +28,41 @@ PACKAGES = tuple(OVERHEAD_BYTES)  # the pip distributions edgetqs can plan for a
 NUMPY_REQUIREMENT = {"tflite-runtime": "numpy<2"}
 
 
+# XNNPACK, the delegate LiteRT applies on CPU unless told not to, packs the
+# weights of the ops it takes into buffers of its own at allocate_tensors: RAM
+# beside the mapped file (and beside DEQUANTIZE's float copies). Per weight
+# format and mode, that copy as a fraction of the weights' float32 bytes: peak
+# RSS with XNNPACK on minus off, over float32 bytes, rounded up (ai-edge-litert
+# 2.3.0, x86_64, 1 and 2 threads alike; `python benchmarks/xnnpack_packing.py`
+# re-measures). Float weights are repacked whole; int8 dynamic ones into an
+# int8 copy with sums (~1.7x their int8 bytes); int4/int2 hardly at all;
+# weight-only int8 is the float copy XNNPACK packs from DEQUANTIZE's output
+# (0.8x); weight-only int4 ops stay off XNNPACK. "*": any mode. tflite-runtime's
+# XNNPACK is priced the same (the same delegate, older; not measured separately).
+PACKED_WEIGHT_FRACTION: dict[str, dict[tuple[str, str], float]] = {
+    "none": {},
+    "xnnpack": {("fp32", "*"): 1.05, ("fp16", "*"): 0.6,
+                ("int8", "dynamic"): 0.45, ("int8", "weight_only"): 0.85,
+                ("int4", "dynamic"): 0.06, ("int4", "weight_only"): 0.05, ("int2", "dynamic"): 0.1,
+                ("int4_b32", "dynamic"): 0.2, ("int4_b64", "dynamic"): 0.2},
+}
+# XNNPACK's own buffers whatever the weights (on minus off with a 30 KB model: 0.7-0.9 MiB)
+# are inside OVERHEAD_BYTES, measured with the default delegate on.
+DEFAULT_DELEGATE = "xnnpack"  # what LiteRT's Interpreter applies by default
+
+
+def packed_weight_fraction(delegate: str, fmt: str, bits: int, mode: str) -> float:
+    """The delegate's packed copy of weights stored as ``fmt`` (``bits`` per value) in ``mode``, as a
+    fraction of their float32 bytes. Unmeasured: static mode, int8_b32, delegates other than XNNPACK
+    (priced like XNNPACK): twice the format's own value bytes, at most a float copy, so the
+    prediction errs on the large side."""
+    if delegate == "none":
+        return 0.0
+    table = PACKED_WEIGHT_FRACTION.get(delegate, PACKED_WEIGHT_FRACTION[DEFAULT_DELEGATE])
+    measured = table.get((fmt, str(mode)), table.get((fmt, "*")))
+    return measured if measured is not None else min(table[("fp32", "*")], bits / 16)
+
+
 def overhead_bytes(package: str) -> int:
     """The runtime's measured overhead; an unknown package is priced as the largest known one."""
     return OVERHEAD_BYTES.get(package, max(OVERHEAD_BYTES.values()))

@@ -65,7 +65,8 @@ def run(args) -> int:
     p = plan.predicted
     console.print(
         f"{plan.model['name']} on {plan.target or 'budget'} ({plan.runtime}, {plan.mode}, {plan.allocator}): "
-        f"model {format_size(p['model_bytes'])}, memory {format_size(p['memory_bytes'])} of "
+        f"model {format_size(p['model_bytes'])}, memory {format_size(p['memory_bytes'])} "
+        f"(of which {p.get('delegate', 'no')} packed weights {format_size(p.get('packed_weights_bytes', 0))}) of "
         f"{format_size(plan.budget_bytes)} budget, predicted error {p['total_cost']:.4g}")
     if search is not None:
         console.print(f"verified search: {len(search.evaluated)} plans rolled out in {search.seconds:.1f} s "

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from ai_edge_litert.tools import flatbuffer_utils
 
+from edgetqs import runtimes
 from edgetqs.model.tflite_graph import TFLiteGraph
 from edgetqs.quant import aeq
 from edgetqs.quant.formats import FORMATS, WeightFormat
@@ -135,6 +136,14 @@ def dequantized_copy_bytes(t: WeightTensor, fmt: WeightFormat, mode: Mode) -> in
     """RAM the runtime spends on a float copy of ``t`` (DEQUANTIZE of a constant)."""
     explicit_dequant = fmt.is_float or mode == Mode.WEIGHT_ONLY
     return 4 * t.elements if t.quantizable and fmt.name != "fp32" and explicit_dequant else 0
+
+
+def packed_copy_bytes(t: WeightTensor, fmt: WeightFormat, mode: Mode, delegate: str) -> int:
+    """RAM ``delegate`` (XNNPACK) spends on its packed copy of ``t`` (edgetqs.runtimes holds the
+    per-format fractions). Tensors AEQ leaves float (biases) are packed as float."""
+    stored = fmt if t.quantizable else FORMATS["fp32"]
+    fraction = runtimes.packed_weight_fraction(delegate, stored.name, stored.bits, mode)
+    return math.ceil(fraction * 4 * t.elements)
 
 
 def base_bytes(graph: TFLiteGraph, tensors: dict[str, WeightTensor]) -> int:

@@ -14,7 +14,9 @@ correctly for that op and mode, it is not below the bottom tier, and the unit
 is not kept in float. Dead units get their cheapest allowed format.
 
 The budget is the memory the model takes: its .tflite (mapped) plus the
-activation arena, plus in weight-only mode the float copies DEQUANTIZE makes.
+activation arena, plus in weight-only mode the float copies DEQUANTIZE makes,
+plus the packed copy of the weights the firmware's delegate makes (XNNPACK;
+fractions per format in edgetqs/runtimes.py).
 From a target it is ``RAM x share - runtime overhead`` (and the file must fit
 the storage); ``--budget`` gives it directly.
 """
@@ -29,7 +31,7 @@ import numpy as np
 
 from edgetqs.errors import EdgeTQSError
 from edgetqs import runtimes
-from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
+from edgetqs.runtimes import DEFAULT_DELEGATE, DEFAULT_HOST_RUNTIME
 from edgetqs.model.tflite_graph import TFLiteGraph
 from edgetqs.planner import costs
 from edgetqs.planner.allocators import Option, allocate_front, get_allocator, smallest_bytes
@@ -63,7 +65,8 @@ class UnitOptions:
     dead: bool
     formats: list[str]
     file_bytes: list[int]  # in the .tflite
-    memory_bytes: list[int]  # file bytes + float copies made at run time
+    memory_bytes: list[int]  # file bytes + float copies and the delegate's packed copy made at run time
+    packed_bytes: list[int]  # of memory_bytes, the delegate's packed copy
     costs: list[float]
 
     def options(self) -> list[Option]:
@@ -83,10 +86,12 @@ class Problem:
     fixed_file_bytes: int  # graph, non-weight tensors and weights outside every unit
     arena_bytes: int
     static_calibration: dict | None = None  # static mode: the activation ranges AEQ prices plans with
+    delegate: str = "none"  # whose packed weight copy the memory counts (edgetqs.runtimes)
+    fixed_packed_bytes: int = 0  # the delegate's packed copy of the weights outside every unit
 
     @property
     def fixed_memory_bytes(self) -> int:
-        return self.fixed_file_bytes + self.arena_bytes
+        return self.fixed_file_bytes + self.arena_bytes + self.fixed_packed_bytes
 
     def smallest_memory(self) -> int:
         return self.fixed_memory_bytes + smallest_bytes([u.options() for u in self.units])
@@ -139,7 +144,10 @@ def _keep_float_names(scores, keep: KeepFloat, float_bytes: dict[str, int]) -> s
 
 def build_problem(graph: TFLiteGraph, scores, scores_sha256: str, runtime: str, mode: Mode | str = Mode.DYNAMIC,
                   matrix: CapabilityMatrix | None = None, bottom: str | None = None,
-                  keep_float: KeepFloat | None = None, static_calibration: dict | None = None) -> Problem:
+                  keep_float: KeepFloat | None = None, static_calibration: dict | None = None,
+                  delegate: str = DEFAULT_DELEGATE) -> Problem:
+    """The options per unit for ``graph`` on ``runtime`` with ``delegate`` (the firmware's; LiteRT's default
+    XNNPACK unless a target says otherwise)."""
     mode = Mode.parse(mode)
     check_scores_match(graph, scores)
     matrix = matrix or CapabilityMatrix.load()
@@ -170,11 +178,12 @@ def build_problem(graph: TFLiteGraph, scores, scores_sha256: str, runtime: str, 
         for name in candidates:
             fmt = FORMATS[name]
             file_b = sum(costs.tensor_bytes(t, fmt, mode) for t in unit_tensors)
-            mem_b = file_b + sum(costs.dequantized_copy_bytes(t, fmt, mode) for t in unit_tensors)
+            packed_b = sum(costs.packed_copy_bytes(t, fmt, mode, delegate) for t in unit_tensors)
+            mem_b = file_b + packed_b + sum(costs.dequantized_copy_bytes(t, fmt, mode) for t in unit_tensors)
             # members sharing a tensor each feel its residual with their own amplification
             cost = sum(a * math.sqrt(sum(_residual_norm(graph, t, fmt, norm_cache) ** 2 for t in ts))
                        for a, ts in zip(amplification, member_tensors))
-            options.append((name, file_b, mem_b, cost))
+            options.append((name, file_b, mem_b, packed_b, cost))
         if dead:  # its perturbation never reaches the output: the cheapest format
             options = [min(options, key=lambda o: o[2])]
         label = group[0].name if len(group) == 1 else f"{group[0].name} (+{len(group) - 1} sharing its weights)"
@@ -184,8 +193,11 @@ def build_problem(graph: TFLiteGraph, scores, scores_sha256: str, runtime: str, 
         fixed = costs.static_fixed_bytes([[tensors[n] for n in u.weight_tensors] for u in units], int8_bytes)
     else:
         fixed = _fixed_file_bytes(graph, tensors, scores, mode)
+    in_units = {n for u in scores.units for n in u.weight_tensors}
+    fixed_packed = sum(costs.packed_copy_bytes(t, FORMATS["fp32"], mode, delegate)
+                       for n, t in tensors.items() if n not in in_units)
     return Problem(graph, scores, scores_sha256, runtime, mode, units, fixed, costs.arena_bytes(graph),
-                   static_calibration)
+                   static_calibration, delegate, fixed_packed)
 
 
 def _fixed_file_bytes(graph: TFLiteGraph, tensors: dict[str, costs.WeightTensor], scores, mode: Mode) -> int:
@@ -305,7 +317,7 @@ def _checked_plan(problem: Problem, choice: list[int] | None, budget_bytes: int,
             f"the budget {format_size(budget_bytes)} ({budget_bytes} B) is below the smallest footprint this model "
             f"reaches on {problem.runtime} in {problem.mode} mode: {format_size(smallest)} ({smallest} B: "
             f"file without weights {problem.fixed_file_bytes} B + arena {problem.arena_bytes} B + weights at their "
-            f"cheapest allowed formats)",
+            f"cheapest allowed formats, with the {problem.delegate} delegate's packed copy)",
             f"give a budget of at least {smallest} B, allow lower formats (--bottom), or pick a bigger board")
     plan = plan_from_choice(problem, choice, budget_bytes, allocator, target)
     if target is not None and plan.predicted["model_bytes"] > target.storage_bytes:
@@ -319,12 +331,13 @@ def plan_from_choice(problem: Problem, choice: list[int], budget_bytes: int, all
     assignments = [Assignment(u.name, u.weight_tensors, u.formats[q], u.file_bytes[q], u.costs[q])
                    for u, q in zip(problem.units, choice)]
     weights = sum(a.bytes for a in assignments)
-    copies = sum(u.memory_bytes[q] - u.file_bytes[q] for u, q in zip(problem.units, choice))
+    packed = problem.fixed_packed_bytes + sum(u.packed_bytes[q] for u, q in zip(problem.units, choice))
+    copies = sum(u.memory_bytes[q] - u.file_bytes[q] - u.packed_bytes[q] for u, q in zip(problem.units, choice))
     model_bytes = problem.fixed_file_bytes + weights
     if problem.mode == Mode.STATIC:  # float units add QUANTIZE/DEQUANTIZE islands: AEQ prices the plan itself
         model_bytes = costs.static_model_bytes(problem.graph, _formats_of(assignments),
                                                problem.static_calibration)
-    memory = model_bytes + problem.arena_bytes + copies
+    memory = model_bytes + problem.arena_bytes + copies + packed
     overhead = runtimes.overhead_bytes(problem.runtime.partition("==")[0])
     graph = problem.graph
     return Plan(
@@ -332,7 +345,7 @@ def plan_from_choice(problem: Problem, choice: list[int], budget_bytes: int, all
         scores_sha256=problem.scores_sha256, target=target.name if target else None, runtime=problem.runtime,
         budget_bytes=int(budget_bytes), allocator=allocator, mode=problem.mode, assignments=assignments,
         predicted={"model_bytes": model_bytes, "weights_bytes": weights, "arena_bytes": problem.arena_bytes + copies,
-                   "memory_bytes": memory, "runtime_overhead_bytes": overhead, "footprint_bytes": memory + overhead,
+                   "packed_weights_bytes": packed, "delegate": problem.delegate, "memory_bytes": memory, "runtime_overhead_bytes": overhead, "footprint_bytes": memory + overhead,
                    "total_cost": float(sum(a.cost for a in assignments))},
     )
 
@@ -377,7 +390,9 @@ def make_plan(graph: TFLiteGraph, scores_path: ScoreFile | str | Path, target: T
     else:
         scores, scores_sha256 = load_scores(scores_path), file_sha256(scores_path)
     calibration = static_calibration_for(model) if mode == Mode.STATIC and model is not None else None
-    problem = build_problem(graph, scores, scores_sha256, runtime, mode, matrix, bottom, keep_float, calibration)
+    delegate = target.firmware.delegate if target is not None and target.firmware else DEFAULT_DELEGATE
+    problem = build_problem(graph, scores, scores_sha256, runtime, mode, matrix, bottom, keep_float, calibration,
+                            delegate)
     budget = budget_bytes if budget_bytes is not None else target_budget(target)
     return solve(problem, budget, allocator, target), problem
 

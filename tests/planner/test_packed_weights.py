@@ -1,0 +1,97 @@
+"""The memory a plan predicts counts the packed weight copy of the firmware's delegate (XNNPACK).
+
+Checked against the real runner (edgetqs/remote/runner.py) on this host's LiteRT:
+a float plan for a board whose firmware runs XNNPACK must predict at least the
+runner's peak RSS, or a plan the planner says fits is OOM-killed on the board.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from tests.remote.forecast_bundle import FEATURES, ForecasterFiles, wide_float_forecaster, write_forecast_bundle
+
+from edgetqs.model.tflite_graph import TFLiteGraph
+from edgetqs.planner import costs
+from edgetqs.planner.plan import KeepFloat, make_plan
+from edgetqs.planner.planfile import plan_from_dict
+from edgetqs.remote.validate import RUNNER, RunOutput
+from edgetqs.targets import load_target
+
+# 2 x 2048-wide Dense layers: a 17 MB float32 file, so XNNPACK's ~16 MiB packed copy is
+# far above the slack in the runtime's measured overhead (a few MiB).
+WIDTH = 2048
+# The prediction may undershoot the measured peak by at most this much: the runtime
+# overhead (edgetqs.runtimes) is one figure for every model, measured with a tiny one.
+UNDERSHOOT = 0.03
+
+
+@pytest.fixture(scope="module")
+def float_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("packed") / "wide.tflite"
+    path.write_bytes(wide_float_forecaster(WIDTH))
+    return path
+
+
+def _float_plan(model_path, scores_path, target):
+    graph = TFLiteGraph.load(model_path)
+    everything = KeepFloat(count=len(graph.operators))
+    plan, _ = make_plan(graph, scores_path, target=target, budget_bytes=2**30, keep_float=everything)
+    assert {a.format for a in plan.assignments} == {"fp32"}
+    return plan
+
+
+def _runner_peak_bytes(model_path, tmp_path) -> int:
+    float_tflite = model_path.read_bytes()
+    files = ForecasterFiles(float_tflite, float_tflite, np.zeros(FEATURES, np.float32))
+    bundle = write_forecast_bundle(tmp_path / "bundle", files, model_bytes=float_tflite)
+    done = subprocess.run([sys.executable, str(RUNNER), "--bundle", str(bundle), "--out", str(tmp_path / "out"),
+                           "--threads", "1", "--contexts", "1", "--horizon", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    results = RunOutput.load(tmp_path / "out").results
+    assert results["runtime"]["xnnpack"] is True  # the runner ran what the firmware prices
+    return results["peak_memory_kib"] * 1024
+
+
+def test_a_float_plan_for_an_xnnpack_board_predicts_the_runners_peak(float_model, scores_for, tmp_path):
+    graph, scores_path = scores_for(float_model)
+    target = load_target("rpi4")
+    assert target.firmware.delegate == "xnnpack"
+    plan = _float_plan(float_model, scores_path, target)
+    measured = _runner_peak_bytes(float_model, tmp_path)
+    predicted = plan.predicted["footprint_bytes"]
+    assert predicted >= (1 - UNDERSHOOT) * measured, (predicted / 2**20, measured / 2**20)
+    assert predicted <= 1.25 * measured, (predicted / 2**20, measured / 2**20)  # not bought by overpricing
+    float_weights = sum(4 * t.elements for t in costs.weight_tensors(graph).values())
+    assert plan.predicted["packed_weights_bytes"] >= float_weights  # XNNPACK repacks float weights whole
+    assert plan.predicted["delegate"] == "xnnpack"
+
+
+def test_without_a_delegate_nothing_is_packed_and_old_plans_still_read(float_model, scores_for):
+    import dataclasses
+
+    graph, scores_path = scores_for(float_model)
+    target = load_target("rpi4")
+    plain = dataclasses.replace(target, firmware=dataclasses.replace(target.firmware, delegate="none"))
+    with_xnnpack, without = _float_plan(float_model, scores_path, target), _float_plan(float_model, scores_path, plain)
+    assert without.predicted["packed_weights_bytes"] == 0
+    assert (with_xnnpack.predicted["memory_bytes"] - without.predicted["memory_bytes"]
+            == with_xnnpack.predicted["packed_weights_bytes"])
+    old = without.to_dict()  # a plan file written before the packed copy was counted
+    for key in ("packed_weights_bytes", "delegate"):
+        del old["predicted"][key]
+    assert plan_from_dict(old).predicted["memory_bytes"] == without.predicted["memory_bytes"]
+
+
+def test_quantized_formats_pack_less_than_float():
+    """int8 dynamic weights pack into an int8 copy, int4 hardly at all (edgetqs.runtimes)."""
+    from edgetqs.quant.formats import FORMATS
+
+    t = costs.WeightTensor("w", (256, 256), "FULLY_CONNECTED", 0, True)
+    packed = {name: costs.packed_copy_bytes(t, FORMATS[name], "dynamic", "xnnpack") for name in ("fp32", "int8", "int4")}
+    assert packed["fp32"] > packed["int8"] > packed["int4"] > 0
+    assert costs.packed_copy_bytes(t, FORMATS["fp32"], "dynamic", "none") == 0
