@@ -65,5 +65,5 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model",
         metavar="MODEL",
-        help="a .keras, SavedModel directory, .onnx or float .tflite path, or zoo:NAME",
+        help="a .keras, SavedModel directory, .pt2 (torch.export), .onnx or float .tflite path, or zoo:NAME",
     )

@@ -10,7 +10,8 @@ from edgetqs.model.card import ModelCard, RolloutSpec
 
 def add_rollout_argument(parser) -> None:
     parser.add_argument("--rollout", metavar="SPEC", type=RolloutSpec.parse,
-                        help="window=W,features=F[,patch=P] when it cannot be read from the model's shapes")
+                        help="window=W,features=F[,patch=P][,input_layout=channels_first] when it cannot be read "
+                             "from the model's shapes (remembered for this file: later commands need not repeat it)")
 
 
 def print_card(card: ModelCard) -> None:
@@ -58,6 +59,7 @@ def register(subparsers) -> None:
     parser = add_command(subparsers, "inspect", "show a model's rollout spec and layer table (its model card)",
                          ["edgetqs inspect zoo:mlp-lorenz96",
                           "edgetqs inspect my_model.onnx --rollout window=16,features=3",
+                          "edgetqs inspect my_forecaster.pt2",
                           "edgetqs inspect model.tflite --json"], run)
     add_model_argument(parser)
     add_rollout_argument(parser)

@@ -11,7 +11,9 @@ numerically against the source framework before it is cached.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.files import staged_directory
+from edgetqs.files import staged_directory, write_atomically
 from edgetqs.model.card import ModelCard, RolloutSpec
 from edgetqs.model.formats import FORMATS, SUPPORTED, detect_format
 from edgetqs.model.formats.onnx import TORCH_ROUTE
@@ -60,15 +62,30 @@ def cache_dir() -> Path:
 
 # -- entry point --------------------------------------------------------------
 def load_model(model: str | os.PathLike, rollout: RolloutSpec | None = None) -> CanonicalModel:
-    """The canonical model for the model file or directory ``model``, built once and cached."""
+    """The canonical model for the model file or directory ``model``, built once and cached.
+
+    A rollout spec given once for a file (``edgetqs inspect FILE --rollout ...``) is remembered
+    for that file's content, so the later stages (score, plan, convert) find the same model
+    without repeating it."""
     path = Path(model).expanduser()
     source_format = detect_format(path)
+    remembered = _spec_memory(path)
+    if rollout is None and remembered.exists():
+        rollout = RolloutSpec(**json.loads(remembered.read_text())).validate()
     key = _cache_key(path, rollout)
     out_dir = cache_dir() / "models" / key
     if (out_dir / "model.tflite").exists() and (out_dir / "model.card.json").exists():
         return open_canonical(out_dir)
-    return canonicalize(path, source_format, out_dir, rollout, name=path.stem if path.is_file() else path.name,
-                        source_label=str(path))
+    model = canonicalize(path, source_format, out_dir, rollout, name=path.stem if path.is_file() else path.name,
+                         source_label=str(path))
+    if rollout is not None:
+        write_atomically(remembered, json.dumps(dataclasses.asdict(rollout)))
+    return model
+
+
+def _spec_memory(path: Path) -> Path:
+    """Where the rollout spec last given for ``path``'s content is kept."""
+    return cache_dir() / "models" / "rollout-specs" / f"{_cache_key(path, None)}.json"
 
 
 def load_torch_module(module, example_input, rollout: RolloutSpec | None = None, name: str | None = None) -> CanonicalModel:

@@ -303,6 +303,8 @@ def test_channel_first_onnx_by_an_explicit_spec_gets_the_canonical_layout(tmp_pa
         load_model(path)
     model = load_model(path, RolloutSpec.parse(f"window={WINDOW},features={FEATURES},input_layout=channels_first"))
     assert model.graph.input_shapes() == [(1, WINDOW, FEATURES)]
+    # The spec is remembered for this file: score/plan/convert (which take no --rollout) find the same model.
+    assert load_model(path).tflite_path == model.tflite_path
     window = np.random.default_rng(9).standard_normal((1, WINDOW, FEATURES)).astype(np.float32)
     expected = onnxruntime.InferenceSession(str(path)).run(None, {"x": window.transpose(0, 2, 1)})[0]
     np.testing.assert_allclose(run_tflite(model.tflite_path, window), expected, rtol=1e-4, atol=1e-5)
