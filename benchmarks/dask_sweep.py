@@ -28,9 +28,9 @@ DASK = str(Path(sys.executable).parent / "dask")
 from tqs_common import RESULTS, machine  # noqa: E402
 
 
-def start_cluster(workers: int, work: Path, cores: int) -> tuple[str, list[subprocess.Popen]]:
-    scheduler_file = work / f"scheduler-{workers}.json"
-    env = dict(os.environ, NUMBA_NUM_THREADS=str(max(cores // workers, 1)),
+def start_cluster(workers: int, work: Path, numba_threads: int) -> tuple[str, list[subprocess.Popen]]:
+    scheduler_file = work / f"scheduler-{workers}-{numba_threads}.json"
+    env = dict(os.environ, NUMBA_NUM_THREADS=str(numba_threads),
                PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env, "cwd": work}
     processes = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
@@ -57,6 +57,9 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=8)
     parser.add_argument("--horizon", type=int, default=8)
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--numba-threads", type=int, default=0,
+                        help="numba threads per worker (default: the cores shared out: 2 for one worker, 1 each for two); "
+                             "1 measures how the cluster scales apart from numba's own threads")
     args = parser.parse_args()
     from distributed import Client
 
@@ -77,7 +80,8 @@ def main() -> None:
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         for workers in map(int, args.workers.split(",")):
-            address, processes = start_cluster(workers, Path(tmp), cores)
+            threads = args.numba_threads or max(cores // workers, 1)
+            address, processes = start_cluster(workers, Path(tmp), threads)
             try:
                 client = Client(address, timeout=30)
                 client.wait_for_workers(workers, timeout=120)
@@ -91,15 +95,18 @@ def main() -> None:
             finally:
                 stop(processes)
             same = json.dumps(remote.to_dict(), sort_keys=True) == reference
-            rows[f"dask-{workers}"] = {"seconds": seconds, "load_avg_1min": load, "identical": same}
-            print(f"dask, {workers} worker(s): {seconds:.1f} s (load {load:.1f}), identical: {same}", flush=True)
+            rows[f"dask-{workers}"] = {"seconds": seconds, "load_avg_1min": load, "identical": same,
+                                       "numba_threads_per_worker": threads}
+            print(f"dask, {workers} worker(s) x {threads} numba thread(s): {seconds:.1f} s (load {load:.1f}), "
+                  f"identical: {same}", flush=True)
     if "dask-1" in rows and "dask-2" in rows:
         rows["speedup_2_over_1"] = rows["dask-1"]["seconds"] / rows["dask-2"]["seconds"]
         print(f"speed-up 2 vs 1 worker: {rows['speedup_2_over_1']:.2f}x")
     payload = {"machine": machine(), "model": model.card.name, "params": model.card.total_params,
                "units": len(model.card.layers), "windows": args.windows, "horizon": args.horizon, "runs": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "dask_sweep.json").write_text(json.dumps(payload, indent=1))
+    suffix = f"_threads{args.numba_threads}" if args.numba_threads else ""
+    (RESULTS / f"dask_sweep{suffix}.json").write_text(json.dumps(payload, indent=1))
 
 
 if __name__ == "__main__":
