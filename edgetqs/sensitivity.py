@@ -92,7 +92,7 @@ class SensitivityBaseline:
         if template is None:
             template = (score_model(graph, card, replace(settings, probe="quant"), progress=progress, notes=notes)
                         if self.needs_tqs_sweep else unit_template(graph, card, settings))
-        inputs = {"card": card, "windows": settings.windows, "seed": settings.seed, **inputs}
+        inputs = {"card": card, "windows": settings.windows, "seed": settings.seed, "data": settings.data, **inputs}
         result = BASELINES[self.name](graph, template, **inputs)
         sensitivities, extra = result if isinstance(result, tuple) else (result, None)
         return scores_from_sensitivities(template, sensitivities, self.name, extra)

@@ -68,9 +68,11 @@ def weight_error(graph, template: ScoreFile, **_) -> dict[str, float]:
     return result
 
 
-def single_step(graph, template: ScoreFile, card=None, windows: int = 16, seed: int = 0, **_) -> tuple[dict, dict]:
-    """One forward step's output change per unit of kick: TQS's own sweep with T = 1."""
-    scores = score_model(graph, card, ScoreSettings(probe="quant", horizon=1, windows=windows, seed=seed,
+def single_step(graph, template: ScoreFile, card=None, windows: int = 16, seed: int = 0, data: str | None = None,
+                **_) -> tuple[dict, dict]:
+    """One forward step's output change per unit of kick: TQS's own sweep with T = 1 (same contexts: data-free,
+    or ``data``)."""
+    scores = score_model(graph, card, ScoreSettings(probe="quant", horizon=1, windows=windows, seed=seed, data=data,
                                                     granularity=template.settings.get("granularity", "layer")),
                          progress=False)
     sensitivities = {u.name: math.exp(u.score) if u.score is not None and math.isfinite(u.score) else 0.0

@@ -104,22 +104,27 @@ def saturation_sensitivities(scores: ScoreFile, spread: float) -> tuple[dict[str
     return sensitivities, {"spread": spread, "share": SATURATION_SHARE, "horizon": horizon, "units": parts}
 
 
-def scored_reference(graph, card, scores: ScoreFile) -> np.ndarray:
-    """The float reference rollout from the same contexts the TQS sweep used (data-free or its data)."""
+def scored_reference(graph, card, scores: ScoreFile, data: str | None = None) -> np.ndarray:
+    """The float reference rollout from the same contexts the TQS sweep used (data-free or ``data``).
+
+    A sweep on data records only the file's name: the path must be given again (``data``)."""
     s = scores.settings
-    data = s["contexts"].removeprefix("data:") if str(s.get("contexts", "")).startswith("data:") else None
+    if data is None and str(s.get("contexts", "")).startswith("data:"):
+        raise EdgeTQSError(f"the TQS sweep read its contexts from {s['contexts'].removeprefix('data:')}, "
+                           "and the saturation level needs the same windows",
+                           "pass the same --data file to the saturation-aware score")
     settings = ScoreSettings(horizon=int(s["horizon"]), windows=int(s["windows"]), seed=int(s.get("seed", 0)), data=data)
     backend = backend_for(graph, card, s.get("engine", "numba"))
     contexts = make_contexts(backend, card, settings)
     return backend.rollout_probes(contexts.windows, settings.horizon, [{}])[0]
 
 
-def tqs_saturation(graph, template: ScoreFile, card=None, **_) -> tuple[dict[str, float], dict]:
+def tqs_saturation(graph, template: ScoreFile, card=None, data: str | None = None, **_) -> tuple[dict[str, float], dict]:
     """The sensitivity-registry entry: saturation-aware sensitivities from a fixed-T TQS score file,
     and the parts behind them (kept in the score file's settings under "saturation")."""
     if card is None:
         raise EdgeTQSError("the saturation-aware score needs the model card", "pass card= (the model's rollout spec)")
-    reference = scored_reference(graph, card, template)
+    reference = scored_reference(graph, card, template, data)
     finite = np.all(np.isfinite(reference), axis=(1, 2))
     spread = reference_spread(reference[finite], card.rollout.patch)
     sensitivities, parts = saturation_sensitivities(template, spread)

@@ -89,3 +89,22 @@ def sunspots_scores():
 
     model = zoo.build("mlp-sunspots")
     return model, score_model(model.graph, model.card, ScoreSettings(probe="quant", horizon=8, windows=4), progress=False)
+
+
+def test_a_sweep_on_user_data_needs_the_same_data_for_its_saturation_level(tmp_path):
+    """The score file records only the data file's name: the saturation level is measured on the
+    same windows when the path is given again, and asking without it says so."""
+    from edgetqs import zoo
+    from edgetqs.sensitivity import get_method
+    from edgetqs.tqs.score import ScoreSettings, score_model
+
+    model = zoo.build("mlp-sunspots")
+    data = zoo.system_data("sunspots")
+    path = tmp_path / "series.npy"
+    np.save(path, data.denormalise(data.train))
+    settings = ScoreSettings(probe="quant", horizon=8, windows=4, data=str(path))
+    sweep = score_model(model.graph, model.card, settings, progress=False)
+    scored = get_method("tqs-saturation").score(model.graph, model.card, settings, template=sweep)
+    assert scored.settings["saturation"]["spread"] > 0
+    with pytest.raises(EdgeTQSError, match="same --data"):
+        sat.tqs_saturation(model.graph, sweep, card=model.card)
