@@ -182,6 +182,20 @@ def budgets_for(problem: Problem, settings) -> dict[float, int]:
     return dict(sorted(budgets.items()))
 
 
+def feasible_budgets(problem: Problem, budgets: dict[float, int], settings, notes: list[str]) -> dict[float, int]:
+    """The budgets the model can meet; the others are noted (none at all: an error that says the smallest)."""
+    smallest = problem.smallest_memory()
+    too_small = sorted({B for B in list(budgets.values()) + list(settings.budgets_bytes) if B < smallest})
+    if too_small:
+        notes.append(f"budgets below the smallest footprint ({smallest} B) skipped: {', '.join(map(str, too_small))} B")
+    kept = {b: B for b, B in budgets.items() if B >= smallest}
+    if not kept:
+        raise EdgeTQSError(f"every budget is below the smallest footprint this model reaches ({smallest} B: "
+                           "every unit at its cheapest format, plus the file without weights and the arena)",
+                           f"give budgets of at least {smallest} B (or average bits, --budgets 3,4,5,6)")
+    return kept
+
+
 def bits_for(problem: Problem, memory: int) -> float:
     """The average weight bits whose budget_bytes is ``memory`` (bisection; 3 decimals)."""
     lo, hi = 0.0, 32.0
@@ -203,7 +217,7 @@ def all_plans(canonical, settings, score_data: str | None, say=lambda text: None
     timings["tqs_sweep_seconds"] = scores.settings.get("sweep_seconds")
     quant = problem_for(canonical, one_probe(scores, "quant"))
     predictors = {"tqs-quant": quant}
-    budgets = budgets_for(quant, settings)
+    budgets = feasible_budgets(quant, budgets_for(quant, settings), settings, notes)
     plans: list[MethodPlan] = []
     if "tqs-quant" in chosen:
         plans += budgeted("tqs-quant", quant, budgets)

@@ -48,14 +48,15 @@ def test_evaluate_a_users_onnx_model_with_its_data(tmp_path, capsys):
     from edgetqs.zoo.resolve import load_model
 
     canonical = load_model(onnx)
-    largest = canonical.graph.size_bytes
+    size = canonical.graph.size_bytes  # memory budgets around the float file's size: int2..fp32 plans fit
     code, result = _run(capsys, str(onnx), "--quick", "--out", str(tmp_path / "eval"), "--data",
-                        str(tmp_path / "series.csv"), "--budget-bytes", f"{largest // 3},{largest // 2}",
-                        "--methods", "tqs-quant,verified-search,weight-error,uniform-at-budget")
+                        str(tmp_path / "series.csv"), "--budget-bytes", f"{size * 3 // 4},{size * 11 // 10}",
+                        "--methods", "tqs-quant,tqs-saturation,single-step,verified-search,weight-error,uniform-at-budget")
     assert code == 0, result
     payload = json.loads(open(next(p for p in result["paths"] if p.endswith(".json"))).read())
     rows = payload["rows"]
-    assert {r["method"] for r in rows} == {"tqs-quant", "verified-search", "weight-error", "uniform-at-budget"}
+    assert {r["method"] for r in rows} == {"tqs-quant", "tqs-saturation", "single-step", "verified-search",
+                                          "weight-error", "uniform-at-budget"}
     assert all(r["windows"].startswith("held-out") for r in rows)
     assert all(r["memory_bytes"] <= r["budget_bytes"] for r in rows if r["budget_bytes"])
 
@@ -63,5 +64,7 @@ def test_evaluate_a_users_onnx_model_with_its_data(tmp_path, capsys):
 def test_evaluate_refuses_unknown_methods_and_bad_budgets(capsys):
     assert main(["evaluate", "zoo:mlp-sunspots", "--methods", "tqs-quant,magic"]) != 0
     assert "unknown evaluation method" in capsys.readouterr().err
+    assert main(["evaluate", "zoo:mlp-sunspots", "--quick", "--budget-bytes", "100"]) != 0
+    assert "below the smallest footprint" in capsys.readouterr().err
     assert main(["evaluate", "zoo:mlp-sunspots", "--budgets", "four"]) != 0
     assert "comma-separated list of numbers" in capsys.readouterr().err
