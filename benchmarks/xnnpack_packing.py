@@ -7,9 +7,11 @@ Builds the random-weight float MLP of tests/remote/forecast_bundle.py
 (Flatten -> Dense(width) -> Dense(width) -> Dense(3)), exports it with AI Edge
 Quantizer with its 2048x2048 kernel in each format and mode (the small layers
 stay float), and runs each file in a fresh process on this host's LiteRT with
-XNNPACK on and off (1 thread): allocate, one invoke, VmHWM. The fraction is
-(on - off - the delegate's fixed buffers, measured on a tiny model) over the
-quantized kernel's float32 bytes, less the small float layers' own packed copy.
+XNNPACK on and off (1 thread): allocate, one invoke, VmHWM. Per case: what
+the peak holds beyond the runtime with a tiny model, the file and DEQUANTIZE's
+float copies (and the small float layers' packed copy), over the kernel's
+float32 bytes -- what the planner's fraction must cover -- with XNNPACK on and
+off, and on minus off.
 Writes benchmarks/results/xnnpack_packing.json.
 """
 
@@ -54,8 +56,8 @@ def peak_bytes(path: Path, xnnpack: bool) -> int:
     return int(done.stdout.split()[-1])
 
 
-def packed_bytes(path: Path) -> int:
-    return min(peak_bytes(path, True) - peak_bytes(path, False) for _ in range(2))
+def lowest_peak(path: Path, xnnpack: bool) -> int:
+    return min(peak_bytes(path, xnnpack) for _ in range(2))
 
 
 def main() -> None:
@@ -69,25 +71,31 @@ def main() -> None:
     graph = TFLiteGraph.load(source)
     tensors = costs.weight_tensors(graph).values()
     big = [t for t in tensors if t.quantizable and t.elements >= args.width**2]
+    big_float = 4 * sum(t.elements for t in big)
     rest_float = sum(4 * t.elements for t in tensors if t not in big)
-    fixed = packed_bytes(tiny)
+    base = {on: lowest_peak(tiny, on) for on in (True, False)}  # runtime + numpy + a tiny model
     rows = []
     for fmt, mode in CASES:
         path = work / f"{fmt}_{mode}.tflite"
         path.write_bytes(source.read_bytes() if fmt == "fp32" else
                          aeq.export(source, aeq.build_recipe(graph, {t.name: fmt for t in big}, Mode(mode)), Mode(mode)))
-        if fmt == "fp32":  # every weight float: the fraction over all of them
-            measured = (packed_bytes(path) - fixed) / (4 * sum(t.elements for t in big) + rest_float)
-        else:  # the small float layers' packed copy at the planner's float fraction
-            rest_packed = runtimes.packed_weight_fraction("xnnpack", "fp32", 32, mode) * rest_float
-            measured = (packed_bytes(path) - fixed - rest_packed) / (4 * sum(t.elements for t in big))
+        peak = {on: lowest_peak(path, on) for on in (True, False)}
+        copies = sum(costs.dequantized_copy_bytes(t, FORMATS[fmt], Mode(mode)) for t in big)
+        rest_packed = runtimes.packed_weight_fraction("xnnpack", "fp32", 32, mode) * rest_float
+        # what the planner must add for the big kernel beyond file + DEQUANTIZE copies, per float32 byte
+        beyond = {on: (peak[on] - base[on] - path.stat().st_size - copies - (rest_packed if on else 0)) / big_float
+                  for on in (True, False)}
         planned = runtimes.packed_weight_fraction("xnnpack", fmt, FORMATS[fmt].bits, mode)
-        rows.append({"format": fmt, "mode": mode, "file_bytes": path.stat().st_size, "packed_fraction": measured,
+        rows.append({"format": fmt, "mode": mode, "file_bytes": path.stat().st_size, "peak_on": peak[True],
+                     "peak_off": peak[False], "on_minus_off_fraction": (peak[True] - peak[False] - rest_packed
+                                                                        - base[True] + base[False]) / big_float,
+                     "beyond_prediction_xnnpack": beyond[True], "beyond_prediction_no_delegate": beyond[False],
                      "planner_fraction": planned})
-        print(f"{fmt:9s} {mode:12s} packed {measured:5.2f} x float32 bytes (planner: {planned:.2f})"
-              f"{'  <-- planner undercounts' if measured > planned else ''}")
-    print(f"XNNPACK fixed buffers: {fixed / 2**20:.2f} MiB (inside the runtime overhead)")
-    out = write_results("xnnpack_packing", {"machine": machine(), "width": args.width, "fixed_bytes": fixed,
+        print(f"{fmt:9s} {mode:12s} XNNPACK on: {beyond[True]:5.2f} x float32 bytes beyond file + copies "
+              f"(planner: {planned:.2f}{', UNDERCOUNTS' if beyond[True] > planned else ''}); "
+              f"off: {beyond[False]:5.2f}; on - off: {rows[-1]['on_minus_off_fraction']:5.2f}")
+    print(f"XNNPACK fixed buffers: {(base[True] - base[False]) / 2**20:.2f} MiB (inside the runtime overhead)")
+    out = write_results("xnnpack_packing", {"machine": machine(), "width": args.width, "base_peak": base,
                                             "rows": rows})
     print(f"wrote {out}")
 

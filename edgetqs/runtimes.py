@@ -30,20 +30,24 @@ NUMPY_REQUIREMENT = {"tflite-runtime": "numpy<2"}
 
 # XNNPACK, the delegate LiteRT applies on CPU unless told not to, packs the
 # weights of the ops it takes into buffers of its own at allocate_tensors: RAM
-# beside the mapped file (and beside DEQUANTIZE's float copies). Per weight
-# format and mode, that copy as a fraction of the weights' float32 bytes: peak
-# RSS with XNNPACK on minus off, over float32 bytes, rounded up (ai-edge-litert
-# 2.3.0, x86_64, 1 and 2 threads alike; `python benchmarks/xnnpack_packing.py`
-# re-measures). Float weights are repacked whole; int8 dynamic ones into an
-# int8 copy with sums (~1.7x their int8 bytes); int4/int2 hardly at all;
-# weight-only int8 is the float copy XNNPACK packs from DEQUANTIZE's output
-# (0.8x); weight-only int4 ops stay off XNNPACK. "*": any mode. tflite-runtime's
+# beside the mapped file and DEQUANTIZE's float copies. Per delegate, weight
+# format and mode: what the peak RSS holds beyond the runtime (with a tiny
+# model), the file and those float copies, as a fraction of the weights'
+# float32 bytes, rounded up (ai-edge-litert 2.3.0, x86_64, 1 and 2 threads
+# alike; `python benchmarks/xnnpack_packing.py` re-measures and prints these).
+# With XNNPACK, float weights (fp32, and fp16/int8 weight-only after their
+# DEQUANTIZE) are repacked whole (1.0); int8 dynamic ones into an int8 copy
+# (0.26-0.38); int4 is unpacked to int8 (0.15, weight-only 0.25, by the builtin
+# kernels: as much without XNNPACK); int2 and blockwise int4 0.08-0.17.
+# Without a delegate the same runs hold 0.49 (fp16), 0.25 (int8 weight-only) and
+# 0.13-0.26 (int4) beyond file + copies too, not priced yet (float and int8
+# dynamic, ~0, are). "*": any mode. tflite-runtime's
 # XNNPACK is priced the same (the same delegate, older; not measured separately).
 PACKED_WEIGHT_FRACTION: dict[str, dict[tuple[str, str], float]] = {
-    "none": {},
-    "xnnpack": {("fp32", "*"): 1.05, ("fp16", "*"): 0.6,
-                ("int8", "dynamic"): 0.45, ("int8", "weight_only"): 0.85,
-                ("int4", "dynamic"): 0.06, ("int4", "weight_only"): 0.05, ("int2", "dynamic"): 0.1,
+    "none": {("fp32", "*"): 0.0},  # nothing packed (see above for what is still missed)
+    "xnnpack": {("fp32", "*"): 1.05, ("fp16", "*"): 1.05,
+                ("int8", "dynamic"): 0.4, ("int8", "weight_only"): 1.05,
+                ("int4", "dynamic"): 0.2, ("int4", "weight_only"): 0.3, ("int2", "dynamic"): 0.1,
                 ("int4_b32", "dynamic"): 0.2, ("int4_b64", "dynamic"): 0.2},
 }
 # XNNPACK's own buffers whatever the weights (on minus off with a 30 KB model: 0.7-0.9 MiB)
@@ -52,12 +56,10 @@ DEFAULT_DELEGATE = "xnnpack"  # what LiteRT's Interpreter applies by default
 
 
 def packed_weight_fraction(delegate: str, fmt: str, bits: int, mode: str) -> float:
-    """The delegate's packed copy of weights stored as ``fmt`` (``bits`` per value) in ``mode``, as a
-    fraction of their float32 bytes. Unmeasured: static mode, int8_b32, delegates other than XNNPACK
-    (priced like XNNPACK): twice the format's own value bytes, at most a float copy, so the
-    prediction errs on the large side."""
-    if delegate == "none":
-        return 0.0
+    """What the runtime holds for weights stored as ``fmt`` (``bits`` per value) in ``mode`` beyond the
+    file and DEQUANTIZE's copies, with ``delegate``, as a fraction of their float32 bytes. Unmeasured:
+    static mode, int8_b32, delegates other than XNNPACK (priced like XNNPACK): twice the format's own
+    value bytes, at most a float copy, so the prediction errs on the large side."""
     table = PACKED_WEIGHT_FRACTION.get(delegate, PACKED_WEIGHT_FRACTION[DEFAULT_DELEGATE])
     measured = table.get((fmt, str(mode)), table.get((fmt, "*")))
     return measured if measured is not None else min(table[("fp32", "*")], bits / 16)

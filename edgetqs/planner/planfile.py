@@ -43,7 +43,7 @@ class Plan:
     mode: Mode  # stored as its string value
     assignments: list[Assignment] = field(default_factory=list)
     predicted: dict = field(default_factory=dict)  # model_bytes, weights_bytes, arena_bytes, packed_weights_bytes
-    # (absent in plans made before it was counted: read as 0), delegate, memory_bytes, footprint_bytes, total_cost
+    # (absent in plans made before it was counted), delegate, memory_bytes, footprint_bytes, total_cost
     format: str = PLAN_FORMAT
     version: int = PLAN_VERSION
 

@@ -88,7 +88,7 @@ def test_without_a_delegate_nothing_is_packed_and_old_plans_still_read(float_mod
 
 
 def test_quantized_formats_pack_less_than_float():
-    """int8 dynamic weights pack into an int8 copy, int4 hardly at all (edgetqs.runtimes)."""
+    """XNNPACK repacks float weights whole, int8 dynamic ones into an int8 copy, int4 less (edgetqs.runtimes)."""
     from edgetqs.quant.formats import FORMATS
 
     t = costs.WeightTensor("w", (256, 256), "FULLY_CONNECTED", 0, True)
