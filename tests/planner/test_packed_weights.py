@@ -12,7 +12,8 @@ import sys
 
 import numpy as np
 import pytest
-from tests.remote.forecast_bundle import FEATURES, ForecasterFiles, wide_float_forecaster, write_forecast_bundle
+from tests.remote.forecast_bundle import (FEATURES, ForecasterFiles, aeq_int8_dynamic, wide_float_forecaster,
+                                          write_forecast_bundle)
 
 from edgetqs.model.tflite_graph import TFLiteGraph
 from edgetqs.planner import costs
@@ -44,10 +45,11 @@ def _float_plan(model_path, scores_path, target):
     return plan
 
 
-def _runner_peak_bytes(model_path, tmp_path) -> int:
+def _runner_peak_bytes(model_path, tmp_path, model_bytes: bytes | None = None) -> int:
     float_tflite = model_path.read_bytes()
-    files = ForecasterFiles(float_tflite, float_tflite, np.zeros(FEATURES, np.float32))
-    bundle = write_forecast_bundle(tmp_path / "bundle", files, model_bytes=float_tflite)
+    model_bytes = model_bytes or float_tflite
+    files = ForecasterFiles(float_tflite, model_bytes, np.zeros(FEATURES, np.float32))
+    bundle = write_forecast_bundle(tmp_path / "bundle", files, model_bytes=model_bytes)
     done = subprocess.run([sys.executable, str(RUNNER), "--bundle", str(bundle), "--out", str(tmp_path / "out"),
                            "--threads", "1", "--contexts", "1", "--horizon", "2"],
                           capture_output=True, text=True, timeout=300)
@@ -69,6 +71,22 @@ def test_a_float_plan_for_an_xnnpack_board_predicts_the_runners_peak(float_model
     float_weights = sum(4 * t.elements for t in costs.weight_tensors(graph).values())
     assert plan.predicted["packed_weights_bytes"] >= float_weights  # XNNPACK repacks float weights whole
     assert plan.predicted["delegate"] == "xnnpack"
+
+
+def test_an_int8_dynamic_plan_for_an_xnnpack_board_predicts_the_runners_peak(float_model, scores_for, tmp_path):
+    """XNNPACK packs int8 dynamic weights into a copy of their own (qd8 kernels)."""
+    graph, scores_path = scores_for(float_model)
+    _, problem = make_plan(graph, scores_path, target=load_target("rpi4"), budget_bytes=2**30,
+                            bottom="int8", mode="dynamic")
+    int8_memory = problem.fixed_memory_bytes + sum(u.memory_bytes[u.formats.index("int8")] for u in problem.units)
+    plan, _ = make_plan(graph, scores_path, target=load_target("rpi4"), budget_bytes=int8_memory, bottom="int8")
+    assert {a.format for a in plan.assignments} == {"int8"}
+    int8_tflite = aeq_int8_dynamic(float_model.read_bytes())  # every FULLY_CONNECTED at int8, as the plan says
+    assert abs(len(int8_tflite) - plan.predicted["model_bytes"]) < 0.01 * len(int8_tflite)
+    measured = _runner_peak_bytes(float_model, tmp_path, int8_tflite)
+    predicted = plan.predicted["footprint_bytes"]
+    assert (1 - UNDERSHOOT) * measured <= predicted <= 1.25 * measured, (predicted / 2**20, measured / 2**20)
+    assert 0 < plan.predicted["packed_weights_bytes"] < plan.predicted["model_bytes"] * 2
 
 
 def test_without_a_delegate_nothing_is_packed_and_old_plans_still_read(float_model, scores_for):
