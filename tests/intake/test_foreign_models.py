@@ -83,9 +83,12 @@ def test_keras_default_recurrent_layers_are_unrolled_and_match_keras(kind, keras
 
 
 def test_unrolled_steps_share_one_weight_tensor_and_names_stay_short(keras_recurrent):
-    model = load_model(keras_recurrent("conv-gru")[0])
+    path, keras_model = keras_recurrent("conv-gru")
+    model = load_model(path)
     graph = model.graph
-    recurrent = next(layer for layer in model.card.layers if layer.name == "gru/recurrent_kernel")
+    # Keras numbers default layer names per process (gru, gru_1, ...), so ask the model for its GRU's name.
+    gru = next(layer.name for layer in keras_model.layers if type(layer).__name__ == "GRU")
+    recurrent = next(layer for layer in model.card.layers if layer.name == f"{gru}/recurrent_kernel")
     kernel = graph.tensor_by_name(recurrent.main_weight)
     readers = [op for op in graph.operators if kernel.index in op.inputs]
     # One FULLY_CONNECTED per step, all on the same tensor (the first step's h0 = 0 is folded away).
