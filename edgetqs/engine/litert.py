@@ -21,6 +21,17 @@ from edgetqs.errors import EdgeTQSError
 from edgetqs.model.card import RolloutSpec
 
 
+def load_interpreter(content: bytes, num_threads: int | None = None) -> Interpreter:
+    """``content`` in a LiteRT interpreter with its tensors allocated (the default delegate, XNNPACK,
+    prepares its nodes here, so a graph it cannot run fails here); failures are EdgeTQSError."""
+    try:
+        interpreter = Interpreter(model_content=content, num_threads=num_threads)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise EdgeTQSError(f"LiteRT cannot load the model: {exc}", "check that it is a valid float .tflite") from exc
+    return interpreter
+
+
 class LiteRTRunner:
     def __init__(self, model: bytes | str | Path, spec: RolloutSpec, num_threads: int | None = None):
         self.spec = spec.validate()
@@ -32,12 +43,7 @@ class LiteRTRunner:
         self.batched_ok: bool | None = None  # None until tried; False: the graph only runs at batch 1
 
     def _interpreter(self) -> Interpreter:
-        try:
-            interpreter = Interpreter(model_content=self._content, num_threads=self._threads)
-            interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise EdgeTQSError(f"LiteRT cannot load the model: {exc}", "check that it is a valid float .tflite") from exc
-        return interpreter
+        return load_interpreter(self._content, self._threads)
 
     @staticmethod
     def _invoke(interpreter: Interpreter, x: np.ndarray) -> np.ndarray:

@@ -196,10 +196,15 @@ def _aligned_size(graph: TFLiteGraph, index: int) -> int:
 # and duplicated otherwise. Hence real ranges from the model's own free run
 # (``static_calibration``); without them, distinct synthetic ranges give the
 # upper bound (every shared bias duplicated).
-def static_model_bytes(graph: TFLiteGraph, formats: dict[str, str], calibration: dict | None = None) -> int:
-    """Bytes of the static-mode .tflite AEQ writes for ``formats`` (weight tensor -> format name)."""
+def static_export(graph: TFLiteGraph, formats: dict[str, str], calibration: dict | None = None) -> bytes:
+    """The static-mode .tflite AEQ writes for ``formats`` (weight tensor -> format name)."""
     recipe = aeq.build_recipe(graph, formats, Mode.STATIC)  # the recipe the converter exports with
-    return len(aeq.export(_source(graph), recipe, Mode.STATIC, calibration or synthetic_ranges(graph)))
+    return aeq.export(_source(graph), recipe, Mode.STATIC, calibration or synthetic_ranges(graph))
+
+
+def static_model_bytes(graph: TFLiteGraph, formats: dict[str, str], calibration: dict | None = None) -> int:
+    """Bytes of the static-mode .tflite AEQ writes for ``formats``."""
+    return len(static_export(graph, formats, calibration))
 
 
 def _source(graph: TFLiteGraph) -> str | bytes:

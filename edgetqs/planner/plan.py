@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
+from edgetqs.engine.litert import load_interpreter
 from edgetqs import runtimes
 from edgetqs.runtimes import DEFAULT_DELEGATE, DEFAULT_HOST_RUNTIME
 from edgetqs.model.tflite_graph import TFLiteGraph
@@ -216,7 +217,7 @@ def _add_static_islands(graph: TFLiteGraph, tensors: dict[str, costs.WeightTenso
     Returns the all-int8 file's bytes (the fixed bytes are priced from it)."""
     unit_tensors = [[tensors[n] for n in u.weight_tensors if tensors[n].quantizable] for u in units]
     all_int8 = {t.name: "int8" for ts in unit_tensors for t in ts}
-    reference = costs.static_model_bytes(graph, all_int8, static_calibration)
+    reference = len(_static_reference_export(graph, all_int8, static_calibration))
     for unit, quantizable in zip(units, unit_tensors):
         int8_bytes = sum(costs.tensor_bytes(t, FORMATS["int8"], "static") for t in quantizable)
         for k, name in enumerate(unit.formats):
@@ -229,6 +230,21 @@ def _add_static_islands(graph: TFLiteGraph, tensors: dict[str, costs.WeightTenso
             unit.file_bytes[k] += island
             unit.memory_bytes[k] += island
     return reference
+
+
+def _static_reference_export(graph: TFLiteGraph, all_int8: dict[str, str], static_calibration: dict | None) -> bytes:
+    """AEQ's all-int8 static export of ``graph``, checked to load in LiteRT. Some graphs cannot be
+    exported statically at all (AEQ 0.10 refuses litert-torch's FULLY_CONNECTED biases) or give a file
+    XNNPACK cannot prepare (an unrolled Keras LSTM's SPLIT): say so before planning, not after the
+    user has a plan the converter must refuse."""
+    try:
+        model = costs.static_export(graph, all_int8, static_calibration)
+        load_interpreter(model, num_threads=1)
+    except EdgeTQSError as exc:
+        raise EdgeTQSError(f"static mode (int8 activations) is not available for this model: {exc.problem}",
+                           f"plan it with --mode {Mode.DYNAMIC} (int8/int4 weights, activations quantized on "
+                           f"the fly) or --mode {Mode.WEIGHT_ONLY}") from exc
+    return model
 
 
 def _share_groups(units: list) -> list[list]:

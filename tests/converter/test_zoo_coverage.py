@@ -16,6 +16,7 @@ import pytest
 
 from edgetqs import zoo
 from edgetqs.converter import convert
+from edgetqs.errors import EdgeTQSError
 from edgetqs.planner.conformance import CapabilityMatrix
 from edgetqs.planner.plan import plan_from_choice, build_problem, solve, static_calibration_for
 from edgetqs.tqs.score import ScoreSettings, score_model
@@ -28,9 +29,9 @@ INT4_FALLBACK_OPS = {"EMBEDDING_LOOKUP"}
 # onnx2tf's .tflite has no serving signature, which AEQ's static calibration needs.
 NO_SIGNATURE = {"mlp-sunspots-onnx"}
 # AEQ 0.10's static export fails for these (weight-only and dynamic work): lstm-sunspots (the
-# unrolled Keras LSTM) holds a SPLIT that LiteRT 2.3's XNNPACK delegate cannot prepare (verification
-# catches it); on litert-torch graphs AEQ refuses a FULLY_CONNECTED bias ("Ranks of scales (3) and
-# zps (3) must be the same as the tensor rank (2)").
+# unrolled Keras LSTM) holds a SPLIT that LiteRT 2.3's XNNPACK delegate cannot prepare; on
+# litert-torch graphs AEQ refuses a FULLY_CONNECTED bias ("Ranks of scales (3) and zps (3) must be
+# the same as the tensor rank (2)"). The planner refuses static mode for them up front.
 STATIC_EXPORT_DOES_NOT_LOAD = {"lstm-sunspots", "gru-sunspots-torch", "patchtst-sunspots-torch"}
 
 
@@ -106,6 +107,20 @@ def test_every_zoo_model_converts_under_a_static_tqs_plan(tmp_path, name):
     convert_and_check(canonical, plan, tmp_path / "static-int4.tflite")
     additive = problem.fixed_file_bytes + sum(a.bytes for a in plan.assignments)
     assert abs(additive - plan.predicted["model_bytes"]) <= 0.01 * additive
+
+
+@pytest.mark.parametrize("name", ["lstm-sunspots", "gru-sunspots-torch"])  # one per cause (XNNPACK, AEQ)
+def test_static_mode_is_refused_at_plan_time_where_the_static_export_cannot_run(name):
+    """The planner tries AEQ's all-int8 static export before it plans: a user asking for static
+    mode on such a graph learns it (and the mode that works) from `edgetqs plan`, not from the
+    converter after the plan is made."""
+    canonical = zoo.build(name)
+    scores = score_model(canonical.graph, canonical.card, ScoreSettings(horizon=2, windows=1), progress=False)
+    with pytest.raises(EdgeTQSError) as caught:
+        build_problem(canonical.graph, scores, "test", RUNTIME, "static", CapabilityMatrix.load())
+    assert "static mode (int8 activations) is not available for this model" in caught.value.problem
+    assert "--mode dynamic" in caught.value.fix
+    build_problem(canonical.graph, scores, "test", RUNTIME, MODE, CapabilityMatrix.load())  # dynamic plans
 
 
 def _unit_tensors(problem, unit):
