@@ -40,17 +40,18 @@ class LiteRTRollout:
         """One model call of the model as it is: windows [B, window, F] -> [B, patch, F]."""
         return self._base.forward(x)
 
-    def rollout(self, contexts: np.ndarray, horizon: int) -> np.ndarray:
-        """contexts [K, window, F] -> [K, horizon*patch, F] with the model as it is."""
-        return self._base.rollout(contexts, horizon)
+    def rollout(self, contexts: np.ndarray, horizon: int, covariates: np.ndarray | None = None) -> np.ndarray:
+        """contexts [K, window, F] -> [K, horizon*patch, F - C] with the model as it is."""
+        return self._base.rollout(contexts, horizon, covariates)
 
-    def rollout_probes(self, contexts: np.ndarray, horizon: int, deltas: list[dict[str, np.ndarray]]) -> np.ndarray:
+    def rollout_probes(self, contexts: np.ndarray, horizon: int, deltas: list[dict[str, np.ndarray]],
+                       covariates: np.ndarray | None = None) -> np.ndarray:
         """One rollout per perturbation (weights + delta) -> [G, K, horizon*patch, F]; {} is the reference."""
         runs = []
         for delta in deltas:
             if not delta:
-                runs.append(self.rollout(contexts, horizon))
+                runs.append(self.rollout(contexts, horizon, covariates))
                 continue
             patched = replace_constants(self.graph, {name: self.weight(name) + d for name, d in delta.items()})
-            runs.append(LiteRTRunner(patched, self.spec, self.num_threads).rollout(contexts, horizon))
+            runs.append(LiteRTRunner(patched, self.spec, self.num_threads).rollout(contexts, horizon, covariates))
         return np.stack(runs)

@@ -17,7 +17,7 @@ import numpy as np
 from edgetqs.engine import gemm
 from edgetqs.engine.ops.shape_arith import static_shape
 from edgetqs.engine.registry import Node, Perturbation, UnsupportedOpError, lookup
-from edgetqs.engine.rollout import check_horizon, check_windows, roll_out
+from edgetqs.engine.rollout import check_covariates, check_horizon, check_windows, roll_out
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.card import RolloutSpec
 from edgetqs.model.tflite_graph import Tensor, TFLiteGraph
@@ -94,14 +94,15 @@ class Engine:
     def forward(self, x: np.ndarray) -> np.ndarray:
         """One model call: windows [B, window, F] -> [B, patch, F]."""
         x = check_windows(x, self.spec)
-        return self._run(x, {}).reshape(x.shape[0], self.spec.patch, self.spec.features)
+        return self._run(x, {}).reshape(x.shape[0], self.spec.patch, self.spec.outputs)
 
-    def rollout(self, contexts: np.ndarray, horizon: int) -> np.ndarray:
-        """contexts [K, window, F] -> trajectories [K, horizon*patch, F]."""
-        return roll_out(self.forward, contexts, horizon, self.spec)
+    def rollout(self, contexts: np.ndarray, horizon: int, covariates: np.ndarray | None = None) -> np.ndarray:
+        """contexts [K, window, F] (+ covariates [K, horizon*patch, C]) -> trajectories [K, horizon*patch, F - C]."""
+        return roll_out(self.forward, contexts, horizon, self.spec, covariates)
 
-    def rollout_probes(self, contexts: np.ndarray, horizon: int, deltas: list[dict[str, np.ndarray]]) -> np.ndarray:
-        """Roll every probe group out in one batch: [G, K, horizon*patch, F].
+    def rollout_probes(self, contexts: np.ndarray, horizon: int, deltas: list[dict[str, np.ndarray]],
+                       covariates: np.ndarray | None = None) -> np.ndarray:
+        """Roll every probe group out in one batch: [G, K, horizon*patch, F - C].
 
         Group g runs the K contexts with weights ``W + deltas[g][name]`` (``{}``:
         the reference); all groups share each op's unperturbed work.
@@ -113,7 +114,9 @@ class Engine:
         k = contexts.shape[0]
         by_node = self._perturbations_by_node(deltas, k)
         windows = np.tile(contexts, (len(deltas), 1, 1))
-        patch, f = self.spec.patch, self.spec.features
+        given = None if covariates is None else np.tile(check_covariates(covariates, k, horizon, self.spec),
+                                                        (len(deltas), 1, 1))
+        patch, f = self.spec.patch, self.spec.outputs
         calls = [0]
 
         def forward(x):
@@ -124,7 +127,7 @@ class Engine:
             calls[0] += 1
             return self._run(x, by_node, group_rows=k, shared_rows=shared).reshape(x.shape[0], patch, f)
 
-        return roll_out(forward, windows, horizon, self.spec).reshape(len(deltas), k, -1, f)
+        return roll_out(forward, windows, horizon, self.spec, given).reshape(len(deltas), k, -1, f)
 
     # -- the graph as the engine runs it -------------------------------------
     @property
@@ -257,7 +260,7 @@ class Engine:
                 f"the model has {len(g.inputs)} inputs and {len(g.outputs)} outputs; the engine runs canonical "
                 "models with one of each", "convert the model through edgetqs intake first")
         in_shape, out_shape = g.input_shapes()[0], g.output_shapes()[0]
-        want_out = (1, spec.patch, spec.features) if spec.output_rank == 3 else (1, spec.features)
+        want_out = (1, spec.patch, spec.outputs) if spec.output_rank == 3 else (1, spec.outputs)
         if tuple(in_shape[1:]) != (spec.window, spec.features) or tuple(out_shape)[1:] != want_out[1:]:
             raise EdgeTQSError(
                 f"model input {in_shape} / output {out_shape} do not match the rollout spec "

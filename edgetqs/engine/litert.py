@@ -85,8 +85,8 @@ class LiteRTRunner:
             y = self._forward_batched(x)
         if y is None:
             y = self._forward_rows(x)
-        return y.reshape(x.shape[0], self.spec.patch, self.spec.features)
+        return y.reshape(x.shape[0], self.spec.patch, self.spec.outputs)
 
-    def rollout(self, contexts: np.ndarray, horizon: int) -> np.ndarray:
-        """contexts [K, window, F] -> [K, horizon*patch, F]."""
-        return roll_out(self.forward, contexts, horizon, self.spec)
+    def rollout(self, contexts: np.ndarray, horizon: int, covariates: np.ndarray | None = None) -> np.ndarray:
+        """contexts [K, window, F] (+ covariates [K, horizon*patch, C]) -> [K, horizon*patch, F - C]."""
+        return roll_out(self.forward, contexts, horizon, self.spec, covariates)

@@ -13,12 +13,21 @@ from pathlib import Path
 from edgetqs.errors import EdgeTQSError
 from edgetqs.files import JsonKind, read_json, write_json
 
-CARD_VERSION = 1
+CARD_VERSION = 2
 # [batch, window, features] and [batch, features, window]
 INPUT_LAYOUTS = ("channels_last", "channels_first")
 # The card carries a version but no format name (kept as it is on disk).
+
+
+def _card_from_v1(document: dict) -> dict:
+    """Version 1 predates covariates: every input feature was fed back."""
+    document["rollout"] = {**document["rollout"], "covariates": []}
+    return document
+
+
 CARD = JsonKind(None, CARD_VERSION, "model card",
-                "re-run intake (`edgetqs inspect MODEL`) with this edgetqs to rebuild the card")
+                "re-run intake (`edgetqs inspect MODEL`) with this edgetqs to rebuild the card",
+                upgrades={1: _card_from_v1})
 
 
 @dataclass
@@ -43,6 +52,17 @@ class RolloutSpec:
     # The *source's* input layout; the canonical model always takes [batch, window, features]
     # (intake puts a TRANSPOSE in front of a channels_first source).
     input_layout: str = "channels_last"
+    covariates: list[int] = field(default_factory=list)
+
+    @property
+    def fed_back(self) -> list[int]:
+        """Input features the model predicts, in input order (its output's features)."""
+        return [i for i in range(self.features) if i not in self.covariates]
+
+    @property
+    def outputs(self) -> int:
+        """Features per output step: the fed-back ones."""
+        return self.features - len(self.covariates)
 
     def validate(self) -> "RolloutSpec":
         problems = []
@@ -60,10 +80,19 @@ class RolloutSpec:
             problems.append(f"output_rank must be 2 or 3 (got {self.output_rank})")
         if self.output_rank == 2 and self.patch != 1:
             problems.append("a rank-2 output ([batch, features]) means patch 1")
+        problems += self._covariate_problems()
         if problems:
             raise EdgeTQSError("invalid rollout spec: " + "; ".join(problems),
                                "give --window/--features/--patch that match the model's input and output")
         return self
+
+    def _covariate_problems(self) -> list[str]:
+        given = self.covariates
+        if any(not 0 <= i < self.features for i in given) or len(set(given)) != len(given):
+            return [f"covariates must be distinct feature indices 0..{self.features - 1} (got {given})"]
+        if len(given) >= self.features:
+            return [f"covariates {given} leave no feature to predict"]
+        return []
 
     @classmethod
     def parse(cls, text: str) -> "RolloutSpec":
@@ -71,13 +100,37 @@ class RolloutSpec:
         values: dict[str, object] = {}
         for part in filter(None, (p.strip() for p in text.split(","))):
             key, sep, value = part.partition("=")
-            if not sep or key not in ("window", "features", "patch", "feedback", "output_rank", "input_layout"):
-                raise EdgeTQSError(f"cannot read rollout spec item '{part}'",
-                                   "write it as window=W,features=F[,patch=P][,input_layout=channels_first]")
-            values[key] = value if key in ("feedback", "input_layout") else int(value)
+            if not sep or key not in ("window", "features", "patch", "feedback", "output_rank", "input_layout",
+                                      "covariates"):
+                raise EdgeTQSError(f"cannot read rollout spec item '{part}'", _SPEC_FORM)
+            values[key] = value if key in ("feedback", "input_layout", "covariates") else _int(value, part)
         if "window" not in values or "features" not in values:
             raise EdgeTQSError("a rollout spec needs at least window and features", "write window=W,features=F[,patch=P]")
+        if "covariates" in values:
+            values["covariates"] = _covariate_indices(str(values["covariates"]), int(values["features"]))
         return cls(**values).validate()  # type: ignore[arg-type]
+
+
+_SPEC_FORM = ("write it as window=W,features=F[,patch=P][,input_layout=channels_first]"
+              "[,covariates=C or covariates=i+j] (the last C features, or features i and j, are given, not predicted)")
+
+
+def _int(value: str, part: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise EdgeTQSError(f"rollout spec item '{part}' is not a whole number", _SPEC_FORM) from None
+
+
+def _covariate_indices(text: str, features: int) -> list[int]:
+    """``covariates=2``: the last two features; ``covariates=0+3``: features 0 and 3; ``covariates=1+``: feature 1.
+
+    (``+`` joins indices because ``,`` separates spec items.)
+    """
+    if "+" not in text:
+        count = _int(text, f"covariates={text}")
+        return list(range(features - count, features)) if count > 0 else []
+    return sorted(_int(i, f"covariates={text}") for i in text.split("+") if i)
 
 
 @dataclass

@@ -206,9 +206,10 @@ def infer_rollout(graph: TFLiteGraph, given: RolloutSpec | None = None) -> Rollo
     in_shape, out_shape = graph.input_shapes()[0], graph.output_shapes()[0]
     if given is not None:
         spec = dataclasses.replace(given).validate()  # a copy: the caller's spec stays as given
-        expected_out = (spec.patch, spec.features) if len(out_shape) == 3 else (spec.features,)
+        expected_out = (spec.patch, spec.outputs) if len(out_shape) == 3 else (spec.outputs,)
         if tuple(in_shape[1:]) != (spec.window, spec.features) or tuple(out_shape[1:]) != expected_out:
-            raise EdgeTQSError(f"rollout spec window={spec.window},features={spec.features},patch={spec.patch} does not "
+            raise EdgeTQSError(f"rollout spec window={spec.window},features={spec.features},patch={spec.patch},"
+                               f"covariates={spec.covariates} does not "
                                f"match the model's input {list(in_shape)} and output {list(out_shape)}", fix)
         spec.output_rank = len(out_shape)
         return spec

@@ -146,12 +146,13 @@ class FakeQuantEngine:
     def forward(self, x: np.ndarray) -> np.ndarray:
         return self.engine.forward(x)
 
-    def rollout(self, contexts: np.ndarray, horizon: int) -> np.ndarray:
-        return self.engine.rollout(contexts, horizon)
+    def rollout(self, contexts: np.ndarray, horizon: int, covariates: np.ndarray | None = None) -> np.ndarray:
+        return self.engine.rollout(contexts, horizon, covariates)
 
-    def rollout_probes(self, contexts: np.ndarray, horizon: int, deltas: list[dict[str, np.ndarray]]) -> np.ndarray:
+    def rollout_probes(self, contexts: np.ndarray, horizon: int, deltas: list[dict[str, np.ndarray]],
+                       covariates: np.ndarray | None = None) -> np.ndarray:
         """TQS probes around the fake-quantized model: group g adds ``deltas[g]`` to its weights."""
-        return self.engine.rollout_probes(contexts, horizon, deltas)
+        return self.engine.rollout_probes(contexts, horizon, deltas, covariates)
 
     def rollout_plans(self, contexts: np.ndarray, horizon: int,
                       plans: list[Mapping[str, str | WeightFormat]]) -> np.ndarray:
