@@ -43,13 +43,14 @@ class RolloutBackend(Protocol):
         """The float32 value of a weight tensor (graph shape), as the backend computes with it."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """One model call: windows [B, window, F] -> [B, patch, F]."""
+        """One model call: windows [B, window, F] -> [B, patch, F - C] (C: the spec's covariates)."""
 
-    def rollout(self, contexts: np.ndarray, horizon: int) -> np.ndarray:
-        """contexts [K, window, F] -> trajectories [K, horizon*patch, F]."""
+    def rollout(self, contexts: np.ndarray, horizon: int, covariates: np.ndarray | None = None) -> np.ndarray:
+        """contexts [K, window, F] (+ the given covariates [K, horizon*patch, C]) -> [K, horizon*patch, F - C]."""
 
-    def rollout_probes(self, contexts: np.ndarray, horizon: int, deltas: list[dict[str, np.ndarray]]) -> np.ndarray:
-        """Group g runs the K contexts with weights ``W + deltas[g]`` ({} = as is) -> [G, K, horizon*patch, F]."""
+    def rollout_probes(self, contexts: np.ndarray, horizon: int, deltas: list[dict[str, np.ndarray]],
+                       covariates: np.ndarray | None = None) -> np.ndarray:
+        """Group g runs the K contexts with weights ``W + deltas[g]`` ({} = as is) -> [G, K, horizon*patch, F - C]."""
 
 
 BackendFactory = Callable[[TFLiteGraph, RolloutSpec], RolloutBackend]
