@@ -14,7 +14,6 @@ int8/int4, first/last at 8 bits) enter a cell only when they fit its budget.
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
 import io
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetqs.files import write_atomically
+from edgetqs.htmlpage import image, table
 
 TQS = "tqs-quant"
 # The methods a win table is made for (each against every other method and the best baseline).
@@ -262,30 +262,30 @@ def html_report(payload: dict, png: bytes) -> str:
     config = payload.get("config", {})
     parts.append(f"<p>{esc(json.dumps({k: v for k, v in config.items() if k != 'settings'}, default=str))}</p>")
     parts.append("<h2>Rollout error vs memory, per method (exported .tflite in LiteRT)</h2>")
-    parts.append(f"<img alt='error vs bytes' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+    parts.append(image(png, "error vs bytes"))
     for method, block in payload.get("win_rates", {}).items():
         parts.append(f"<h2>Win table of {esc(method)}</h2>")
-        parts.append(_table(["vs"] + list(block),
-                            [[vs] + [rate_text(block[c]["win_rate"].get(vs)) for c in block]
-                             for vs in block["rmse_vs_float"]["win_rate"]]))
+        parts.append(table([[vs] + [rate_text(block[c]["win_rate"].get(vs)) for c in block]
+                           for vs in block["rmse_vs_float"]["win_rate"]],
+                          ["vs"] + list(block)))
     corr = payload.get("cost_error_correlation", {})
     if corr:
         parts.append("<h2>Predicted vs measured (Spearman, mean over groups)</h2>")
-        parts.append(_table(["predictor", "across sizes", "within a budget"],
-                            [[p, _fmt(c["all_sizes"]["mean"]), _fmt(c["within_budget"]["mean"])]
-                             for p, c in corr.items()]))
+        parts.append(table([[p, c["all_sizes"]["mean"], c["within_budget"]["mean"]]
+                           for p, c in corr.items()],
+                          ["predictor", "across sizes", "within a budget"]))
     searches = payload.get("searches", [])
     if searches:
         parts.append("<h2>Verified search: knapsack start vs best found (search windows)</h2>")
-        parts.append(_table(["model", "bits", "evaluations", "seconds", "stopped", "knapsack RMSE", "best RMSE"],
-                            [[s["model"], _fmt(s["budget_bits"]), s["evaluations"], s["seconds"], s["stopped"],
-                              _fmt(s["knapsack"]["rmse"]), _fmt(s["best"]["rmse"])] for s in searches]))
+        parts.append(table([[s["model"], s["budget_bits"], s["evaluations"], s["seconds"], s["stopped"],
+                            s["knapsack"]["rmse"], s["best"]["rmse"]] for s in searches],
+                          ["model", "bits", "evaluations", "seconds", "stopped", "knapsack RMSE", "best RMSE"]))
     targets = payload.get("search_targets")
     if targets:
         parts.append("<h2>Verified search against the issue's targets (RMSE vs float, held-out windows)</h2>")
-        parts.append(_table(["against", "cells", "at least as good", "strictly better"],
-                            [[k, targets[k]["cells"], targets[k]["at_least_as_good"], targets[k]["strictly_better"]]
-                             for k in ("vs_best_baseline", "vs_best_other")]))
+        parts.append(table([[k, targets[k]["cells"], targets[k]["at_least_as_good"], targets[k]["strictly_better"]]
+                           for k in ("vs_best_baseline", "vs_best_other")],
+                          ["against", "cells", "at least as good", "strictly better"]))
         parts.append(f"<p>Spearman(search prediction, LiteRT measurement) of the final plans: "
                      f"{esc(json.dumps(targets['final_plans_spearman']))}; search/sweep seconds: "
                      f"{esc(json.dumps(targets['search_over_sweep_seconds']))}</p>")
@@ -293,16 +293,10 @@ def html_report(payload: dict, png: bytes) -> str:
     columns = ["model", "method", "budget_bits", "memory_bytes", "file_bytes", "formats", "float_rmse",
                "float_valid_prediction_time", "float_blow_up_fraction", "predicted_cost_rollout", "truth_rmse"]
     parts.append("<h2>Every plan</h2>")
-    parts.append(_table(columns, [[_fmt(r.get(c)) for c in columns] for r in rows]))
+    parts.append(table([[r.get(c) for c in columns] for r in rows], columns))
     for note in payload.get("notes", []):
         parts.append(f"<p>note: {esc(note)}</p>")
     return "\n".join(parts)
-
-
-def _table(header: list, body: list[list]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in body)
-    return f"<table><tr>{head}</tr>{rows}</table>"
 
 
 def rate_text(w: dict | None) -> str:
@@ -310,14 +304,6 @@ def rate_text(w: dict | None) -> str:
         return "-"
     strict = w["wins"] - w["ties"] / 2
     return f"{w['rate']:.2f} ({strict:g}/{w['ties']}/{w['cells'] - w['ties'] - strict:g})"
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
 
 
 def pareto_plot(rows: list[dict], path: Path, reference: str = "float") -> None:

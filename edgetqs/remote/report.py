@@ -8,10 +8,7 @@ with its verdict.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-import json
 from pathlib import Path
 
 import matplotlib
@@ -22,6 +19,7 @@ import numpy as np  # noqa: E402
 
 from edgetqs.remote.validate import Validation  # noqa: E402
 from edgetqs.files import write_atomically  # noqa: E402
+from edgetqs.htmlpage import image, png_base64, table  # noqa: E402
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}
@@ -32,15 +30,8 @@ th{background:#f3f3f3} img{max-width:100%} code{font-size:.9em}
 """
 
 
-def _png(figure) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def error_curves_png(validation: Validation) -> str:
-    return _png(error_curves_figure(validation))
+    return png_base64(error_curves_figure(validation))
 
 
 def error_curves_figure(validation: Validation):
@@ -100,7 +91,7 @@ def latency_histogram_png(validation: Validation) -> str:
     axis.set_ylabel("steps")
     axis.set_title("Latency per rollout step")
     axis.legend(fontsize=8)
-    return _png(figure)
+    return png_base64(figure)
 
 
 def memory_png(validation: Validation) -> str:
@@ -114,32 +105,17 @@ def memory_png(validation: Validation) -> str:
         axis.text(value, y, f" {value:.1f} MiB", va="center")
     axis.set_xlabel("peak resident memory of the runner process (VmHWM, MiB)")
     axis.set_xlim(0, max(values or [1]) * 1.3)
-    return _png(figure)
+    return png_base64(figure)
 
 
 def _table(rows, header=None) -> str:
-    head = "<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>" if header else ""
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_text(cell))}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table>{head}{body}</table>"
-
-
-def _text(value) -> str:
-    if value is None:
-        return "not exposed"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value) if value else "not exposed"
-    return str(value)
+    # Validation tables show what the board did not report as "not exposed".
+    return table(rows, header, missing="not exposed")
 
 
 def _thermal_value(facts: dict, key: str):
     value = facts.get(key)
     return "none (all clear)" if key == "throttled_flags" and value == [] else value
-
-
-def _image(b64: str, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
 
 
 def render_html(validation: Validation) -> str:
@@ -164,13 +140,13 @@ def render_html(validation: Validation) -> str:
         "<h2>Checks</h2>",
         _table([(c.name, "ok" if c.passed else "FAIL", c.detail) for c in validation.checks],
                ["check", "verdict", "detail"]),
-        "<h2>Rollout error</h2>", _image(error_curves_png(validation), "rollout error per horizon step"),
+        "<h2>Rollout error</h2>", image(error_curves_png(validation), "rollout error per horizon step"),
         _table(metric_rows, ["metric", "board vs float", "host vs float", "board vs host", "board vs truth"]),
-        "<h2>Latency</h2>", _image(latency_histogram_png(validation), "latency histogram"),
+        "<h2>Latency</h2>", image(latency_histogram_png(validation), "latency histogram"),
         _table([(who, *(run.get(k) for k in ("p50", "p90", "p99", "mean", "count")))
                 for who, run in (("board", data["latency_ms"] or {}), ("host", data["host_latency_ms"] or {}))],
                ["", "p50 ms", "p90 ms", "p99 ms", "mean ms", "steps"]),
-        "<h2>Memory</h2>", _image(memory_png(validation), "peak memory"),
+        "<h2>Memory</h2>", image(memory_png(validation), "peak memory"),
         "<h2>Board and runtime</h2>",
         _table([(k, v) for k, v in (data["board_facts"] or {}).items()]
                + [(f"runtime {k}", v) for k, v in runtime.items()]),
