@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -130,6 +131,7 @@ def compare_scores(work: Path, name: str, target: str) -> dict:
     from edgetqs.model.intake import load_model
     from edgetqs.planner.front import pareto_front
     from edgetqs.planner.plan import build_problem
+    from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
     from edgetqs.tqs.scorefile import load_scores
 
     model = load_model(work / f"{name}.keras")
@@ -139,12 +141,20 @@ def compare_scores(work: Path, name: str, target: str) -> dict:
     for probe in ("quant", "gauss"):
         result[f"spearman_{probe}"] = float(spearmanr([u.gamma(probe) for u in full.units],
                                                       [u.gamma(probe) for u in adaptive.units]).statistic)
-    fronts = []
-    for scores in (full, adaptive):
-        problem = build_problem(model.graph, scores, "-", "ai-edge-litert==2.3.0")
-        fronts.append([tuple(sorted((a.unit, a.format) for a in p.plan.assignments))
-                       for p in pareto_front(problem, 20).points])
-    result["front_plans_in_common"] = f"{sum(p in set(fronts[0]) for p in fronts[1])}/{len(fronts[1])}"
+    def front(scores) -> list[tuple]:
+        problem = build_problem(model.graph, scores, "-", DEFAULT_HOST_RUNTIME.spec)
+        return [tuple(sorted((a.unit, a.format) for a in p.plan.assignments))
+                for p in pareto_front(problem, 20).points]
+
+    def in_common(a: list, b: list) -> str:
+        return f"{sum(p in set(a) for p in b)}/{len(b)}"
+
+    full_front = front(full)
+    # The adaptive file is priced at the horizon it ran (exp(gamma_t * t), t < T); the same gammas priced
+    # at the full sweep's T separate a change of ranking from a change of error scale between the fronts.
+    same_horizon = replace(adaptive, settings={**adaptive.settings, "horizon": full.settings["horizon"]})
+    result["front_plans_in_common"] = in_common(full_front, front(adaptive))
+    result["front_plans_in_common_priced_at_full_T"] = in_common(full_front, front(same_horizon))
     return result
 
 
