@@ -7,7 +7,8 @@ A bundle is a directory (or a ``.tar.gz`` of one) holding::
     model.tflite    the quantized model
     probes.npz      x (probe inputs), y (host LiteRT outputs of model.tflite)
     contexts.npz    contexts [K, window, features], horizon (model calls), reference_float,
-                    reference_host [K, T, F], truth [K, T, F] when known (T = horizon x patch)
+                    reference_host [K, T, F], truth [K, T, F] when known (T = horizon x patch;
+                    F the fed-back features), covariates [K, T, C] for a model that reads them
 
 It is written to a temporary sibling of the output path and renamed into place
 only when complete, so a crash never leaves a half-written bundle; loading
@@ -110,6 +111,7 @@ def write_bundle(
     reference_float: np.ndarray,
     reference_host: np.ndarray,
     truth: np.ndarray | None = None,
+    covariates: np.ndarray | None = None,
     plan: dict | None = None,
     source_sha256: str = "",
     formats: dict[str, str] | None = None,
@@ -130,10 +132,10 @@ def write_bundle(
     if out.exists() and not overwrite:
         raise EdgeTQSError(f"{out} already exists", "choose another output path or pass overwrite (--force)")
     model_bytes = model if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
-    _check_arrays(probes_x, probes_y, contexts, reference_float, reference_host, truth, horizon, int(rollout.get("patch", 1)))
+    _check_arrays(probes_x, probes_y, contexts, reference_float, reference_host, truth, horizon, rollout, covariates)
     contents = dict(model_bytes=bytes(model_bytes), rollout=rollout, probes_x=probes_x, probes_y=probes_y,
                     contexts=contexts, horizon=horizon, reference_float=reference_float,
-                    reference_host=reference_host, truth=truth, plan=plan, source_sha256=source_sha256,
+                    reference_host=reference_host, truth=truth, covariates=covariates, plan=plan, source_sha256=source_sha256,
                     formats=formats, runtime=runtime, thresholds=thresholds, extra=extra)
     if not is_archive(out):
         with staged_directory(out, replace=True) as staging:
@@ -151,7 +153,7 @@ def write_bundle(
 
 
 def _fill(staging: Path, *, model_bytes: bytes, probes_x, probes_y, contexts, horizon, reference_float,
-          reference_host, truth, rollout, plan, source_sha256, formats, runtime, thresholds, extra) -> None:
+          reference_host, truth, covariates, rollout, plan, source_sha256, formats, runtime, thresholds, extra) -> None:
     """Write a bundle's files into ``staging`` and check them before they become visible."""
     (staging / MODEL_FILE).write_bytes(model_bytes)
     _save_npz(staging / PROBES_FILE, x=probes_x, y=probes_y)
@@ -159,6 +161,8 @@ def _fill(staging: Path, *, model_bytes: bytes, probes_x, probes_y, contexts, ho
                           reference_float=reference_float, reference_host=reference_host)
     if truth is not None:
         context_arrays["truth"] = truth
+    if covariates is not None:
+        context_arrays["covariates"] = covariates
     _save_npz(staging / CONTEXTS_FILE, **context_arrays)
     manifest = _manifest(staging, rollout, plan, source_sha256, formats, runtime, thresholds, extra,
                          n_probes=len(probes_x), n_contexts=len(contexts), horizon=horizon)
@@ -166,8 +170,9 @@ def _fill(staging: Path, *, model_bytes: bytes, probes_x, probes_y, contexts, ho
     load_bundle(staging)  # verify what we wrote before it becomes visible
 
 
-def _check_arrays(probes_x, probes_y, contexts, reference_float, reference_host, truth, horizon, patch) -> None:
-    problems = []
+def _check_arrays(probes_x, probes_y, contexts, reference_float, reference_host, truth, horizon, rollout,
+                  covariates) -> None:
+    problems, patch = [], int(rollout.get("patch", 1))
     if len(probes_x) != len(probes_y):
         problems.append(f"{len(probes_x)} probe inputs but {len(probes_y)} outputs")
     if np.ndim(contexts) != 3:
@@ -178,6 +183,13 @@ def _check_arrays(probes_x, probes_y, contexts, reference_float, reference_host,
             continue
         if np.ndim(ref) != 3 or len(ref) != len(contexts) or ref.shape[1] != steps:
             problems.append(f"{name} must be [K={len(contexts)}, T={steps} (horizon x patch), features], got {np.shape(ref)}")
+    given = list(rollout.get("covariates") or [])
+    want = (len(contexts), steps, len(given))
+    if given and np.shape(covariates) != want:
+        problems.append(f"the model reads covariates {given}: their values must be [K, T, C] = {list(want)}, "
+                        f"got {'none' if covariates is None else list(np.shape(covariates))}")
+    if not given and covariates is not None:
+        problems.append("covariate values were given for a model without covariates")
     if problems:
         raise EdgeTQSError("inconsistent bundle contents: " + "; ".join(problems),
                            "pass references rolled out from the same contexts for the same horizon")

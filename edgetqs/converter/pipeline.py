@@ -97,9 +97,10 @@ def convert(model, plan, out: str | Path, *, mode: str | None = None, calibratio
     verification = verify_export(graph, exported, targets, plan, mode, spec, checked)
 
     on_step("host reference rollouts")
-    reference_float = LiteRTRunner(canonical.tflite_path, spec, num_threads=1).rollout(contexts.windows, horizon)
+    given = contexts.covariates_for(horizon, spec.patch)
+    reference_float = LiteRTRunner(canonical.tflite_path, spec, num_threads=1).rollout(contexts.windows, horizon, given)
     exported_runner = LiteRTRunner(exported, spec, num_threads=1)
-    reference_host = exported_runner.rollout(contexts.windows, horizon)
+    reference_host = exported_runner.rollout(contexts.windows, horizon, given)
     probe_outputs = exported_runner.forward(probes)
     if not np.all(np.isfinite(reference_host)):
         raise EdgeTQSError("the quantized model blows up (NaN/inf) when rolled out on the host",
@@ -116,7 +117,8 @@ def convert(model, plan, out: str | Path, *, mode: str | None = None, calibratio
         write_bundle(
             out, model=exported, rollout=asdict(spec), probes_x=probes, probes_y=probe_outputs,
             contexts=contexts.windows, horizon=horizon, reference_float=reference_float,
-            reference_host=reference_host, truth=truth_for(contexts, reference_float), plan=plan.to_dict(),
+            reference_host=reference_host, truth=truth_for(contexts, reference_float), covariates=given,
+            plan=plan.to_dict(),
             source_sha256=graph.sha256, formats=plan.formats(), runtime=runtime, thresholds=limits,
             extra={"mode": mode, "recipe": recipe, "verification": verification.summary(),
                    "lint": [asdict(f) for f in findings], "contexts_source": contexts.source},

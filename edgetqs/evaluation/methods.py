@@ -268,15 +268,11 @@ def all_plans(canonical, settings, score_data: str | None, say=lambda text: None
 
 def search_rollouts(canonical, problem: Problem, settings, score_data: str | None):
     """One PlanRollouts per model (engine, the TQS contexts, exported weights), shared by every budget."""
-    from edgetqs.planner.search import (ExportedWeights, PlanRollouts, SearchSettings, hybrid_engine,
-                                        search_contexts)
+    from edgetqs.planner.search import ExportedWeights, SearchSettings, plan_rollouts
 
     search = SearchSettings(horizon=settings.score_horizon, windows=settings.score_windows, seed=settings.seed,
                             data=score_data)
-    engine = hybrid_engine(canonical.graph, canonical.rollout)
-    contexts = search_contexts(problem, canonical.card, search, engine)
-    return PlanRollouts(problem, canonical.rollout, contexts.windows, search.horizon, engine, contexts.source,
-                        ExportedWeights(problem, canonical.tflite_path))
+    return plan_rollouts(problem, canonical.card, search, ExportedWeights(problem, canonical.tflite_path))
 
 
 def _searched(canonical, problem: Problem, budgets: dict, settings, rollouts, searches: list, timings: dict, say,

@@ -223,10 +223,12 @@ class PlanRollouts:
     """Whole-plan rollouts: every unit at its planned format, K windows, batched over plans."""
 
     def __init__(self, problem: Problem, spec, windows: np.ndarray, horizon: int, backend=None, source: str = "",
-                 weights=None):
+                 weights=None, covariates: np.ndarray | None = None):
+        """``covariates`` [K, horizon*patch, C]: a covariate model's given inputs, the same for every plan."""
         self.problem, self.windows, self.horizon, self.source = problem, windows, horizon, source
+        self.covariates = covariates
         self.backend = backend or hybrid_engine(problem.graph, spec)
-        self.reference = self.backend.rollout_probes(windows, horizon, [{}])[0]
+        self.reference = self.backend.rollout_probes(windows, horizon, [{}], covariates)[0]
         self.weights = weights or ReferenceWeights(problem)
         self._readers: dict[str, list[int]] = {}
         for node in self.backend.nodes:
@@ -254,7 +256,8 @@ class PlanRollouts:
     def rollout(self, choices: list) -> np.ndarray:
         """[plans, K, T*patch, F] rollouts of whole plans."""
         self._set_quantized_rows(choices)
-        return self.backend.rollout_probes(self.windows, self.horizon, [self.deltas(c) for c in choices])
+        return self.backend.rollout_probes(self.windows, self.horizon, [self.deltas(c) for c in choices],
+                                           self.covariates)
 
     def deltas(self, choice) -> dict[str, np.ndarray]:
         out = {}
@@ -341,6 +344,14 @@ def search_contexts(problem: Problem, card, settings: SearchSettings, backend):
                                                       seed=settings.seed, data=settings.data))
 
 
+def plan_rollouts(problem: Problem, card, settings: SearchSettings, weights) -> PlanRollouts:
+    """Whole-plan rollouts from the contexts TQS scored with (covariates included), on the hybrid engine."""
+    engine = hybrid_engine(problem.graph, card.rollout)
+    contexts = search_contexts(problem, card, settings, engine)
+    return PlanRollouts(problem, card.rollout, contexts.windows, settings.horizon, engine, contexts.source,
+                        weights, contexts.covariates_for(settings.horizon, card.rollout.patch))
+
+
 def verified_search(problem: Problem, card, budget_bytes: int, settings: SearchSettings | None = None,
                     rollouts: PlanRollouts | None = None, tflite_path=None,
                     extra_starts: dict[str, object] | None = None) -> SearchResult:
@@ -360,11 +371,8 @@ def verified_search(problem: Problem, card, budget_bytes: int, settings: SearchS
                            "plan static-int8 models with the knapsack (allocator mckp)")
     start_time = time.perf_counter()
     if rollouts is None:
-        engine = hybrid_engine(problem.graph, card.rollout)
-        contexts = search_contexts(problem, card, settings, engine)
         weights = ExportedWeights(problem, tflite_path) if tflite_path else ReferenceWeights(problem)
-        rollouts = PlanRollouts(problem, card.rollout, contexts.windows, settings.horizon, engine, contexts.source,
-                                weights)
+        rollouts = plan_rollouts(problem, card, settings, weights)
     ladders = _Ladders(problem)
     limit = settings.budget_for(len(problem.units))
     rng = np.random.default_rng(settings.seed)

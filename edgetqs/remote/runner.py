@@ -165,20 +165,28 @@ def probe_agreement(outputs, expected):
     return {"count": int(len(outputs)), "max_abs": max_abs, "normalised": max_abs / scale}
 
 
-def rollout(model, context, horizon, patch):
+def rollout(model, context, horizon, patch, covariates=(), given=None):
     """Append-shift rollout: each output patch joins the window, the oldest steps leave.
 
-    Returns (trajectory [horizon, features], per-invoke seconds).
+    ``covariates``: the input columns the model reads but does not predict; their
+    values for the steps ahead come from ``given`` [horizon, C] (the bundle's), the
+    prediction fills the other columns. Returns (trajectory [horizon, F - C], per-invoke seconds).
     """
     window = np.array(context, dtype=np.float32)
+    features = window.shape[1]
+    fed_back = [i for i in range(features) if i not in covariates]
     steps, latencies = [], []
     while len(steps) < horizon:
         start = time.perf_counter()
         out = model(window)
         latencies.append(time.perf_counter() - start)
-        out = out.reshape(patch, window.shape[1])
+        out = out.reshape(patch, len(fed_back))
+        rows = np.empty((patch, features), np.float32)
+        rows[:, fed_back] = out
+        if covariates:
+            rows[:, list(covariates)] = given[len(steps):len(steps) + patch]
         steps.extend(out)
-        window = np.concatenate([window[patch:], out], axis=0)
+        window = np.concatenate([window[patch:], rows], axis=0)
     return np.stack(steps[:horizon]), latencies
 
 
@@ -345,16 +353,17 @@ def open_model(args, model_path):
     return Model(interpreter), runtime
 
 
-def run_rollouts(model, contexts, horizon, patch):
-    """Every context rolled out; one progress line per context. (trajectories [K,T,F], step seconds)"""
+def run_rollouts(model, contexts, horizon, patch, covariates=(), given=None):
+    """Every context rolled out; one progress line per context. (trajectories [K,T,F-C], step seconds)"""
     trajectories, latencies = [], []
     for k, context in enumerate(contexts):
-        trajectory, step_seconds = rollout(model, context, horizon, patch)
+        trajectory, step_seconds = rollout(model, context, horizon, patch, covariates,
+                                           None if given is None else given[k])
         trajectories.append(trajectory)
         latencies.extend(step_seconds)
         emit("rollout", done=k + 1, of=len(contexts), steps=len(step_seconds),
              finite=bool(np.isfinite(trajectory).all()))
-    features = np.shape(contexts)[-1]
+    features = np.shape(contexts)[-1] - len(covariates)
     return np.asarray(trajectories, np.float32).reshape(len(contexts), horizon, features), latencies
 
 
@@ -365,6 +374,7 @@ def main(argv=None):
         manifest = json.load(handle)
     model_path = os.path.join(args.bundle, manifest["model"]["file"])
     patch = int(manifest["rollout"].get("patch", 1))
+    covariates = list(manifest["rollout"].get("covariates") or [])  # bundles before covariates: none
     model, runtime = open_model(args, model_path)
 
     probes = load_npz(os.path.join(args.bundle, "probes.npz"))
@@ -377,7 +387,8 @@ def main(argv=None):
     horizon = rollout_steps(bundle_contexts, patch)
     horizon = horizon if args.horizon is None else min(args.horizon, horizon)
     thermal_before = thermal_facts()
-    trajectories, latencies = run_rollouts(model, contexts, horizon, patch)
+    given = bundle_contexts["covariates"][: args.contexts] if covariates else None
+    trajectories, latencies = run_rollouts(model, contexts, horizon, patch, covariates, given)
 
     results = {
         "format": RESULTS_FORMAT, "version": RESULTS_VERSION,

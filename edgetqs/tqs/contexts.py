@@ -12,6 +12,13 @@ gets the same N(0, 1) in the model's raw input units) are rolled out for a burn-
 i.e. four windows' worth of the model's own output (at least 64 calls), long enough for a trained forecaster to forget the noise and settle on its
 attractor — and the last ``window`` states become the context. Windows that
 blow up during burn-in are caught later as blown-up references.
+
+Covariates (features the model reads but does not predict: time of day, a
+control signal, a weather forecast) come from the data: each context carries
+the covariate columns of the series over its horizon, and its truth holds the
+fed-back columns only. Data-free contexts refuse a covariate model: drawn noise
+for a clock or a control input says nothing about how the model is used, and a
+free run cannot invent the inputs it needs at every call.
 """
 
 from __future__ import annotations
@@ -33,7 +40,24 @@ MIN_BURN_IN = 64
 class Contexts:
     windows: np.ndarray  # [K, window, features], model-input space
     source: str  # "data:<path>" or "free-run"
-    truth: np.ndarray | None = None  # [K, horizon*patch, features] continuation, when the data has it
+    truth: np.ndarray | None = None  # [K, horizon*patch, fed-back features] continuation, when the data has it
+    covariates: np.ndarray | None = None  # [K, horizon*patch, covariates] given values (covariate models only)
+
+    def covariates_for(self, horizon: int, patch: int) -> np.ndarray | None:
+        """The given covariates over the first ``horizon`` calls (None for a model without)."""
+        if self.covariates is None:
+            return None
+        steps = horizon * patch
+        if self.covariates.shape[1] < steps:
+            raise EdgeTQSError(f"the contexts carry covariates for {self.covariates.shape[1]} steps, "
+                               f"the rollout needs {steps}",
+                               "build the contexts for the longest horizon you roll out")
+        return self.covariates[:, :steps]
+
+    def subset(self, rows) -> "Contexts":
+        """The same contexts restricted to ``rows`` (windows, truth and covariates together)."""
+        pick = (lambda a: None if a is None else a[rows])
+        return Contexts(self.windows[rows], self.source, pick(self.truth), pick(self.covariates))
 
 
 def burn_in_steps(window: int, patch: int = 1) -> int:
@@ -133,8 +157,9 @@ def from_series(series: np.ndarray, spec: RolloutSpec, windows: int, horizon: in
     data = normalise(series, spec)
     starts = np.linspace(0, len(data) - need, windows).round().astype(int)
     ctx = np.stack([data[s:s + spec.window] for s in starts])
-    truth = np.stack([data[s + spec.window:s + need] for s in starts])
-    return Contexts(ctx, source, truth)
+    future = np.stack([data[s + spec.window:s + need] for s in starts])
+    given = np.ascontiguousarray(future[..., spec.covariates]) if spec.covariates else None
+    return Contexts(ctx, source, np.ascontiguousarray(future[..., spec.fed_back]), given)
 
 
 def from_file(path: str | Path, spec: RolloutSpec, windows: int, horizon: int) -> Contexts:
@@ -148,8 +173,19 @@ def free_run(backend, spec: RolloutSpec, windows: int, seed: int, horizon: int =
     can be made later, equal to a slice of one call for all (adaptive sweeps add windows).
     """
     check_counts(horizon, windows)
+    refuse_data_free(spec)
     rng = np.random.default_rng(seed)
     noise = (NOISE_SCALE * rng.standard_normal((first + windows, spec.window, spec.features))).astype(np.float32)[first:]
     # >= 4 windows of the model's own output, always enough to fill a window with it
     trajectory = backend.rollout_probes(noise, burn_in_steps(spec.window, spec.patch), [{}])[0]
     return Contexts(np.ascontiguousarray(trajectory[:, -spec.window:]), "free-run")
+
+
+def refuse_data_free(spec: RolloutSpec) -> None:
+    """Covariate models need their given inputs from data (module doc)."""
+    if spec.covariates:
+        raise EdgeTQSError(
+            f"the model reads covariates (features {spec.covariates}: given, not predicted), and data-free contexts "
+            "cannot supply them: noise in place of a clock or a control input measures nothing the board will see",
+            "pass a series with all the model's input columns, the covariates included, over the window plus the "
+            "horizon: --data FILE (to `edgetqs convert`: --calibration FILE)")

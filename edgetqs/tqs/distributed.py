@@ -53,16 +53,17 @@ def _worker_engine(model_dir: str, sha256: str):
     return _WORKER_MODELS[key]
 
 
-def reference_task(model_dir: str, sha256: str, windows: np.ndarray, horizon: int) -> np.ndarray:
+def reference_task(model_dir: str, sha256: str, windows: np.ndarray, horizon: int,
+                   covariates: np.ndarray | None = None) -> np.ndarray:
     engine, _ = _worker_engine(model_dir, sha256)
-    return engine.rollout_probes(windows, horizon, [{}])[0]
+    return engine.rollout_probes(windows, horizon, [{}], covariates)[0]
 
 
 def distances_task(model_dir: str, sha256: str, jobs, windows: np.ndarray, reference: np.ndarray, horizon: int,
-                   patch: int, bits: int, seed: int) -> tuple[np.ndarray, list[float]]:
+                   patch: int, bits: int, seed: int, covariates: np.ndarray | None = None) -> tuple[np.ndarray, list[float]]:
     engine, graph = _worker_engine(model_dir, sha256)
     deltas = job_deltas(jobs, weight_source(engine, graph), bits, seed)
-    runs = engine.rollout_probes(windows, horizon, deltas)
+    runs = engine.rollout_probes(windows, horizon, deltas, covariates)
     return step_distances(runs, reference, patch), [delta_norm(delta) for delta in deltas]
 
 
@@ -92,12 +93,15 @@ class DaskRunner:
         if cluster is not None:
             cluster.close()
 
-    def run(self, jobs, windows: np.ndarray, horizon: int, on_reference=None, progress=None):
+    def run(self, jobs, windows: np.ndarray, horizon: int, on_reference=None, progress=None,
+            covariates: np.ndarray | None = None):
         from distributed import as_completed
 
         slices = [slice(a, min(a + self.window_chunk, len(windows))) for a in range(0, len(windows), self.window_chunk)]
+        given = [None if covariates is None else covariates[s] for s in slices]  # each window chunk's own rows
         where = (self.model_dir, self.sha256)
-        futures = [self.client.submit(reference_task, *where, windows[s], horizon, pure=False) for s in slices]
+        futures = [self.client.submit(reference_task, *where, windows[s], horizon, given[w], pure=False)
+                   for w, s in enumerate(slices)]
         reference = np.concatenate(self.client.gather(futures))
         if on_reference is not None:
             on_reference(reference)
@@ -106,7 +110,7 @@ class DaskRunner:
         for c, chunk in enumerate(job_chunks):
             for w, s in enumerate(slices):
                 future = self.client.submit(distances_task, *where, chunk, windows[s], reference[s], horizon,
-                                            self.patch, self.bits, self.seed, pure=False)
+                                            self.patch, self.bits, self.seed, given[w], pure=False)
                 tasks[future] = (c, w)
         parts: dict[tuple[int, int], tuple] = {}
         for done, future in enumerate(as_completed(tasks), start=1):

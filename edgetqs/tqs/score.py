@@ -121,6 +121,7 @@ def score_model(graph: TFLiteGraph, card: ModelCard, settings: ScoreSettings | N
     ``runner``: who runs the (unit, probe) rollouts — this process by default, or
     ``distributed.DaskRunner`` (same numbers, bit for bit)."""
     settings = (settings or ScoreSettings()).validate()
+    _check_covariate_support(card, settings, contexts)
     units = build_units(card, graph, settings.granularity, settings.block_regex)
     backend = backend or backend_for(graph, card, settings.engine, notes)
     own_runner = runner is None
@@ -131,7 +132,7 @@ def score_model(graph: TFLiteGraph, card: ModelCard, settings: ScoreSettings | N
                                                                 progress)
         else:
             contexts = contexts or make_contexts(backend, card, settings)
-            scores, blown = _Sweep(runner, units, contexts.windows, settings, card.rollout.patch).run(progress)
+            scores, blown = _Sweep(runner, units, contexts, settings, card.rollout.patch).run(progress)
             adaptive = None
     finally:
         if own_runner and hasattr(runner, "close"):
@@ -148,6 +149,17 @@ def score_model(graph: TFLiteGraph, card: ModelCard, settings: ScoreSettings | N
     if adaptive is not None:  # what ran: the horizon and windows the gammas are measured over
         result.settings.update(adaptive=adaptive, horizon=adaptive["horizon_run"], windows=adaptive["windows_run"])
     return result
+
+
+def _check_covariate_support(card: ModelCard, settings: ScoreSettings, contexts: ctx.Contexts | None) -> None:
+    """Covariate models are scored from data, by the full sweep (not yet the adaptive one)."""
+    if not card.rollout.covariates:
+        return
+    if not settings.data and (contexts is None or contexts.covariates is None):
+        ctx.refuse_data_free(card.rollout)
+    if settings.adaptive:
+        raise EdgeTQSError(f"--adaptive does not feed covariates yet; the model reads covariates {card.rollout.covariates}",
+                           "score it without --adaptive (the full sweep feeds them from --data)")
 
 
 def _runner_for(settings: ScoreSettings, backend, graph: TFLiteGraph, card: ModelCard):
@@ -197,8 +209,9 @@ class _Sweep:
     """Every (unit, probe) rollout at the settings' K windows and T calls, run by ``runner``
     (this process by default; a Dask cluster with distributed.DaskRunner)."""
 
-    def __init__(self, runner, units: list[Unit], windows: np.ndarray, settings: ScoreSettings, patch: int):
-        self.runner, self.windows, self.settings, self.patch = runner, windows, settings, patch
+    def __init__(self, runner, units: list[Unit], contexts: ctx.Contexts, settings: ScoreSettings, patch: int):
+        self.runner, self.windows, self.settings, self.patch = runner, contexts.windows, settings, patch
+        self.covariates = contexts.covariates_for(settings.horizon, patch)
         self.jobs = make_jobs(units, settings.probe)
         self.recorder = Recorder(units, settings)
 
@@ -208,7 +221,7 @@ class _Sweep:
             _, distances, norms = self.runner.run(
                 self.jobs, self.windows, self.settings.horizon,
                 on_reference=lambda ref: self.recorder.set_reference(ref, self.windows, self.patch),
-                progress=lambda done, total: bar.update(task, completed=done, total=total))
+                progress=lambda done, total: bar.update(task, completed=done, total=total), covariates=self.covariates)
         self.recorder.record_norms(self.jobs, list(norms), distances[:, self.recorder.keep])
         return self.recorder.finish()
 

@@ -88,17 +88,19 @@ class LocalRunner:
         self.backend, self.bits, self.seed, self.patch = backend, bits, seed, patch
         self.weight_of = weight_source(backend, graph)
 
-    def run(self, jobs: list[Job], windows: np.ndarray, horizon: int, on_reference=None, progress=None):
-        """-> (reference [K, T*patch, F], distances [J, K, T], delta norms [J]).
+    def run(self, jobs: list[Job], windows: np.ndarray, horizon: int, on_reference=None, progress=None,
+            covariates: np.ndarray | None = None):
+        """-> (reference [K, T*patch, F - C], distances [J, K, T], delta norms [J]).
 
         ``on_reference(reference)`` is called as soon as the reference exists (to fail
-        early when it blows up); ``progress(done, total)`` after every chunk.
+        early when it blows up); ``progress(done, total)`` after every chunk; ``covariates``
+        [K, T*patch, C]: the given inputs of a covariate model, the same for every job.
         """
         chunks = chunk_jobs(jobs, len(windows), horizon, self.patch, windows.shape[2])
         reference, distances, norms = None, [], []
         for index, chunk in enumerate(chunks):
             deltas = job_deltas(chunk, self.weight_of, self.bits, self.seed)
-            runs = self.backend.rollout_probes(windows, horizon, ([{}] if index == 0 else []) + deltas)
+            runs = self.backend.rollout_probes(windows, horizon, ([{}] if index == 0 else []) + deltas, covariates)
             if index == 0:
                 reference, runs = runs[0], runs[1:]
                 if on_reference is not None:

@@ -10,7 +10,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 WINDOW, FEATURES, OUTPUTS = 8, 3, 2
+SPEC = f"window={WINDOW},features={FEATURES},covariates=1"
+
+
+def write_covariate_series(path: Path, steps: int = 200) -> str:
+    """A CSV of two smooth states and, in the last column, a square-wave forcing of its own period."""
+    t = np.arange(steps, dtype=np.float32)
+    series = np.stack([np.sin(0.11 * t), np.cos(0.07 * t), 2.0 * np.sign(np.sin(0.3 * t))], axis=1)
+    np.savetxt(path, series, delimiter=",", header="x,y,forcing", comments="")
+    return str(path)
 
 
 def build_covariate_standin(out_dir: Path, seed: int = 0) -> Path:

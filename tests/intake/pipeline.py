@@ -16,11 +16,14 @@ HORIZON, WINDOWS = 6, 3
 RUNTIME = DEFAULT_HOST_RUNTIME.spec
 
 
-def through_pipeline(model, out_dir: Path, mode: str = "dynamic") -> dict:
-    """Score, plan half-way between the smallest plan and all-float, convert with verification; facts about each stage."""
+def through_pipeline(model, out_dir: Path, mode: str = "dynamic", data: str | None = None) -> dict:
+    """Score, plan half-way between the smallest plan and all-float, convert with verification; facts about each stage.
+
+    ``data``: the series scoring and conversion take their windows from (data-free without)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    scores = score_model(model.graph, model.card, ScoreSettings(horizon=HORIZON, windows=WINDOWS), progress=False)
+    scores = score_model(model.graph, model.card, ScoreSettings(horizon=HORIZON, windows=WINDOWS, data=data),
+                         progress=False)
     scores_path = scores.save(out_dir / "scores.json")
     problem = build_problem(model.graph, load_scores(scores_path), file_sha256(scores_path), RUNTIME)
     # Dead units are offered only their cheapest format.
@@ -29,6 +32,7 @@ def through_pipeline(model, out_dir: Path, mode: str = "dynamic") -> dict:
     budget = int((problem.smallest_memory() + all_float) / 2)
     plan, _ = make_plan(model.graph, scores_path, budget_bytes=budget, mode=mode, model=model)
     plan_path = plan.save(out_dir / "plan.json")
-    result = convert(model, plan_path, out_dir / "bundle", horizon=HORIZON, windows=WINDOWS, overwrite=True)
+    result = convert(model, plan_path, out_dir / "bundle", horizon=HORIZON, windows=WINDOWS, calibration=data,
+                     overwrite=True)
     return {"units": len(scores.units), "budget": budget, "result": result,
             "seconds": time.perf_counter() - started}

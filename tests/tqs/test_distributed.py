@@ -90,6 +90,25 @@ def test_adaptive_sweep_on_dask_equals_adaptive_in_process(cluster):
 
 
 @pytest.mark.slow
+def test_covariate_sweep_on_dask_equals_single_process(cluster, tmp_path):
+    """Each window chunk's task gets its own rows of the data's covariates."""
+    from edgetqs.model.card import RolloutSpec
+    from edgetqs.model.intake import load_model
+    from edgetqs.tqs.distributed import DaskRunner
+    from tests.engine.covariate_standin import SPEC, build_covariate_standin, write_covariate_series
+
+    model = load_model(build_covariate_standin(tmp_path), RolloutSpec.parse(SPEC))
+    settings = ScoreSettings(horizon=6, windows=5, data=write_covariate_series(tmp_path / "series.csv"))
+    local = score_model(model.graph, model.card, settings, progress=False)
+    runner = DaskRunner.connect(cluster, model.graph, model.card, settings.probe_bits, settings.seed, window_chunk=2)
+    try:
+        remote = score_model(model.graph, model.card, settings, progress=False, runner=runner)
+    finally:
+        runner.client.close()
+    assert _as_json(remote) == _as_json(local)
+
+
+@pytest.mark.slow
 def test_scheduler_setting_scores_on_the_cluster(cluster):
     from edgetqs import api
 
