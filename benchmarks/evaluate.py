@@ -5,6 +5,7 @@ real exported models — a thin caller of ``edgetqs.evaluation.evaluate`` per mo
     .venv/bin/python benchmarks/evaluate.py --tier deep  # the deep models (>= 24 units; trains them if needed)
     .venv/bin/python benchmarks/evaluate.py --quick      # 2 small models, 2 budgets, fewer methods (CI smoke)
     .venv/bin/python benchmarks/evaluate.py --models mlp-lorenz96,gru-ks --budgets 3,4,5,6
+    .venv/bin/python benchmarks/evaluate.py --quick --mode dynamic,static  # int8 activations too, where allowed
 
 Results: ``benchmarks/results/<out>.{json,csv,png,html}`` (default evaluation[_quick|_deep]).
 """
@@ -33,6 +34,8 @@ QUICK = {"models": ["mlp-sunspots", "mlp-lorenz96"], "budgets": [4.0, 6.0], "see
 def main(argv: list[str] | None = None) -> int:
     from edgetqs import zoo
     from edgetqs.evaluation import EvaluationSettings, evaluate, methods, report
+    from edgetqs.evaluation.run import NoModeAvailable
+    from edgetqs.quant.modes import MODE_NAMES, Mode
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 small models, 2 budgets, fewer methods (CI smoke)")
@@ -41,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budgets", default="3,4,5,6", help="average weight bits, comma-separated")
     parser.add_argument("--methods", default=",".join(methods.DEFAULT_METHODS))
     parser.add_argument("--search-evaluations", type=int, default=None, help="plan rollouts per search (budget)")
+    parser.add_argument("--mode", default=str(Mode.DYNAMIC),
+                        help=f"activation modes, comma-separated, of: {', '.join(MODE_NAMES)} (default dynamic)")
     parser.add_argument("--no-ablations", action="store_true")
     parser.add_argument("--out", default=None, help="results name under benchmarks/results")
     args = parser.parse_args(argv)
@@ -54,19 +59,28 @@ def main(argv: list[str] | None = None) -> int:
     name = args.out or ("evaluation_quick" if args.quick else "evaluation" if args.tier == "core" else f"evaluation_{args.tier}")
     settings = EvaluationSettings(methods=config["methods"], budgets_bits=config["budgets"],
                                   random_seeds=config["seeds"], ablations=config["ablations"],
-                                  search_evaluations=config["search_evaluations"])
-    start, rows, notes, timings, searches, plans = time.perf_counter(), [], [], {}, [], {}
+                                  search_evaluations=config["search_evaluations"],
+                                  modes=[m.strip() for m in args.mode.split(",") if m.strip()]).check()
+    config["modes"] = list(settings.modes)
+    start, rows, notes, timings, searches, plans, skipped = time.perf_counter(), [], [], {}, [], {}, []
     for model in config["models"]:
         t0 = time.perf_counter()
-        result = evaluate(f"zoo:{model}", settings, progress=lambda text: print(time.strftime("%H:%M:%S"), text, flush=True))
+        try:
+            result = evaluate(f"zoo:{model}", settings,
+                              progress=lambda text: print(time.strftime("%H:%M:%S"), text, flush=True))
+        except NoModeAvailable as exc:  # every asked mode refused for this model: recorded, the others go on
+            skipped += exc.skipped
+            print(f"{model}: skipped: {exc.problem}", flush=True)
+            continue
         rows += result.rows
         notes += result.notes
         searches += result.searches
+        skipped += result.skipped
         plans[result.model] = result.plans
         timings[model] = {**result.timings, "total_seconds": round(time.perf_counter() - t0, 1)}
         print(f"{model}: {len(result.rows)} plans in {timings[model]['total_seconds']} s", flush=True)
     payload = report.payload(rows, notes, {**config, "command": "benchmarks/evaluate.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]), "settings": settings.__dict__}, timings, searches, plans)
+        argv if argv is not None else sys.argv[1:]), "settings": settings.__dict__}, timings, searches, plans, skipped)
     payload.update(machine=machine(), wall_seconds=round(time.perf_counter() - start, 1))
     paths = report.write_all(RESULTS, name, payload)
     report.print_summary(payload)

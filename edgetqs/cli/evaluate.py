@@ -8,6 +8,7 @@ from rich.table import Table
 
 from edgetqs.cli.common import add_command, add_json_flag, console, print_json
 from edgetqs.errors import EdgeTQSError
+from edgetqs.quant.modes import MODE_NAMES
 
 QUICK_METHODS = ["tqs-quant", "tqs-saturation", "verified-search", "weight-error", "single-step",
                  "uniform-at-budget", "uniform-int4"]
@@ -40,7 +41,13 @@ def _settings(args):
             settings.budgets_bits = [4.0, 6.0]
     if args.methods:
         settings.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.mode is not None:
+        settings.modes = comma_list(args.mode)  # checked against the Mode registry by the settings
     return settings
+
+
+def comma_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
 
 
 def _print_wins(result_payload: dict) -> None:
@@ -67,11 +74,13 @@ def run(args) -> int:
     payload = json.loads(result.paths[0].read_text())
     if args.json:
         print_json({"model": result.model, "paths": [str(p) for p in result.paths], "win_rates": payload["win_rates"],
-                    "timings": result.timings, "notes": result.notes})
+                    "timings": result.timings, "notes": result.notes, "skipped": result.skipped})
         return 0
     _print_wins(payload)
     for note in result.notes:
         console.print(f"note: {note}")
+    for s in result.skipped:
+        console.print(f"skipped: {s['mode']} {s['method'] or 'mode'}: {s['reason']}")
     console.print("wrote: " + ", ".join(str(p) for p in result.paths))
     return 0
 
@@ -83,7 +92,7 @@ def register(subparsers) -> None:
         subparsers, "evaluate",
         "plan MODEL with each method at each budget, export, verify and roll out in LiteRT; compare at matched bytes",
         ["edgetqs evaluate zoo:mlp-lorenz96 --out eval/", "edgetqs evaluate model.onnx --data series.csv --budgets 3,4,6",
-         "edgetqs evaluate zoo:mlp-sunspots --quick --out eval/"], run)
+         "edgetqs evaluate zoo:mlp-sunspots --quick --out eval/", "edgetqs evaluate zoo:mlp-co2 --mode dynamic,static"], run)
     parser.add_argument("model", metavar="MODEL", help="zoo:NAME or a model file the intake accepts")
     parser.add_argument("--out", default="evaluation", help="directory for the JSON, CSV, PNG and HTML report")
     parser.add_argument("--name", default=None, help="file name stem (default evaluation-<model>)")
@@ -93,6 +102,9 @@ def register(subparsers) -> None:
     parser.add_argument("--data", default=None,
                         help="the model's series (CSV/NPY, raw units): scoring/search on its first 70%%, judging on "
                              "the rest; default data-free (zoo models: judged on their test series)")
+    parser.add_argument("--mode", default=None,
+                        help="activation modes, comma-separated, of: " + ", ".join(MODE_NAMES) +
+                             " (default dynamic); a mode the planner refuses for the model is skipped, with why")
     parser.add_argument("--search-evaluations", type=int, default=None, help="plan rollouts per verified search")
     parser.add_argument("--search-seconds", type=float, default=None, help="time limit per verified search")
     parser.add_argument("--seed", type=int, default=0)

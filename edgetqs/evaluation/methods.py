@@ -6,6 +6,13 @@ Budgets are average weight bits: ``budget_bytes(problem, b)`` is the memory
 (file + arena, planner byte costs) the model takes when every unit stores ``b``
 bits per weight, linearly interpolated between the unit's integer/float
 formats (int2, int4, int8, fp16, fp32) — so 4 bits is exactly uniform int4.
+
+Sensitivities are scored once per model (:func:`all_scores`); plans are made per
+activation mode (:func:`all_plans`), priced by the planner in that mode (static:
+AEQ's own static export, calibrated as the converter calibrates). A mode the
+planner refuses for the model raises :class:`ModeUnavailable`
+(:func:`reference_problem`); the verified search and its rollout check skip the
+modes ``planner.search.mode_refusal`` names, with its reason.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -25,11 +32,11 @@ from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
 from edgetqs.planner.plan import KeepFloat, Problem, plan_from_choice, build_problem, solve_many
 from edgetqs.quant.formats import DEFAULT_LADDER as LADDER  # per-channel ints and floats: "b bits per weight"
 from edgetqs.quant.formats import FORMATS
+from edgetqs.quant.modes import Mode
 from edgetqs.sensitivity import get_method, method_names
 from edgetqs.tqs.score import ScoreSettings
 
 RUNTIME = DEFAULT_HOST_RUNTIME.spec
-MODE = "dynamic"
 SHORT_HORIZON = 8  # the horizon ablation's other T
 
 # name -> what it is (the CLI's --methods help and the report's legend): every sensitivity method of
@@ -64,14 +71,40 @@ class MethodPlan:
     budget_bytes: int | None = None  # the cell's budget (a fixed-size plan records none)
 
     def key(self) -> str:
-        """Identical assignments convert to identical models: converted once."""
+        """Identical assignments in one mode convert to identical models: converted once."""
         formats = [(a.unit, a.format) for a in self.plan.assignments]
-        return hashlib.sha256(json.dumps(formats).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps([str(self.plan.mode), formats]).encode()).hexdigest()[:16]
 
 
-def problem_for(canonical, scores, bottom: str | None = None, keep_float: KeepFloat | None = None) -> Problem:
+class ModeUnavailable(EdgeTQSError):
+    """The planner (or AEQ's calibration) refuses an activation mode for this model."""
+
+
+def problem_for(canonical, scores, like: Problem, bottom: str | None = None,
+                keep_float: KeepFloat | None = None) -> Problem:
+    """The planner's problem for ``scores`` in the mode (and static calibration) of ``like``."""
+    return _problem(canonical, scores, like.mode, like.static_calibration, bottom, keep_float)
+
+
+def _problem(canonical, scores, mode: Mode, calibration: dict | None, bottom: str | None = None,
+             keep_float: KeepFloat | None = None) -> Problem:
     sha = hashlib.sha256(json.dumps(scores.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
-    return build_problem(canonical.graph, scores, sha, RUNTIME, MODE, bottom=bottom, keep_float=keep_float)
+    return build_problem(canonical.graph, scores, sha, RUNTIME, mode, bottom=bottom, keep_float=keep_float,
+                         static_calibration=calibration)
+
+
+def reference_problem(canonical, scored: "Scored", mode: Mode, calibration_data: str | None = None) -> Problem:
+    """TQS-quant's problem in ``mode``: the one budgets are priced on, and the planner's check that the
+    mode is available for the model (static: AEQ's all-int8 export must work and load in LiteRT).
+    Static plans are priced with the activation ranges the converter calibrates with (``calibration_data``:
+    the scoring part of the user's series, else the model's own free run)."""
+    from edgetqs.planner.plan import static_calibration_for
+
+    try:
+        calibration = static_calibration_for(canonical, calibration_data) if mode.quantizes_activations else None
+        return _problem(canonical, one_probe(scored.tqs, "quant"), mode, calibration)
+    except EdgeTQSError as exc:
+        raise ModeUnavailable(exc.problem, exc.fix) from exc
 
 
 def _ladder_points(unit) -> list[tuple[int, int]]:
@@ -205,24 +238,57 @@ def bits_for(problem: Problem, memory: int) -> float:
     return round(lo, 3)
 
 
-def all_plans(canonical, settings, score_data: str | None, say=lambda text: None):
-    """Every chosen method's plans; the problems whose predicted cost is checked against the
-    measured error (plus "rollout": the search's PlanRollouts); notes; timings; search summaries."""
-    from edgetqs.planner.plan import KeepFloat
+@dataclass
+class Scored:
+    """One model's sensitivities, shared by every mode: the TQS sweep, each chosen registry method's
+    scores (random: one per seed), and the ablation's short-T sweep."""
 
-    chosen, notes, timings, searches = set(settings.methods), [], {}, []
-    scores = cached_scores(canonical, settings.score_horizon, settings.score_windows, settings.seed, score_data)
+    tqs: object  # ScoreFile, both probes
+    methods: list[tuple[str, int | None, object]] = field(default_factory=list)  # (method, seed or None, scores)
+    short: object | None = None
+
+
+def all_scores(canonical, settings, score_data: str | None, notes: list[str], timings: dict,
+               say=lambda text: None) -> Scored:
+    """Every chosen method's sensitivities of ``canonical`` (modes do not change them)."""
+    chosen = set(settings.methods)
+    scored = Scored(cached_scores(canonical, settings.score_horizon, settings.score_windows, settings.seed, score_data))
+    timings["tqs_sweep_seconds"] = scored.tqs.settings.get("sweep_seconds")
     sweep = ScoreSettings(horizon=settings.score_horizon, windows=settings.score_windows, seed=settings.seed,
                           data=score_data)
-    timings["tqs_sweep_seconds"] = scores.settings.get("sweep_seconds")
-    quant = problem_for(canonical, one_probe(scores, "quant"))
+    keras_inputs, no_hessian = zoo.keras_training_inputs(canonical.card)  # what the hessian method needs
+    for method in (m for m in method_names() if m in chosen and m not in SWEEP_METHODS):
+        if method == "hessian" and no_hessian:
+            notes.append(f"{canonical.card.name}: hessian skipped: {no_hessian}")
+            continue
+        say(f"{canonical.card.name}: {method} sensitivities")
+        for seed in (range(settings.random_seeds) if method == "random" else [settings.seed]):
+            result = get_method(method).score(canonical.graph, canonical.card, replace(sweep, seed=seed),
+                                              template=scored.tqs, **keras_inputs)
+            scored.methods.append((method, seed if method == "random" else None, result))
+            if method == "tqs-saturation":
+                timings["saturation"] = _saturation_summary(result.settings["saturation"])
+    if settings.ablations:
+        scored.short = cached_scores(canonical, SHORT_HORIZON, settings.score_windows, settings.seed, score_data)
+    return scored
+
+
+def all_plans(canonical, settings, scored: Scored, quant: Problem, score_data: str | None, timings: dict,
+              say=lambda text: None):
+    """Every chosen method's plans in ``quant``'s mode (``quant``: :func:`reference_problem`); the
+    problems whose predicted cost is checked against the measured error (plus "rollout": the search's
+    PlanRollouts, where the search handles the mode); notes; search summaries; skips (method, reason)."""
+    from edgetqs.planner.search import mode_refusal
+
+    chosen, notes, searches, skipped = set(settings.methods), [], [], []
+    mode = quant.mode
     predictors = {"tqs-quant": quant}
     budgets = feasible_budgets(quant, budgets_for(quant, settings), settings, notes)
     plans: list[MethodPlan] = []
     if "tqs-quant" in chosen:
         plans += budgeted("tqs-quant", quant, budgets)
     if "tqs-gauss" in chosen:
-        gauss = predictors["tqs-gauss"] = problem_for(canonical, one_probe(scores, "gauss"))
+        gauss = predictors["tqs-gauss"] = problem_for(canonical, one_probe(scored.tqs, "gauss"), quant)
         plans += budgeted("tqs-gauss", gauss, budgets)
     if "tqs-quant-greedy" in chosen:
         plans += budgeted("tqs-quant-greedy", quant, budgets, allocator="greedy")
@@ -236,34 +302,26 @@ def all_plans(canonical, settings, score_data: str | None, say=lambda text: None
             plan = uniform_at_budget(quant, B)
             if plan is not None:
                 plans.append(MethodPlan("uniform-at-budget", plan, b, budget_bytes=B))
-    keras_inputs, no_hessian = zoo.keras_training_inputs(canonical.card)  # what the hessian method needs
-    for method in (m for m in method_names() if m in chosen and m not in SWEEP_METHODS):
-        if method == "hessian" and no_hessian:
-            notes.append(f"{canonical.card.name}: hessian skipped: {no_hessian}")
-            continue
-        say(f"{canonical.card.name}: {method} sensitivities")
-        for seed in (range(settings.random_seeds) if method == "random" else [settings.seed]):
-            scored = get_method(method).score(canonical.graph, canonical.card, replace(sweep, seed=seed),
-                                              template=scores, **keras_inputs)
-            problem = problem_for(canonical, scored)
-            if method != "random":
-                predictors[method] = problem
-            plans += budgeted(method, problem, budgets, seed=seed if method == "random" else None)
-            if method == "tqs-saturation":
-                timings["saturation"] = _saturation_summary(scored.settings["saturation"])
-    rollouts = search_rollouts(canonical, quant, settings, score_data)
-    predictors["rollout"] = rollouts
-    if "verified-search" in chosen:
-        plans += _searched(canonical, quant, budgets, settings, rollouts, searches, timings, say, plans)
-    if settings.ablations:
-        short = problem_for(canonical, one_probe(cached_scores(canonical, SHORT_HORIZON, settings.score_windows,
-                                                               settings.seed, score_data), "quant"))
+    for method, seed, scores in scored.methods:
+        problem = problem_for(canonical, scores, quant)
+        if method != "random":
+            predictors[method] = problem
+        plans += budgeted(method, problem, budgets, seed=seed)
+    refusal = mode_refusal(mode)
+    if refusal is None:
+        rollouts = predictors["rollout"] = search_rollouts(canonical, quant, settings, score_data)
+        if "verified-search" in chosen:
+            plans += _searched(canonical, quant, budgets, settings, rollouts, searches, timings, say, plans)
+    else:  # no rollout prediction either: the check rolls plans out with the search's arithmetic
+        skipped.append(("verified-search" if "verified-search" in chosen else "rollout check", refusal.problem))
+    if scored.short is not None:
+        short = problem_for(canonical, one_probe(scored.short, "quant"), quant)
         plans += budgeted(f"tqs-quant-T{SHORT_HORIZON}", short, budgets)
-        plans += budgeted("tqs-quant-bottom-int4", problem_for(canonical, one_probe(scores, "quant"), bottom="int4"),
-                          budgets)
-        plans += budgeted("tqs-quant-float1", problem_for(canonical, one_probe(scores, "quant"),
+        plans += budgeted("tqs-quant-bottom-int4", problem_for(canonical, one_probe(scored.tqs, "quant"), quant,
+                                                               bottom="int4"), budgets)
+        plans += budgeted("tqs-quant-float1", problem_for(canonical, one_probe(scored.tqs, "quant"), quant,
                                                           keep_float=KeepFloat(count=1)), budgets)
-    return plans, predictors, notes, timings, searches
+    return plans, predictors, notes, searches, skipped
 
 
 def search_rollouts(canonical, problem: Problem, settings, score_data: str | None):
@@ -287,14 +345,15 @@ def _searched(canonical, problem: Problem, budgets: dict, settings, rollouts, se
     for b, B in budgets.items():
         if B < problem.smallest_memory():
             continue
-        say(f"{canonical.card.name}: verified search at {b}")
+        say(f"{canonical.card.name}: verified search at {b} ({problem.mode})")
         starts = {f"{mp.method}" + (f" seed {mp.seed}" if mp.seed is not None else ""): mp.plan
                   for mp in others if mp.budget_bits == b or (mp.budget_bits is None and memory_of(mp.plan) <= B)}
         result = verified_search(problem, canonical.card, B, search, rollouts=rollouts, extra_starts=starts)
         total += result.seconds
-        searches.append({"model": canonical.card.name, "budget_bits": b, "budget_bytes": B, **result.summary()})
+        searches.append({"model": canonical.card.name, "mode": problem.mode, "budget_bits": b, "budget_bytes": B,
+                         **result.summary()})
         plans.append(MethodPlan("verified-search", result.plan, b, None, B))
-    timings["search_seconds"] = round(total, 2)
+    timings["search_seconds"] = round(timings.get("search_seconds", 0.0) + total, 2)
     return plans
 
 

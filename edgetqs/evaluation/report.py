@@ -1,6 +1,8 @@
-"""The evaluation's outputs: win rates per (model, budget) cell, the results
-table (JSON + CSV), the Pareto plots (error vs bytes, a line per method) and a
-self-contained HTML report.
+"""The evaluation's outputs: win rates per (model, mode, budget) cell, the results
+table (JSON + CSV), the Pareto plots (error vs bytes, a line per method, a panel
+per model and activation mode) and a self-contained HTML report, which also lists
+what was skipped (a mode the planner refuses for a model, a method that cannot
+run a mode) and why.
 
 A method beats another in a cell when its rollouts blow up less often, or as
 often with a better score, under three criteria: RMSE over the horizon against
@@ -26,6 +28,7 @@ import numpy as np
 
 from edgetqs.files import write_atomically
 from edgetqs.htmlpage import image, table
+from edgetqs.quant.modes import Mode
 
 TQS = "tqs-quant"
 # The methods a win table is made for (each against every other method and the best baseline).
@@ -37,23 +40,23 @@ CRITERIA = {"rmse_vs_float": ("float", "rmse", 1.0), "rmse_vs_truth": ("truth", 
             "vpt_vs_float": ("float", "valid_prediction_time", -1.0)}
 
 
-def _cells(rows: list[dict]) -> dict[tuple[str, float], dict[str, dict]]:
-    """(model, bits) -> method -> its judged numbers (random: mean over seeds)."""
+def _cells(rows: list[dict]) -> dict[tuple[str, str, float], dict[str, dict]]:
+    """(model, mode, bits) -> method -> its judged numbers (random: mean over seeds)."""
     cells: dict = defaultdict(lambda: defaultdict(list))
     fixed = defaultdict(list)
     for r in rows:
         if r["budget_bits"] is None:
-            fixed[r["model"]].append(r)
+            fixed[(r["model"], r["mode"])].append(r)
         else:
-            cells[(r["model"], r["budget_bits"])][r["method"]].append(r)
+            cells[(r["model"], r["mode"], r["budget_bits"])][r["method"]].append(r)
     result = {}
-    for (model, bits), methods in cells.items():
+    for (model, mode, bits), methods in cells.items():
         budget = next((rs[0]["budget_bytes"] for rs in methods.values() if rs[0].get("budget_bytes")), None)
         merged = {m: _mean_row(rs) for m, rs in methods.items()}
-        for r in fixed[model]:
+        for r in fixed[(model, mode)]:
             if budget is not None and r["memory_bytes"] <= budget:
                 merged[r["method"]] = _mean_row([r])
-        result[(model, bits)] = merged
+        result[(model, mode, bits)] = merged
     return result
 
 
@@ -89,11 +92,11 @@ def win_rates(rows: list[dict], tqs: str = TQS) -> dict:
     for reference in judged:
         tally: dict = defaultdict(lambda: [0.0, 0, 0])  # wins (ties count half), cells, ties
         per_cell = []
-        for (model, bits), methods in sorted(cells.items()):
+        for (model, mode, bits), methods in sorted(cells.items()):
             if tqs not in methods:
                 continue
             mine = _quality(methods[tqs], reference)
-            cell = {"model": model, "budget_bits": bits, "tqs": abs(mine[1])}
+            cell = {"model": model, "mode": mode, "budget_bits": bits, "tqs": abs(mine[1])}
             for method, row in methods.items():
                 if method != tqs:
                     _count(tally[method], _outcome(mine, _quality(row, reference)))
@@ -118,15 +121,16 @@ def cost_error_correlation(rows: list[dict], criterion: str = "rmse_vs_float") -
     Per predictor: Spearman rank correlation between the cost its sensitivities
     predict for a plan and the plan's measured error (a blown-up plan ranks
     worst), over the distinct plans of every method in one group: ``all_sizes``
-    groups by model (size dominates: more bits, less of both), ``within_budget``
-    by (model, budget) cell — the question an allocator faces. Mean over groups
-    with at least 4 distinct plans.
+    groups by (model, mode) (size dominates: more bits, less of both),
+    ``within_budget`` by (model, mode, budget) cell — the question an allocator
+    faces. Mean over groups with at least 4 distinct plans.
     """
     from scipy.stats import spearmanr
 
     predictors = sorted({k.removeprefix("predicted_cost_") for r in rows for k in r if k.startswith("predicted_cost_")})
-    groupings = {"all_sizes": lambda r: r["model"],
-                 "within_budget": lambda r: (r["model"], r["budget_bits"]) if r["budget_bits"] is not None else None}
+    groupings = {"all_sizes": lambda r: (r["model"], r["mode"]),
+                 "within_budget": lambda r: (r["model"], r["mode"], r["budget_bits"])
+                 if r["budget_bits"] is not None else None}
     result = {}
     for predictor in predictors:
         result[predictor] = {}
@@ -172,14 +176,21 @@ def _count(tally: list, outcome: float) -> None:
 
 
 def payload(rows: list[dict], notes: list[str], config: dict, timings: dict, searches: list[dict],
-            plans: dict | None = None) -> dict:
-    """Everything a report shows: rows, win tables of the headline methods, correlations, searches, and
-    every plan's formats (model -> plan_sha -> {unit: format}) so a cell can be re-rolled later."""
+            plans: dict | None = None, skipped: list[dict] | None = None) -> dict:
+    """Everything a report shows: rows, win tables of the headline methods, correlations, searches,
+    every plan's formats (model -> plan_sha -> {unit: format}) so a cell can be re-rolled later, and
+    what was skipped (model, mode, method or None for the whole mode, reason)."""
     present = {r["method"] for r in rows}
     result = {"config": config, "notes": notes, "seconds_per_model": timings, "searches": searches, "rows": rows,
-              "plans": plans or {},
+              "plans": plans or {}, "skipped": skipped or [],
               "win_rates": {m: win_rates(rows, m) for m in HEADLINE if m in present},
               "cost_error_correlation": cost_error_correlation(rows)}
+    modes = list(dict.fromkeys(r["mode"] for r in rows))
+    if len(modes) > 1:
+        result["win_rates_by_mode"] = {
+            mode: {m: win_rates(mine, m) for m in HEADLINE if m in {r["method"] for r in mine}}
+            for mode in modes for mine in [[r for r in rows if r["mode"] == mode]]}
+        result["mode_comparison"] = mode_comparison(rows)
     if SEARCH in present:
         result["search_targets"] = search_targets(rows, searches, timings)
     return result
@@ -188,26 +199,56 @@ def payload(rows: list[dict], notes: list[str], config: dict, timings: dict, sea
 SEARCH = "verified-search"
 
 
+def mode_comparison(rows: list[dict], reference: str = Mode.DYNAMIC, criterion: str = "rmse_vs_float") -> dict:
+    """Each other mode against ``reference``, per method, over the (model, budget bits) cells both have:
+    geometric means of the other mode's RMSE and memory over the reference's, and how often it is
+    better (fewer blow-ups, or as many and lower RMSE; ties half)."""
+    cells = _cells(rows)
+    result = {}
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        if mode == reference:
+            continue
+        score = "{}_{}".format(*CRITERIA[criterion][:2])
+        per_method: dict = defaultdict(lambda: {"rmse": [], "memory": [], "outcomes": []})
+        for (model, m, bits), methods in cells.items():
+            base = cells.get((model, reference, bits)) if m == mode else None
+            for method, row in (methods.items() if base else []):
+                if method in base:
+                    tally = per_method[method]
+                    tally["rmse"].append((row[score], base[method][score]))
+                    tally["memory"].append((row["memory_bytes"], base[method]["memory_bytes"]))
+                    tally["outcomes"].append(_outcome(_quality(row, criterion), _quality(base[method], criterion)))
+        result[mode] = {method: {"cells": len(t["outcomes"]), "better": sum(t["outcomes"]),
+                                 "rmse_ratio": _geomean(t["rmse"]), "memory_ratio": _geomean(t["memory"])}
+                        for method, t in sorted(per_method.items())}
+    return {"reference": reference, "criterion": criterion, "modes": result}
+
+
+def _geomean(pairs: list[tuple[float, float]]) -> float | None:
+    logs = [math.log(a / b) for a, b in pairs if 0 < a < math.inf and 0 < b < math.inf]
+    return round(math.exp(float(np.mean(logs))), 3) if logs else None
+
+
 def search_targets(rows: list[dict], searches: list[dict], timings: dict) -> dict:
     """Issue 13's three targets for the verified search, measured (RMSE vs float on held-out windows):
 
     - per cell, against the best baseline (BASELINES, picked after measuring) and against the best of
       every other method: at least as good (no more blow-ups, RMSE no higher) / strictly better;
     - Spearman between the search's prediction of its final plans (their rollout RMSE on the search
-      windows) and LiteRT's measurement, over all cells, and per model (across budgets);
+      windows) and LiteRT's measurement, over all cells, and per model and mode (across budgets);
     - search seconds (all budgets) / TQS sweep seconds (both probes), per model.
     """
     from scipy.stats import spearmanr
 
     cells = _cells(rows)
     per_cell = []
-    for (model, bits), methods in sorted(cells.items()):
+    for (model, mode, bits), methods in sorted(cells.items()):
         if SEARCH not in methods:
             continue
         mine = _quality(methods[SEARCH], "rmse_vs_float")
         baseline = [_quality(r, "rmse_vs_float") for m, r in methods.items() if m in BASELINES]
         others = [_quality(r, "rmse_vs_float") for m, r in methods.items() if m != SEARCH]
-        per_cell.append({"model": model, "budget_bits": bits, "search": mine[1],
+        per_cell.append({"model": model, "mode": mode, "budget_bits": bits, "search": mine[1],
                          "best_baseline": min(baseline)[1] if baseline else None,
                          "vs_best_baseline": _outcome(mine, min(baseline)) if baseline else None,
                          "best_other": min(others)[1] if others else None,
@@ -222,10 +263,10 @@ def search_targets(rows: list[dict], searches: list[dict], timings: dict) -> dic
              for r in finals]
     rho_all = spearmanr(*zip(*pairs)).statistic if len(pairs) >= 3 else None
     per_model = {}
-    for model in dict.fromkeys(r["model"] for r in finals):
-        mine = [(r["predicted_cost_rollout"], r["float_rmse"]) for r in finals if r["model"] == model]
+    for model, mode in dict.fromkeys((r["model"], r["mode"]) for r in finals):
+        mine = [(r["predicted_cost_rollout"], r["float_rmse"]) for r in finals if (r["model"], r["mode"]) == (model, mode)]
         if len(mine) >= 3:
-            per_model[model] = round(float(spearmanr(*zip(*mine)).statistic), 3)
+            per_model[f"{model} ({mode})"] = round(float(spearmanr(*zip(*mine)).statistic), 3)
     time_ratio = {m: round(t["search_seconds"] / t["tqs_sweep_seconds"], 2) for m, t in timings.items()
                   if t.get("search_seconds") and t.get("tqs_sweep_seconds")}
     return {"cells": per_cell, **summary,
@@ -261,6 +302,11 @@ def html_report(payload: dict, png: bytes) -> str:
              "<h1>edgetqs evaluation</h1>"]
     config = payload.get("config", {})
     parts.append(f"<p>{esc(json.dumps({k: v for k, v in config.items() if k != 'settings'}, default=str))}</p>")
+    skipped = payload.get("skipped", [])
+    if skipped:
+        parts.append("<h2>Skipped (not evaluated, and why)</h2>")
+        parts.append(table([[s["model"], s["mode"], s["method"] or "every method", s["reason"], s["fix"]]
+                            for s in skipped], ["model", "mode", "what", "reason", "fix"]))
     parts.append("<h2>Rollout error vs memory, per method (exported .tflite in LiteRT)</h2>")
     parts.append(image(png, "error vs bytes"))
     for method, block in payload.get("win_rates", {}).items():
@@ -268,6 +314,18 @@ def html_report(payload: dict, png: bytes) -> str:
         parts.append(table([[vs] + [rate_text(block[c]["win_rate"].get(vs)) for c in block]
                            for vs in block["rmse_vs_float"]["win_rate"]],
                           ["vs"] + list(block)))
+    for mode, blocks in payload.get("win_rates_by_mode", {}).items():
+        for method, block in blocks.items():
+            parts.append(f"<h3>Win table of {esc(method)}, {esc(mode)} cells only</h3>")
+            parts.append(table([[vs] + [rate_text(block[c]["win_rate"].get(vs)) for c in block]
+                               for vs in block["rmse_vs_float"]["win_rate"]], ["vs"] + list(block)))
+    comparison = payload.get("mode_comparison")
+    if comparison:
+        parts.append(f"<h2>Modes against {esc(comparison['reference'])} at the same average bits "
+                     f"({esc(comparison['criterion'])}; ratios are geometric means, other / reference)</h2>")
+        parts.append(table([[mode, method, c["cells"], c["better"], c["rmse_ratio"], c["memory_ratio"]]
+                            for mode, methods in comparison["modes"].items() for method, c in methods.items()],
+                           ["mode", "method", "cells", "better (ties half)", "RMSE ratio", "memory ratio"]))
     corr = payload.get("cost_error_correlation", {})
     if corr:
         parts.append("<h2>Predicted vs measured (Spearman, mean over groups)</h2>")
@@ -290,8 +348,9 @@ def html_report(payload: dict, png: bytes) -> str:
                      f"{esc(json.dumps(targets['final_plans_spearman']))}; search/sweep seconds: "
                      f"{esc(json.dumps(targets['search_over_sweep_seconds']))}</p>")
     rows = payload.get("rows", [])
-    columns = ["model", "method", "budget_bits", "memory_bytes", "file_bytes", "formats", "float_rmse",
-               "float_valid_prediction_time", "float_blow_up_fraction", "predicted_cost_rollout", "truth_rmse"]
+    columns = ["model", "mode", "method", "budget_bits", "memory_bytes", "file_bytes", "formats", "float_rmse",
+               "float_valid_prediction_time", "float_blow_up_fraction", "predicted_cost_rollout", "truth_rmse",
+               "int8_activations"]
     parts.append("<h2>Every plan</h2>")
     parts.append(table([[r.get(c) for c in columns] for r in rows], columns))
     for note in payload.get("notes", []):
@@ -307,20 +366,20 @@ def rate_text(w: dict | None) -> str:
 
 
 def pareto_plot(rows: list[dict], path: Path, reference: str = "float") -> None:
-    """Per model: RMSE of the exported model's rollout vs memory bytes, one line per method."""
+    """Per model and mode: RMSE of the exported model's rollout vs memory bytes, one line per method."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    models = list(dict.fromkeys(r["model"] for r in rows))
+    models = list(dict.fromkeys((r["model"], r["mode"]) for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     colors = {m: plt.get_cmap("tab20")(i % 20) for i, m in enumerate(methods)}
     cols = min(4, len(models))
     rows_n = -(-len(models) // cols)
     fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.4 * rows_n), squeeze=False)
-    for ax, model in zip(axes.flat, models):
-        mine = [r for r in rows if r["model"] == model]
+    for ax, (model, mode) in zip(axes.flat, models):
+        mine = [r for r in rows if (r["model"], r["mode"]) == (model, mode)]
         for method in dict.fromkeys(r["method"] for r in mine):
             points = defaultdict(list)
             for r in mine:
@@ -331,7 +390,7 @@ def pareto_plot(rows: list[dict], path: Path, reference: str = "float") -> None:
             style = "o" if None in points else (".--" if method.startswith("tqs-") and method != TQS else ".-")
             ax.plot(np.array(xs) / 1024, ys, style, label=method, lw=2.4 if method == TQS else 1,
                     color="black" if method == TQS else colors[method], zorder=5 if method == TQS else 2)
-        ax.set_title(model, fontsize=9)
+        ax.set_title(f"{model} ({mode})", fontsize=9)
         ax.set_yscale("log")
         ax.set_xlabel("memory (KiB)", fontsize=8)
         ax.set_ylabel(f"rollout RMSE vs {reference}", fontsize=8)
@@ -351,9 +410,11 @@ def print_summary(payload: dict) -> None:
               f"({payload['machine']['cores']} cores)")
     for note in payload["notes"]:
         print("note:", note)
+    for s in payload.get("skipped", []):
+        print(f"skipped: {s['model']} {s['mode']} {s['method'] or 'every method'}: {s['reason']}")
     for headline, blocks in payload["win_rates"].items():
         for reference, block in blocks.items():
-            print(f"{headline} win rate per (model, budget) cell, {reference}:")
+            print(f"{headline} win rate per (model, mode, budget) cell, {reference}:")
             for method, w in block["win_rate"].items():
                 strict = w["wins"] - w["ties"] / 2
                 ratio = w.get("geomean_ratio")

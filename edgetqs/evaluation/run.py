@@ -14,6 +14,15 @@ Windows — three disjoint sets:
 Every distinct plan is also rolled out with the search's own arithmetic on the
 search windows (``predicted_cost_rollout``): the prediction a rollout check
 makes, set against what LiteRT then measures on windows it never saw.
+
+Activation modes (``modes``, :class:`edgetqs.quant.modes.Mode`): the sensitivities
+are scored once; plans are made, priced, converted and judged per mode, and
+every row carries its mode. A mode the planner refuses for the model (static
+where AEQ's all-int8 export fails or XNNPACK cannot load it) is skipped with the
+planner's reason in ``skipped``, as is the verified search where it cannot run
+the mode; none available at all is an error (:class:`NoModeAvailable`).
+Static plans are converted with the converter's default calibration windows
+(what the planner priced them with; the user's scoring data when given).
 """
 
 from __future__ import annotations
@@ -29,8 +38,11 @@ from pathlib import Path
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
+from edgetqs.model.tflite_graph import TFLiteGraph
 from edgetqs.evaluation import methods as M
 from edgetqs.evaluation import report
+from edgetqs.quant import aeq
+from edgetqs.quant.modes import MODE_NAMES, Mode
 
 SCORE_SHARE = 0.7  # of a user's series: scoring/search windows come from here, judging from the rest
 JUDGE_SEED_OFFSET = 1000  # data-free judging windows: a free run from seed + this
@@ -51,12 +63,16 @@ class EvaluationSettings:
     data: str | None = None  # the user's series (CSV/NPY, raw units)
     seed: int = 0
     ablations: bool = False
+    modes: list[Mode] = field(default_factory=lambda: [Mode.DYNAMIC])  # activation modes, each its own cells
 
     def check(self) -> "EvaluationSettings":
         unknown = [m for m in self.methods if m not in M.METHODS]
         if unknown:
             raise EdgeTQSError(f"unknown evaluation method(s): {', '.join(unknown)}",
                                f"pick from: {', '.join(M.METHODS)}")
+        if not self.modes:
+            raise EdgeTQSError("no activation mode to evaluate", f"pass --mode with one or more of: {', '.join(MODE_NAMES)}")
+        self.modes = list(dict.fromkeys(Mode.parse(m) for m in self.modes))
         if not self.budgets_bits and not self.budgets_bytes:
             raise EdgeTQSError("no budget to evaluate at", "pass --budgets (average bits) or --budget-bytes")
         if any(b <= 0 for b in self.budgets_bits) or any(b <= 0 for b in self.budgets_bytes):
@@ -73,6 +89,15 @@ class EvaluationResult:
     searches: list[dict]
     paths: list[Path] = field(default_factory=list)
     plans: dict[str, dict[str, str]] = field(default_factory=dict)  # plan_sha -> {unit: format}
+    skipped: list[dict] = field(default_factory=list)  # {model, mode, method (None: the whole mode), reason, fix}
+
+
+class NoModeAvailable(EdgeTQSError):
+    """Every requested mode was refused for the model; ``skipped`` says why, per mode."""
+
+    def __init__(self, problem: str, fix: str, skipped: list[dict]):
+        super().__init__(problem, fix)
+        self.skipped = skipped
 
 
 @dataclass
@@ -97,25 +122,70 @@ def evaluate(model, settings: EvaluationSettings | None = None, out_dir: str | P
     say = progress or (lambda text: None)
     canonical = resolve_model(model)
     label = canonical.card.name
+    run = _Run(label)
     with tempfile.TemporaryDirectory() as tmp:
         windows = _windows(canonical, settings, Path(tmp))
         t0 = time.perf_counter()
-        say(f"{label}: scoring and planning")
-        plans, predictors, notes, timings, searches = M.all_plans(canonical, settings, windows.score_data, say)
-        timings["planning_seconds"] = round(time.perf_counter() - t0, 2)
-        say(f"{label}: exporting and rolling out {len({p.key() for p in plans})} distinct plans")
-        t1 = time.perf_counter()
-        rows = judge(canonical, plans, predictors, windows, Path(tmp), settings, say)
-        timings["judging_seconds"] = round(time.perf_counter() - t1, 2)
-    for r in rows:
+        say(f"{label}: scoring")
+        scored = M.all_scores(canonical, settings, windows.score_data, run.notes, run.timings, say)
+        run.timings["planning_seconds"], run.timings["judging_seconds"] = time.perf_counter() - t0, 0.0
+        for mode in settings.modes:
+            _evaluate_mode(canonical, settings, scored, mode, windows, Path(tmp), run, say)
+    refused = [s for s in run.skipped if s["method"] is None]
+    if len(refused) == len(settings.modes):
+        raise NoModeAvailable(f"no requested mode can be evaluated for {label}: " + "; ".join(
+            f"{s['mode']}: {s['reason']}" for s in refused), refused[0]["fix"], refused)
+    if not run.rows:
+        raise EdgeTQSError(f"no chosen method made a plan for {label}" + "".join(f"; {n}" for n in run.notes),
+                           "choose other --methods (edgetqs evaluate --help lists them)")
+    for key in ("planning_seconds", "judging_seconds"):
+        run.timings[key] = round(run.timings[key], 2)
+    for r in run.rows:
         r["windows"] = windows.source
-    result = EvaluationResult(label, rows, notes, timings, searches,
-                              plans={plan_sha(mp): {a.unit: a.format for a in mp.plan.assignments} for mp in plans})
+    result = EvaluationResult(label, run.rows, run.notes, run.timings, run.searches, skipped=run.skipped,
+                              plans={plan_sha(mp): {a.unit: a.format for a in mp.plan.assignments} for mp in run.plans})
     if out_dir is not None:
-        payload = report.payload(rows, notes, {"model": label, "settings": settings.__dict__},
-                                 {label: timings}, searches, {label: result.plans})
+        payload = report.payload(result.rows, result.notes, {"model": label, "settings": settings.__dict__},
+                                 {label: result.timings}, result.searches, {label: result.plans}, result.skipped)
         result.paths = report.write_all(Path(out_dir), name or f"evaluation-{label}", payload)
     return result
+
+
+@dataclass
+class _Run:
+    """What one model's evaluation gathers over its modes."""
+
+    label: str
+    rows: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+    searches: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    plans: list = field(default_factory=list)
+
+
+def _evaluate_mode(canonical, settings: EvaluationSettings, scored, mode: Mode, windows: "_Windows", workdir: Path,
+                   run: _Run, say) -> None:
+    """One mode's plans, judged, added to ``run``; a mode the planner refuses is recorded as skipped."""
+    t0 = time.perf_counter()
+    try:
+        quant = M.reference_problem(canonical, scored, mode, windows.score_data)
+    except M.ModeUnavailable as exc:
+        run.skipped.append({"model": run.label, "mode": mode, "method": None, "reason": exc.problem, "fix": exc.fix})
+        say(f"{run.label}: {mode} mode skipped: {exc.problem}")
+        return
+    say(f"{run.label}: planning ({mode})")
+    plans, predictors, notes, searches, skips = M.all_plans(canonical, settings, scored, quant, windows.score_data,
+                                                            run.timings, say)
+    run.notes += [f"{run.label} ({mode}): {n}" for n in notes]
+    run.searches += searches
+    run.skipped += [{"model": run.label, "mode": mode, "method": m, "reason": why, "fix": ""} for m, why in skips]
+    t1 = time.perf_counter()
+    run.timings["planning_seconds"] += t1 - t0
+    say(f"{run.label}: exporting and rolling out {len({p.key() for p in plans})} distinct {mode} plans")
+    run.rows += judge(canonical, plans, predictors, windows, workdir, settings, say)
+    run.timings["judging_seconds"] += time.perf_counter() - t1
+    run.plans += plans
 
 
 def _windows(canonical, settings: EvaluationSettings, tmp: Path) -> _Windows:
@@ -164,12 +234,14 @@ def judge(canonical, plans: list, predictors: dict, windows: _Windows, workdir: 
     for i, mp in enumerate(plans):
         key = mp.key()
         if key not in judged:
-            say(f"{canonical.card.name}: plan {len(judged) + 1} ({mp.method})")
+            say(f"{canonical.card.name}: plan {len(judged) + 1} ({mp.method}, {mp.plan.mode})")
             out = workdir / f"{key}.tflite"
             with contextlib.redirect_stdout(io.StringIO()):
-                result = convert(canonical, mp.plan.to_dict(), out, horizon=4, windows=2, overwrite=True)
+                result = convert(canonical, mp.plan.to_dict(), out, overwrite=True,
+                                 **_conversion_options(Mode.parse(mp.plan.mode), windows.score_data))
             rollout = LiteRTRunner(out, spec, num_threads=1).rollout(windows.judge, windows.judge_calls)
-            judged[key] = {"file_bytes": result.model_bytes,
+            judged[key] = {"file_bytes": result.model_bytes, "mode": result.mode,
+                           "int8_activations": int8_activations(TFLiteGraph.load(out)),
                            "simulation_rel_error": float(result.verification.simulation_rel_error),
                            "vs_float": rollout_metrics(rollout, float_rollout).summary(),
                            "vs_truth": rollout_metrics(rollout, windows.truth).summary()
@@ -178,6 +250,20 @@ def judge(canonical, plans: list, predictors: dict, windows: _Windows, workdir: 
             out.unlink()
         rows.append(_row(canonical.card.name, mp, judged[key], predictors, float_vs_truth, windows, spec))
     return rows
+
+
+def _conversion_options(mode: Mode, score_data: str | None) -> dict:
+    """Static plans calibrate on the converter's default windows (what the planner priced them with; the
+    scoring part of the user's series when given); other modes verify on a few short rollouts."""
+    if mode.quantizes_activations:
+        return {"mode": mode, "calibration": score_data, "horizon": aeq.CALIBRATION_HORIZON,
+                "windows": aeq.CALIBRATION_WINDOWS}
+    return {"mode": mode, "horizon": 4, "windows": 2}
+
+
+def int8_activations(graph) -> int:
+    """Activation (non-constant) tensors the exported file holds in int8: none unless activations are static."""
+    return sum(1 for t in graph.tensors if not t.is_constant and t.type_name == "INT8")
 
 
 def plan_sha(mp) -> str:
@@ -201,10 +287,10 @@ def _row(model: str, mp, j: dict, predictors: dict, float_vs_truth, windows: _Wi
     formats: dict[str, int] = {}
     for a in mp.plan.assignments:
         formats[a.format] = formats.get(a.format, 0) + 1
-    row = {"model": model, "method": mp.method, "budget_bits": mp.budget_bits, "seed": mp.seed,
+    row = {"model": model, "mode": j["mode"], "method": mp.method, "budget_bits": mp.budget_bits, "seed": mp.seed,
            "budget_bytes": mp.budget_bytes, "memory_bytes": int(p["memory_bytes"]),
            "predicted_file_bytes": int(p["model_bytes"]), "file_bytes": j["file_bytes"],
-           "simulation_rel_error": j["simulation_rel_error"],
+           "simulation_rel_error": j["simulation_rel_error"], "int8_activations": j["int8_activations"],
            "formats": " ".join(f"{k}x{v}" for k, v in sorted(formats.items())),
            "plan_sha": plan_sha(mp),
            **{f"predicted_cost_{k}": M.predicted_cost(problem, mp.plan) for k, problem in predictors.items()},

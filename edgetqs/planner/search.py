@@ -70,6 +70,16 @@ class SearchSettings:
         return max(2 * units, 16)
 
 
+def mode_refusal(mode: Mode) -> EdgeTQSError | None:
+    """Why the search (and its plan rollouts) cannot handle ``mode``, or None: its engine rolls plans out
+    with quantized weights and float or on-the-fly activations, not static int8 activations."""
+    if mode.quantizes_activations:
+        return EdgeTQSError("the verified search rolls plans out with float or on-the-fly quantized activations, "
+                            "not static int8 ones: it supports dynamic and weight-only modes",
+                            "plan static-int8 models with the knapsack (allocator mckp)")
+    return None
+
+
 @dataclass(frozen=True)
 class Measured:
     choice: tuple[int, ...]
@@ -366,9 +376,9 @@ def verified_search(problem: Problem, card, budget_bytes: int, settings: SearchS
     its windows at the least.
     """
     settings = settings or SearchSettings()
-    if problem.mode == Mode.STATIC:
-        raise EdgeTQSError("the verified search prices plans additively and supports dynamic and weight-only modes",
-                           "plan static-int8 models with the knapsack (allocator mckp)")
+    refusal = mode_refusal(problem.mode)
+    if refusal is not None:
+        raise refusal
     start_time = time.perf_counter()
     if rollouts is None:
         weights = ExportedWeights(problem, tflite_path) if tflite_path else ReferenceWeights(problem)

@@ -68,3 +68,6 @@ def test_evaluate_refuses_unknown_methods_and_bad_budgets(capsys):
     assert "below the smallest footprint" in capsys.readouterr().err
     assert main(["evaluate", "zoo:mlp-sunspots", "--budgets", "four"]) != 0
     assert "comma-separated list of numbers" in capsys.readouterr().err
+    assert main(["evaluate", "zoo:mlp-sunspots", "--mode", "dynamic,int8"]) != 0
+    err = capsys.readouterr().err
+    assert "unknown mode 'int8'" in err and "weight_only, dynamic, static" in err
