@@ -98,9 +98,23 @@ def _print_large(rows: list[dict]) -> None:
     console.print(table)
 
 
+def _data(args) -> int:
+    """The path of each named model's series file (raw units, NPY), for --data."""
+    from edgetqs import zoo
+
+    if not args.names:
+        raise EdgeTQSError("no zoo model named", "give NAME: `edgetqs zoo data mlp-duffing`")
+    for name in args.names:
+        zoo.entry(name)
+        print(zoo.series_file(name))
+    return 0
+
+
 def run(args) -> int:
-    if args.action == "build":  # argparse allows only build, list or nothing
+    if args.action == "build":  # argparse allows only build, data, list or nothing
         return _build(args)
+    if args.action == "data":
+        return _data(args)
     rows = _rows(args.tier)
     big = _large_rows() if args.tier == "all" else []
     if args.json:
@@ -115,9 +129,11 @@ def register(subparsers) -> None:
     parser = add_command(subparsers, "zoo", "list the example forecasters, or build (train + convert + judge) them",
                          ["edgetqs zoo", "edgetqs zoo build mlp-lorenz96", "edgetqs zoo build --all", "edgetqs zoo build --all --tier deep",
                           "edgetqs zoo build patchtf-118m    # the large tier: 118M parameters, untrained",
+                          "edgetqs zoo data mlp-duffing    # its series file, for --data (covariate models need it)",
                           "edgetqs zoo --json"],
                          run)
-    parser.add_argument("action", nargs="?", choices=["list", "build"], help="list (default) or build")
+    parser.add_argument("action", nargs="?", choices=["list", "build", "data"],
+                        help="list (default), build, or data (print the path of a model's series, for --data)")
     parser.add_argument("names", nargs="*", metavar="NAME", help="zoo models to build")
     parser.add_argument("--all", action="store_true", help="build every zoo model of the tier")
     parser.add_argument("--tier", default="core", choices=["core", "deep", "all"],

@@ -107,6 +107,7 @@ class _Windows:
     truth: np.ndarray | None
     judge_calls: int
     source: str
+    covariates: np.ndarray | None = None  # [K, judge_calls*patch, C] given inputs (covariate models)
 
 
 def evaluate(model, settings: EvaluationSettings | None = None, out_dir: str | Path | None = None,
@@ -203,13 +204,17 @@ def _windows(canonical, settings: EvaluationSettings, tmp: Path) -> _Windows:
         np.save(score_path, series[:split])
         calls = -(-steps // spec.patch)
         held = ctx.from_series(series[split:], spec, settings.judge_windows, calls, source="held-out data")
-        return _Windows(str(score_path), held.windows, held.truth, calls, f"held-out last {1 - SCORE_SHARE:.0%} of data")
+        return _Windows(str(score_path), held.windows, held.truth, calls, f"held-out last {1 - SCORE_SHARE:.0%} of data",
+                        held.covariates)
     if source.startswith("zoo:"):
         entry = zoo.entry(source)
         calls = -(-min(entry.horizon, steps) // spec.patch)
         contexts, truth = zoo.true_trajectories(entry.name, spec.window, calls * spec.patch,
                                                 count=settings.judge_windows, seed=entry.seed)
-        return _Windows(None, contexts, truth, calls, "zoo test series (held out)")
+        given = truth[..., spec.covariates] if spec.covariates else None
+        # a covariate model scores on its training series (data-free cannot feed it); judged on the test series
+        return _Windows(zoo.data_for(entry.name, entry.seed), contexts, truth[..., spec.fed_back], calls,
+                        "zoo test series (held out)", given)
     from edgetqs.engine.litert import LiteRTRunner
 
     calls = -(-steps // spec.patch)
@@ -226,7 +231,8 @@ def judge(canonical, plans: list, predictors: dict, windows: _Windows, workdir: 
     from edgetqs.metrics import rollout_metrics
 
     spec = canonical.rollout
-    float_rollout = LiteRTRunner(canonical.tflite_path, spec, num_threads=1).rollout(windows.judge, windows.judge_calls)
+    float_rollout = LiteRTRunner(canonical.tflite_path, spec, num_threads=1).rollout(windows.judge, windows.judge_calls,
+                                                                                     windows.covariates)
     float_vs_truth = rollout_metrics(float_rollout, windows.truth).summary() if windows.truth is not None else None
     rollout_check = predictors.pop("rollout", None)  # a PlanRollouts: predicts by rolling the plan out
     judged: dict[str, dict] = {}
@@ -239,7 +245,8 @@ def judge(canonical, plans: list, predictors: dict, windows: _Windows, workdir: 
             with contextlib.redirect_stdout(io.StringIO()):
                 result = convert(canonical, mp.plan.to_dict(), out, overwrite=True,
                                  **_conversion_options(Mode.parse(mp.plan.mode), windows.score_data))
-            rollout = LiteRTRunner(out, spec, num_threads=1).rollout(windows.judge, windows.judge_calls)
+            rollout = LiteRTRunner(out, spec, num_threads=1).rollout(windows.judge, windows.judge_calls,
+                                                                     windows.covariates)
             judged[key] = {"file_bytes": result.model_bytes, "mode": result.mode,
                            "int8_activations": int8_activations(TFLiteGraph.load(out)),
                            "simulation_rel_error": float(result.verification.simulation_rel_error),
@@ -254,11 +261,12 @@ def judge(canonical, plans: list, predictors: dict, windows: _Windows, workdir: 
 
 def _conversion_options(mode: Mode, score_data: str | None) -> dict:
     """Static plans calibrate on the converter's default windows (what the planner priced them with; the
-    scoring part of the user's series when given); other modes verify on a few short rollouts."""
+    scoring part of the user's series when given); other modes verify on a few short rollouts (from that
+    series too when given: a covariate model needs its covariates from data)."""
     if mode.quantizes_activations:
         return {"mode": mode, "calibration": score_data, "horizon": aeq.CALIBRATION_HORIZON,
                 "windows": aeq.CALIBRATION_WINDOWS}
-    return {"mode": mode, "horizon": 4, "windows": 2}
+    return {"mode": mode, "calibration": score_data, "horizon": 4, "windows": 2}
 
 
 def int8_activations(graph) -> int:

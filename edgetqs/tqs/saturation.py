@@ -116,7 +116,8 @@ def scored_reference(graph, card, scores: ScoreFile, data: str | None = None) ->
     settings = ScoreSettings(horizon=int(s["horizon"]), windows=int(s["windows"]), seed=int(s.get("seed", 0)), data=data)
     backend = backend_for(graph, card, s.get("engine", "numba"))
     contexts = make_contexts(backend, card, settings)
-    return backend.rollout_probes(contexts.windows, settings.horizon, [{}])[0]
+    given = contexts.covariates_for(settings.horizon, card.rollout.patch)
+    return backend.rollout_probes(contexts.windows, settings.horizon, [{}], given)[0]
 
 
 def tqs_saturation(graph, template: ScoreFile, card=None, data: str | None = None, **_) -> tuple[dict[str, float], dict]:

@@ -71,13 +71,6 @@ def job_deltas(chunk: list[Job], weight_of: WeightSource, bits: int, seed: int) 
     return [unit_delta(unit, weights, probe, bits, seed, residuals) for unit, probe in chunk]
 
 
-def chunk_distances(backend, windows: np.ndarray, reference: np.ndarray, horizon: int, patch: int,
-                    deltas: list[dict[str, np.ndarray]]) -> np.ndarray:
-    """d_t of each job vs the reference from the same windows: [G, K, T]."""
-    runs = backend.rollout_probes(windows, horizon, deltas)
-    return step_distances(runs, reference, patch)
-
-
 class LocalRunner:
     """Runs jobs in this process: the float reference rides in the first chunk, so a sweep of
     a small model is one engine call."""

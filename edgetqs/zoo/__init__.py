@@ -19,7 +19,8 @@ from edgetqs.files import move_into_place
 from edgetqs.model.card import RolloutSpec
 from edgetqs.model.formats import FORMATS
 from edgetqs.model.intake import CanonicalModel, cache_dir, canonicalize, open_canonical
-from edgetqs.zoo.data import SYSTEMS, SystemData, evaluation_starts, system_data, training_pairs, true_trajectories
+from edgetqs.zoo.data import (SYSTEMS, SystemData, data_for, evaluation_starts, series_file, system_data,
+                              training_pairs, true_trajectories)
 from edgetqs.zoo.registry import BY_NAME, ENTRIES, TIERS, ZOO_VERSION, ZooEntry
 from edgetqs.zoo.training import entry_training_pairs
 
@@ -106,7 +107,8 @@ def _train_and_intake(item: ZooEntry, directory: Path) -> CanonicalModel:
     data = system_data(item.system, item.seed)
     spec = RolloutSpec(window=item.window, features=data.features, patch=item.patch,
                        output_rank=2 if item.patch == 1 else 3,
-                       norm_mean=[float(v) for v in data.mean], norm_std=[float(v) for v in data.std])
+                       norm_mean=[float(v) for v in data.mean], norm_std=[float(v) for v in data.std],
+                       covariates=SYSTEMS[item.system].covariate_indices())
     # Built beside its final place (intake stages the canonical model in there) and renamed when complete.
     with tempfile.TemporaryDirectory(dir=directory.parent) as tmp:
         source = Path(tmp) / f"{item.name}{FORMATS[item.source_format].suffixes[0]}"

@@ -10,21 +10,28 @@ the model card's block detection reads them.
 from __future__ import annotations
 
 
-def _last_state(keras, inputs, window: int, features: int):
-    """x[:, -1, :] with Keras layers only (no Lambda: .keras files must load safely)."""
+def _last_state(keras, inputs, window: int, features: int, covariates: int = 0):
+    """x[:, -1, :F-C] with Keras layers only (no Lambda: .keras files must load safely):
+    the last state of the predicted features (covariates, the last C, are inputs only)."""
     cropped = keras.layers.Cropping1D((window - 1, 0), name="last_state_crop")(inputs)
-    return keras.layers.Reshape((features,), name="last_state")(cropped)
+    if not covariates:
+        return keras.layers.Reshape((features,), name="last_state")(cropped)
+    columns = keras.layers.Reshape((features, 1), name="last_state_columns")(cropped)
+    predicted = keras.layers.Cropping1D((0, covariates), name="last_state_predicted")(columns)
+    return keras.layers.Reshape((features - covariates,), name="last_state")(predicted)
 
 
 def _finish(keras, inputs, features_out, window: int, features: int, name: str, increment_scale: float = 1.0,
-            patch: int = 1):
-    update = keras.layers.Dense(features * patch, name="output_proj")(features_out)
+            patch: int = 1, covariates: int = 0):
+    if covariates and patch != 1:
+        raise ValueError("zoo covariate models emit one step per call")
+    update = keras.layers.Dense((features - covariates) * patch, name="output_proj")(features_out)
     if increment_scale != 1.0:
         # One step changes the state by far less than its spread: scaling the
         # learned increment to unit size lets Adam train the output layer well.
         update = keras.layers.Rescaling(increment_scale, name="increment_scale")(update)
     if patch == 1:
-        last = _last_state(keras, inputs, window, features)
+        last = _last_state(keras, inputs, window, features, covariates)
     else:  # [batch, patch, F] increments, each from the last state (ADD broadcasts [batch, 1, F])
         update = keras.layers.Reshape((patch, features), name="patch")(update)
         last = keras.layers.Cropping1D((window - 1, 0), name="last_state_crop")(inputs)
@@ -33,7 +40,7 @@ def _finish(keras, inputs, features_out, window: int, features: int, name: str, 
 
 
 def residual_mlp(window: int, features: int, width: int = 128, blocks: int = 2, increment_scale: float = 1.0,
-                 name: str = "mlp", patch: int = 1):
+                 name: str = "mlp", patch: int = 1, covariates: int = 0):
     import keras
 
     inputs = keras.Input((window, features), name="window")
@@ -44,7 +51,7 @@ def residual_mlp(window: int, features: int, width: int = 128, blocks: int = 2, 
         a = keras.layers.Dense(width, name=f"block_{b}_fc2")(a)
         h = keras.layers.Add(name=f"block_{b}_add")([h, a])
         h = keras.layers.Activation("relu", name=f"block_{b}_relu")(h)
-    return _finish(keras, inputs, h, window, features, name, increment_scale, patch)
+    return _finish(keras, inputs, h, window, features, name, increment_scale, patch, covariates)
 
 
 def gru(window: int, features: int, units: int = 64, increment_scale: float = 1.0, name: str = "gru"):

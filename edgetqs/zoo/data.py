@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -29,6 +30,10 @@ class SystemInfo:
     features: int
     simulated: bool
     time_step: str
+    covariates: int = 0  # the last N features are given inputs (known ahead), not predicted
+
+    def covariate_indices(self) -> list[int]:
+        return list(range(self.features - self.covariates, self.features))
 
 
 SYSTEMS = {
@@ -36,7 +41,11 @@ SYSTEMS = {
     "ks": SystemInfo("ks", "Kuramoto-Sivashinsky, L=22, 64 grid points, ETDRK4 (h=0.25, sampled every 1.0)", 64, True, "1.0 time units"),
     "sunspots": SystemInfo("sunspots", "yearly sunspot numbers 1700-2008 (statsmodels)", 1, False, "1 year"),
     "co2": SystemInfo("co2", "weekly Mauna Loa CO2 1958-2001 (statsmodels), NaN gaps interpolated", 1, False, "1 week"),
+    "duffing": SystemInfo("duffing", "forced Duffing oscillator (chaotic: damping 0.3, force 0.5 cos 1.2t), RK4 "
+                          "(dt=0.01, sampled every 0.1); position, velocity + the force's phase (cos, sin) as "
+                          "covariates", 4, True, "0.1 time units", covariates=2),
 }
+SIMULATORS = {"lorenz96": systems.simulate_lorenz96, "ks": systems.simulate_ks, "duffing": systems.simulate_duffing}
 
 
 @dataclass
@@ -81,8 +90,7 @@ def _simulated(system: str, seed: int) -> np.ndarray:
     path = cache_dir() / "systems" / f"{system}-v{SIMULATION_VERSION}-seed{seed}-{SIMULATED_STEPS}.npy"
     if path.exists():
         return np.load(path)
-    simulate = systems.simulate_lorenz96 if system == "lorenz96" else systems.simulate_ks
-    series = simulate(SIMULATED_STEPS, seed=seed)
+    series = SIMULATORS[system](SIMULATED_STEPS, seed=seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_suffix(f".{os.getpid()}.tmp.npy")
     np.save(staging, series)
@@ -91,7 +99,7 @@ def _simulated(system: str, seed: int) -> np.ndarray:
 
 
 def _raw_series(system: str, seed: int) -> np.ndarray:
-    if system in ("lorenz96", "ks"):
+    if system in SIMULATORS:
         return _simulated(system, seed)
     if system == "sunspots":
         return _sunspots()
@@ -166,3 +174,25 @@ def true_trajectories(name_or_system: str, window: int, horizon: int, starts=Non
     contexts = np.stack([test[s : s + window] for s in starts])
     truth = np.stack([test[s + window : s + window + horizon] for s in starts])
     return contexts, truth
+
+
+def series_file(name_or_system: str, seed: int = 0) -> Path:
+    """The system's training series in raw units as an NPY file [time, features] — what a user passes as
+    ``--data`` (a covariate model needs it: its covariates come from data). The test series stays held out
+    for judging rollouts. Written once into the cache."""
+    system = system_name(name_or_system)
+    path = cache_dir() / "systems" / f"{system}-train-v{SIMULATION_VERSION}-seed{seed}.npy"
+    if not path.exists():
+        data = system_data(system, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(staging, data.denormalise(data.train).astype(np.float32))
+        staging.replace(path)
+    return path
+
+
+def data_for(name_or_system: str, seed: int = 0) -> str | None:
+    """``--data`` for a zoo model that needs it (it reads covariates), else None (data-free works)."""
+    if not SYSTEMS[system_name(name_or_system)].covariates:
+        return None
+    return str(series_file(name_or_system, seed))

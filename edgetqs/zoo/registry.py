@@ -12,7 +12,7 @@ ZOO_VERSION = 7
 class ZooEntry:
     name: str  # <arch>-<system>[-variant]
     arch: str  # mlp | gru | lstm | transformer | tcn
-    system: str  # lorenz96 | ks | sunspots | co2
+    system: str  # lorenz96 | ks | sunspots | co2 | duffing (with covariates: zoo/data.py SYSTEMS)
     window: int
     patch: int = 1  # output steps per model call (> 1: [batch, patch, features] output)
     # keras | onnx (trained in torch, exported by torch.onnx) | pytorch (trained in torch, saved by torch.export)
@@ -52,6 +52,8 @@ ENTRIES = [
     ZooEntry("patchtst-sunspots-torch", "patchtst", "sunspots", 12, source_format="pytorch",
              arch_options={"patch_len": 4, "dim": 16, "heads": 2}, epochs=200, horizon=30,
              description="PatchTST-style encoder trained in torch, saved by torch.export, intake via litert-torch"),
+    ZooEntry("mlp-duffing", "mlp", "duffing", 8, arch_options={"width": 64, "blocks": 1}, epochs=6, horizon=50,
+             description="reads the driving force's phase (cos, sin) as covariates, predicts position and velocity"),
     ZooEntry("mlp-co2", "mlp", "co2", 52, arch_options={"width": 64, "blocks": 1}, epochs=20, horizon=104),
     ZooEntry("tcn-co2", "tcn", "co2", 52, arch_options={"channels": 16, "dilations": (1, 4, 16)}, epochs=20, horizon=104),
     ZooEntry("transformer-co2", "transformer", "co2", 52, arch_options={"dim": 16, "heads": 2}, epochs=20, horizon=104),

@@ -1,6 +1,8 @@
-"""Simulated dynamical systems the zoo's forecasters learn: Lorenz-96 and
-Kuramoto–Sivashinsky. Both are chaotic, so a forecaster can only track them for
-a finite time — which is what makes rollout error growth (TQS) meaningful.
+"""Simulated dynamical systems the zoo's forecasters learn: Lorenz-96,
+Kuramoto–Sivashinsky and a forced Duffing oscillator. All are chaotic, so a
+forecaster can only track them for a finite time — which is what makes rollout
+error growth (TQS) meaningful. The Duffing oscillator is driven by a known
+periodic force: its forecaster reads the force's phase as covariates.
 
 Simulations are deterministic given a seed (the seed only picks the initial
 state; integration is plain floating point on one thread).
@@ -90,3 +92,34 @@ def simulate_ks(steps: int, seed: int = 0, grid_points: int = 64, length: float 
         return e * v + nv * f1 + 2 * (na + nb) * f2 + nc * f3
 
     return _sample(step, v, steps, sample_every, burn_in, observe=lambda spectrum: np.fft.irfft(spectrum, n=grid_points))
+
+
+def duffing_tendency(x: float, v: float, t: float, damping: float, stiffness: float, cubic: float,
+                     amplitude: float, frequency: float) -> tuple[float, float]:
+    """x' = v, v' = -damping v - stiffness x - cubic x^3 + amplitude cos(frequency t)."""
+    return v, -damping * v - stiffness * x - cubic * x**3 + amplitude * np.cos(frequency * t)
+
+
+def simulate_duffing(steps: int, seed: int = 0, damping: float = 0.3, stiffness: float = -1.0, cubic: float = 1.0,
+                     amplitude: float = 0.5, frequency: float = 1.2, dt: float = 0.01, sample_every: int = 10,
+                     burn_in: int = 5000) -> np.ndarray:
+    """[steps, 4]: position, velocity and the force's phase (cos, sin of frequency*t), RK4.
+
+    The classic chaotic parameter set (two wells, strange attractor). The phase
+    columns are what a user would feed as covariates: known ahead, not predicted.
+    """
+    rng = np.random.default_rng(seed)
+    args = (damping, stiffness, cubic, amplitude, frequency)
+
+    def rk4(state):
+        x, v, t = state
+        k1 = duffing_tendency(x, v, t, *args)
+        k2 = duffing_tendency(x + 0.5 * dt * k1[0], v + 0.5 * dt * k1[1], t + 0.5 * dt, *args)
+        k3 = duffing_tendency(x + 0.5 * dt * k2[0], v + 0.5 * dt * k2[1], t + 0.5 * dt, *args)
+        k4 = duffing_tendency(x + dt * k3[0], v + dt * k3[1], t + dt, *args)
+        return (x + dt / 6.0 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0]),
+                v + dt / 6.0 * (k1[1] + 2 * k2[1] + 2 * k3[1] + k4[1]), t + dt)
+
+    start = (1.0 + 0.1 * rng.standard_normal(), 0.1 * rng.standard_normal(), 0.0)
+    return _sample(rk4, start, steps, sample_every, burn_in,
+                   observe=lambda s: (s[0], s[1], np.cos(frequency * s[2]), np.sin(frequency * s[2])))

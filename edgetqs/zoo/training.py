@@ -14,7 +14,7 @@ import numpy as np
 
 from edgetqs.model.quiet import import_tensorflow_quietly
 from edgetqs.zoo.architectures import BUILDERS
-from edgetqs.zoo.data import system_data, training_pairs
+from edgetqs.zoo.data import SYSTEMS, system_data, training_pairs
 from edgetqs.zoo.registry import ZooEntry
 
 BATCH_SIZE = 64
@@ -60,6 +60,7 @@ def entry_training_pairs(entry: ZooEntry):
     """Training windows x [N, W, F] and targets y [N, F] (patch 1) or [N, patch, F]."""
     data = system_data(entry.system, entry.seed)
     x, y = training_pairs(data.train, entry.window, entry.patch)
+    y = y[..., : data.features - SYSTEMS[entry.system].covariates]  # covariates are inputs only
     y = y[:, 0, :] if entry.patch == 1 else y
     rng = np.random.default_rng(entry.seed)
     if entry.system in PERIODIC_SYSTEMS and entry.shift_copies:
@@ -70,8 +71,9 @@ def entry_training_pairs(entry: ZooEntry):
 
 
 def increment_scale(x: np.ndarray, y: np.ndarray) -> float:
-    """The typical size of one step's change, x[:, -1] -> y (normalised units)."""
-    last = x[:, -1] if y.ndim == 2 else x[:, -1:]
+    """The typical size of one step's change, x[:, -1] -> y (normalised units; the predicted features come first)."""
+    predicted = y.shape[-1]
+    last = x[:, -1, :predicted] if y.ndim == 2 else x[:, -1:, :predicted]
     return float(np.std(y - last))
 
 
@@ -83,8 +85,10 @@ def train_keras(entry: ZooEntry, out_path: Path) -> float:
     x, y = entry_training_pairs(entry)
     features = x.shape[2]
     patch = {"patch": entry.patch} if entry.patch > 1 else {}
+    given = SYSTEMS[entry.system].covariates
+    covariates = {"covariates": given} if given else {}
     model = BUILDERS[entry.arch](entry.window, features, name=entry.name.replace("-", "_"),
-                                 increment_scale=increment_scale(x, y), **patch, **entry.arch_options)
+                                 increment_scale=increment_scale(x, y), **patch, **covariates, **entry.arch_options)
     model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="mse")
     repeats = max(1, MIN_EPOCH_SAMPLES // len(x))
     epochs = max(1, round(entry.epochs / repeats))

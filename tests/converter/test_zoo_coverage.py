@@ -54,7 +54,9 @@ def uniform_choice(problem, fmt: str, fallback: str = "int8") -> tuple[list[int]
 
 
 def convert_and_check(canonical, plan, out):
-    result = convert(canonical, plan.to_dict(), out, mode=plan.mode, horizon=6, windows=3)
+    # a covariate model (mlp-duffing) calibrates on its own series: data-free contexts cannot feed it
+    data = zoo.data_for(canonical.card.name)
+    result = convert(canonical, plan.to_dict(), out, mode=plan.mode, horizon=6, windows=3, calibration=data)
     predicted = plan.predicted["model_bytes"]
     assert result.verification.predicted_bytes == predicted
     assert abs(result.model_bytes - predicted) <= 0.01 * predicted
@@ -66,7 +68,8 @@ def convert_and_check(canonical, plan, out):
 @pytest.mark.parametrize("name", [entry.name for entry in zoo.list_models()])
 def test_every_zoo_model_converts_under_three_plans(tmp_path, name):
     canonical = zoo.build(name)
-    scores = score_model(canonical.graph, canonical.card, ScoreSettings(horizon=8, windows=2), progress=False)
+    scores = score_model(canonical.graph, canonical.card, ScoreSettings(horizon=8, windows=2, data=zoo.data_for(name)),
+                         progress=False)
     problem = build_problem(canonical.graph, scores, "test", RUNTIME, MODE, CapabilityMatrix.load())
 
     int8, int8_fell_back = uniform_choice(problem, "int8")
@@ -93,9 +96,10 @@ def test_every_zoo_model_converts_under_three_plans(tmp_path, name):
 def test_every_zoo_model_converts_under_a_static_tqs_plan(tmp_path, name):
     """Static mode (int8 activations): the planner's static byte prediction holds to 1% on the real export."""
     canonical = zoo.build(name)
-    scores = score_model(canonical.graph, canonical.card, ScoreSettings(horizon=8, windows=2), progress=False)
+    scores = score_model(canonical.graph, canonical.card, ScoreSettings(horizon=8, windows=2, data=zoo.data_for(name)),
+                         progress=False)
     problem = build_problem(canonical.graph, scores, "test", RUNTIME, "static", CapabilityMatrix.load(),
-                            static_calibration=static_calibration_for(canonical))
+                            static_calibration=static_calibration_for(canonical, zoo.data_for(name)))
     plan = solve(problem, (problem.smallest_memory() + problem.largest_memory()) // 2)
     assert plan.mode == "static"
     convert_and_check(canonical, plan, tmp_path / "static.tflite")

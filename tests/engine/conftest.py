@@ -23,6 +23,9 @@ from edgetqs.model.tflite_graph import TFLiteGraph  # noqa: E402
 ZOO_LORENZ = ["mlp-lorenz96", "gru-lorenz96", "transformer-lorenz96", "tcn-lorenz96"]
 
 
+COVARIATE_STEPS = 64  # the longest rollout a test makes from zoo windows, in steps
+
+
 def _zoo_names() -> list[str]:
     from edgetqs import zoo
 
@@ -36,6 +39,10 @@ class TestModel:
     graph: TFLiteGraph
     spec: RolloutSpec
     contexts: np.ndarray  # [K, window, F] windows the model is meant to see
+    covariates: np.ndarray | None = None  # [K, COVARIATE_STEPS, C] the true covariates ahead (covariate models)
+
+    def covariates_for(self, horizon: int) -> np.ndarray | None:
+        return None if self.covariates is None else self.covariates[:, : horizon * self.spec.patch]
 
     __test__ = False  # not a test class
 
@@ -57,8 +64,10 @@ def zoo_model(name: str, count: int = 6) -> TestModel:
 
     model = zoo.build(name)
     spec = model.card.rollout
-    contexts, _ = zoo.true_trajectories(zoo.entry(name).system, window=spec.window, horizon=1, count=count)
-    return TestModel(name, Path(model.tflite_path), model.graph, spec, np.asarray(contexts, np.float32))
+    ahead = COVARIATE_STEPS if spec.covariates else 1  # (the windows' spread depends on it: keep 1 for the rest)
+    contexts, truth = zoo.true_trajectories(zoo.entry(name).system, window=spec.window, horizon=ahead, count=count)
+    given = np.asarray(truth[..., spec.covariates], np.float32) if spec.covariates else None
+    return TestModel(name, Path(model.tflite_path), model.graph, spec, np.asarray(contexts, np.float32), given)
 
 
 @pytest.fixture(params=list(STANDINS))

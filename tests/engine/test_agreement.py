@@ -58,7 +58,8 @@ def test_every_zoo_model_agrees_with_litert(any_zoo_model):
     engine, runtime = Engine(model.graph, model.spec), LiteRTRunner(model.path, model.spec)
     first = relative_error(engine.forward(model.contexts), runtime.forward(model.contexts)).max()
     assert first <= 1e-4
-    ours, theirs = engine.rollout(model.contexts, horizon), runtime.rollout(model.contexts, horizon)
+    given = model.covariates_for(horizon)
+    ours, theirs = engine.rollout(model.contexts, horizon, given), runtime.rollout(model.contexts, horizon, given)
     assert_finite(theirs)
     together = steps_together(ours, theirs)
     steps = horizon * model.spec.patch

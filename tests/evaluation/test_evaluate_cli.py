@@ -34,6 +34,19 @@ def test_evaluate_a_zoo_model(tmp_path, capsys):
         assert {f: list(formats.values()).count(f) for f in set(formats.values())} == counts
 
 
+@pytest.mark.timeout(300)
+def test_evaluate_a_covariate_zoo_model_feeds_its_covariates(tmp_path, capsys):
+    """mlp-duffing reads the force's phase: scored and searched on its training series, judged on its test
+    series with the true phase fed at every call — the plans track the truth instead of failing for want of it."""
+    code, _ = _run(capsys, "zoo:mlp-duffing", "--methods", "tqs-quant,verified-search,uniform-int4",
+                   "--budgets", "4", "--search-evaluations", "4", "--out", str(tmp_path))
+    assert code == 0
+    payload = json.loads((tmp_path / "evaluation-mlp-duffing.json").read_text())
+    assert {r["method"] for r in payload["rows"]} == {"tqs-quant", "verified-search", "uniform-int4"}
+    for r in payload["rows"]:
+        assert np.isfinite(r["truth_rmse"]) and r["float_vs_truth_rmse"] < 0.5  # the float model tracks the system
+
+
 @pytest.mark.timeout(900)
 def test_evaluate_a_users_onnx_model_with_its_data(tmp_path, capsys):
     """The zoo's torch-trained ONNX file, taken in as a user's model (intake via onnx2tf), judged

@@ -7,14 +7,18 @@ from scipy.stats import spearmanr
 
 from edgetqs.engine import Engine
 from edgetqs.engine.blackbox import LiteRTRollout
-from edgetqs.tqs.contexts import free_run
+from edgetqs.tqs.contexts import free_run, from_file
 from edgetqs.tqs.score import ScoreSettings, backend_for, score_model
 
 
 def _both(graph, card, **kw):
     settings = ScoreSettings(**{"horizon": 8, "windows": 4, "seed": 1, **kw})
-    # Same contexts for both: the data-free free run depends on the backend's float arithmetic.
-    contexts = free_run(Engine(graph, card.rollout), card.rollout, settings.windows, settings.seed)
+    # Same contexts for both: the data-free free run depends on the backend's float arithmetic
+    # (a covariate model's come from its data).
+    if settings.data:
+        contexts = from_file(settings.data, card.rollout, settings.windows, settings.horizon)
+    else:
+        contexts = free_run(Engine(graph, card.rollout), card.rollout, settings.windows, settings.seed)
     engine = score_model(graph, card, settings, backend=Engine(graph, card.rollout), contexts=contexts, progress=False)
     blackbox = score_model(graph, card, settings, backend=LiteRTRollout(graph, card.rollout), contexts=contexts,
                            progress=False)
@@ -61,7 +65,8 @@ def test_engine_and_blackbox_rank_the_zoo_alike(name):
         Engine(model.graph, model.card.rollout)
     except UnsupportedOpError as exc:
         pytest.skip(f"the engine does not cover this model ({exc.problem}); only the black-box path scores it")
-    engine, blackbox = _both(model.graph, model.card, granularity="layer", horizon=6, windows=3)
+    engine, blackbox = _both(model.graph, model.card, granularity="layer", horizon=6, windows=3,
+                             data=zoo.data_for(name))
     assert engine.reference == blackbox.reference
     for probe in ("quant", "gauss"):
         a, b = engine.gammas(probe), blackbox.gammas(probe)

@@ -10,7 +10,7 @@ import pytest
 
 from edgetqs.cli.app import main
 from edgetqs.tqs.scorefile import load_scores
-from edgetqs.zoo import list_models
+from edgetqs.zoo import data_for, list_models
 
 ZOO_MODEL = "zoo:mlp-sunspots"  # the cheapest zoo model to train (about 20 s, then cached)
 
@@ -73,7 +73,9 @@ def test_bad_arguments_are_one_clean_message(zoo_model, tmp_path, args, message)
 def test_every_zoo_model_gets_scores_curves_and_plots(name, tmp_path):
     """Both probes on every zoo model: a gamma per layer, a full divergence curve, both plots."""
     out = tmp_path / "scores.json"
-    assert main(["score", f"zoo:{name}", "-o", str(out), "--horizon", "8", "--windows", "4", "--probe", "both"]) == 0
+    data = data_for(name)  # the covariate model reads its covariates from its own series
+    assert main(["score", f"zoo:{name}", "-o", str(out), "--horizon", "8", "--windows", "4", "--probe", "both",
+                 *(["--data", data] if data else [])]) == 0
     scores = load_scores(out)
     assert len(scores.units) >= 2
     for unit in scores.units:

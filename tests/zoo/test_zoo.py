@@ -188,3 +188,21 @@ def test_deep_tier_has_many_units_and_stays_out_of_the_default_list():
         assert 1_000_000 <= model.count_params() <= 10_000_000, (e.name, model.count_params())
     with pytest.raises(EdgeTQSError, match="no zoo tier"):
         zoo.list_models("huge")
+
+
+def test_covariate_zoo_model_predicts_the_state_and_reads_the_force(capsys):
+    """mlp-duffing: 4 input columns (position, velocity, the force's cos/sin phase), 2 predicted; its
+    training series is one command away for --data, and data-free scoring refuses it."""
+    from edgetqs.cli.app import main
+    from edgetqs.tqs.score import ScoreSettings, score_model
+
+    model = zoo.build("mlp-duffing")
+    spec = model.card.rollout
+    assert spec.covariates == [2, 3] and spec.fed_back == [0, 1]
+    assert model.graph.input_shapes() == [(1, 8, 4)] and model.graph.output_shapes()[0][-1] == 2
+    _check_zoo_card(model, "duffing", "keras")
+    assert main(["zoo", "data", "mlp-duffing"]) == 0
+    series = np.load(capsys.readouterr().out.strip())
+    assert series.shape[1] == 4 and np.allclose(series[:, 2] ** 2 + series[:, 3] ** 2, 1, atol=1e-4)
+    with pytest.raises(EdgeTQSError, match="reads covariates"):
+        score_model(model.graph, model.card, ScoreSettings(horizon=4, windows=2), progress=False)
