@@ -96,8 +96,8 @@ def _problem(canonical, scores, mode: Mode, calibration: dict | None, bottom: st
 def reference_problem(canonical, scored: "Scored", mode: Mode, calibration_data: str | None = None) -> Problem:
     """TQS-quant's problem in ``mode``: the one budgets are priced on, and the planner's check that the
     mode is available for the model (static: AEQ's all-int8 export must work and load in LiteRT).
-    Static plans are priced with the activation ranges the converter calibrates with (``calibration_data``:
-    the scoring part of the user's series, else the model's own free run)."""
+    Static plans are priced with the activation ranges the converter then calibrates with
+    (``calibration_data``: a series file, else the model's own free run)."""
     from edgetqs.planner.plan import static_calibration_for
 
     try:

@@ -421,6 +421,14 @@ def print_summary(payload: dict) -> None:
                 print(f"  vs {method:24} {w['rate']:.2f}  (won {strict:g}, tied {w['ties']}, lost "
                       f"{w['cells'] - w['ties'] - strict:g} of {w['cells']}; it/them {ratio if ratio else '-'}; "
                       f"sign test p {w['sign_test_p']})")
+    comparison = payload.get("mode_comparison")
+    if comparison:
+        print(f"modes against {comparison['reference']} at the same average bits ({comparison['criterion']}; "
+              "geometric means, other / reference):")
+        for mode, methods in comparison["modes"].items():
+            for method, c in methods.items():
+                print(f"  {mode:8} {method:20} better in {c['better']:g} of {c['cells']} cells; RMSE x{c['rmse_ratio']}, "
+                      f"memory x{c['memory_ratio']}")
     print("Spearman(predicted cost, measured RMSE vs float) over distinct plans, mean over groups:")
     for predictor, c in payload.get("cost_error_correlation", {}).items():
         print(f"  {predictor:16} " + "  ".join(f"{g}: {v['mean'] if v['mean'] is not None else float('nan'):+.3f} "

@@ -21,8 +21,13 @@ every row carries its mode. A mode the planner refuses for the model (static
 where AEQ's all-int8 export fails or XNNPACK cannot load it) is skipped with the
 planner's reason in ``skipped``, as is the verified search where it cannot run
 the mode; none available at all is an error (:class:`NoModeAvailable`).
-Static plans are converted with the converter's default calibration windows
-(what the planner priced them with; the user's scoring data when given).
+Static plans are priced and converted with activation ranges calibrated (AEQ
+min/max, the converter's default number of windows) on: the scoring part of the
+user's series when given; for a zoo model, its training series (a model's free
+run covers only its own attractor, which can be narrower than the data: on
+mlp-sunspots it spans [-0.63, 1.49] where the test series reaches 4.3, and
+static int8 then clips); else the model's own free run. Every static row names
+its calibration.
 """
 
 from __future__ import annotations
@@ -108,6 +113,8 @@ class _Windows:
     judge_calls: int
     source: str
     covariates: np.ndarray | None = None  # [K, judge_calls*patch, C] given inputs (covariate models)
+    calibration: str | None = None  # static mode's calibration series (a path), None: the model's own free run
+    calibration_source: str = "data-free free run"
 
 
 def evaluate(model, settings: EvaluationSettings | None = None, out_dir: str | Path | None = None,
@@ -143,6 +150,7 @@ def evaluate(model, settings: EvaluationSettings | None = None, out_dir: str | P
         run.timings[key] = round(run.timings[key], 2)
     for r in run.rows:
         r["windows"] = windows.source
+        r["calibration"] = windows.calibration_source if Mode.parse(r["mode"]).quantizes_activations else None
     result = EvaluationResult(label, run.rows, run.notes, run.timings, run.searches, skipped=run.skipped,
                               plans={plan_sha(mp): {a.unit: a.format for a in mp.plan.assignments} for mp in run.plans})
     if out_dir is not None:
@@ -170,7 +178,7 @@ def _evaluate_mode(canonical, settings: EvaluationSettings, scored, mode: Mode, 
     """One mode's plans, judged, added to ``run``; a mode the planner refuses is recorded as skipped."""
     t0 = time.perf_counter()
     try:
-        quant = M.reference_problem(canonical, scored, mode, windows.score_data)
+        quant = M.reference_problem(canonical, scored, mode, windows.calibration)
     except M.ModeUnavailable as exc:
         run.skipped.append({"model": run.label, "mode": mode, "method": None, "reason": exc.problem, "fix": exc.fix})
         say(f"{run.label}: {mode} mode skipped: {exc.problem}")
@@ -205,7 +213,7 @@ def _windows(canonical, settings: EvaluationSettings, tmp: Path) -> _Windows:
         calls = -(-steps // spec.patch)
         held = ctx.from_series(series[split:], spec, settings.judge_windows, calls, source="held-out data")
         return _Windows(str(score_path), held.windows, held.truth, calls, f"held-out last {1 - SCORE_SHARE:.0%} of data",
-                        held.covariates)
+                        held.covariates, str(score_path), f"first {SCORE_SHARE:.0%} of data")
     if source.startswith("zoo:"):
         entry = zoo.entry(source)
         calls = -(-min(entry.horizon, steps) // spec.patch)
@@ -214,12 +222,13 @@ def _windows(canonical, settings: EvaluationSettings, tmp: Path) -> _Windows:
         given = truth[..., spec.covariates] if spec.covariates else None
         # a covariate model scores on its training series (data-free cannot feed it); judged on the test series
         return _Windows(zoo.data_for(entry.name, entry.seed), contexts, truth[..., spec.fed_back], calls,
-                        "zoo test series (held out)", given)
-    from edgetqs.engine.litert import LiteRTRunner
+                        "zoo test series (held out)", given, str(zoo.series_file(entry.name, entry.seed)),
+                        "zoo training series")
+    from edgetqs.tqs.score import model_contexts
 
     calls = -(-steps // spec.patch)
-    held = ctx.free_run(LiteRTRunner(canonical.tflite_path, spec, num_threads=1), spec, settings.judge_windows,
-                        settings.seed + JUDGE_SEED_OFFSET, calls)
+    held = model_contexts(canonical.graph, canonical.card, None, settings.judge_windows, calls,
+                          settings.seed + JUDGE_SEED_OFFSET)
     return _Windows(None, held.windows, None, calls, f"data-free free run, seed {settings.seed + JUDGE_SEED_OFFSET}")
 
 
@@ -244,7 +253,7 @@ def judge(canonical, plans: list, predictors: dict, windows: _Windows, workdir: 
             out = workdir / f"{key}.tflite"
             with contextlib.redirect_stdout(io.StringIO()):
                 result = convert(canonical, mp.plan.to_dict(), out, overwrite=True,
-                                 **_conversion_options(Mode.parse(mp.plan.mode), windows.score_data))
+                                 **_conversion_options(Mode.parse(mp.plan.mode), windows))
             rollout = LiteRTRunner(out, spec, num_threads=1).rollout(windows.judge, windows.judge_calls,
                                                                      windows.covariates)
             judged[key] = {"file_bytes": result.model_bytes, "mode": result.mode,
@@ -259,14 +268,14 @@ def judge(canonical, plans: list, predictors: dict, windows: _Windows, workdir: 
     return rows
 
 
-def _conversion_options(mode: Mode, score_data: str | None) -> dict:
-    """Static plans calibrate on the converter's default windows (what the planner priced them with; the
-    scoring part of the user's series when given); other modes verify on a few short rollouts (from that
-    series too when given: a covariate model needs its covariates from data)."""
+def _conversion_options(mode: Mode, windows: "_Windows") -> dict:
+    """Static plans calibrate on the converter's default number of windows from ``windows.calibration``
+    (the series the planner priced them with, module doc); other modes verify on a few short rollouts
+    (from the scoring series when given: a covariate model needs its covariates from data)."""
     if mode.quantizes_activations:
-        return {"mode": mode, "calibration": score_data, "horizon": aeq.CALIBRATION_HORIZON,
+        return {"mode": mode, "calibration": windows.calibration, "horizon": aeq.CALIBRATION_HORIZON,
                 "windows": aeq.CALIBRATION_WINDOWS}
-    return {"mode": mode, "calibration": score_data, "horizon": 4, "windows": 2}
+    return {"mode": mode, "calibration": windows.score_data, "horizon": 4, "windows": 2}
 
 
 def int8_activations(graph) -> int:

@@ -41,6 +41,8 @@ def test_static_rows_are_priced_and_exported_static(both_modes):
             assert abs(r["file_bytes"] - r["predicted_file_bytes"]) <= SIZE_TOLERANCE * r["predicted_file_bytes"], r
             if r["budget_bits"] is not None:
                 assert r["memory_bytes"] <= r["budget_bytes"], r
+            # static activation ranges from the zoo model's training series (judged on its test series)
+            assert r["calibration"] == ("zoo training series" if mode == "static" else None), r
     # the same all-int8 plan is a different (larger) file in static mode, and the planner priced it so
     int8 = {r["mode"]: r for r in payload["rows"] if r["method"] == "uniform-int8"}
     assert int8["static"]["predicted_file_bytes"] > int8["dynamic"]["predicted_file_bytes"]
@@ -81,3 +83,19 @@ def test_a_mode_the_planner_refuses_is_skipped_with_the_planners_reason(tmp_path
     with pytest.raises(NoModeAvailable) as caught:  # nothing left to evaluate: an error, with the skips
         evaluate("zoo:lstm-sunspots", _tiny(["tqs-quant"], ["static"]))
     assert "no requested mode can be evaluated" in caught.value.problem and caught.value.skipped[0]["mode"] == "static"
+
+
+@pytest.mark.timeout(300)
+def test_a_model_file_without_data_is_judged_and_calibrated_on_free_runs():
+    """A .tflite by path (no zoo test series, no --data): judged on a free run from another seed,
+    static ranges from the model's own free run."""
+    from edgetqs import zoo
+
+    path = zoo.model_dir("mlp-sunspots") / "model.tflite"
+    zoo.build("mlp-sunspots")
+    result = evaluate(path, _tiny(["tqs-quant", "uniform-int8"], ["dynamic", "static"]))
+    assert {r["mode"] for r in result.rows} == {"dynamic", "static"}
+    for r in result.rows:
+        assert r["windows"].startswith("data-free free run") and "truth_rmse" not in r
+        assert r["calibration"] == ("data-free free run" if r["mode"] == "static" else None)
+        assert (r["int8_activations"] > 0) == (r["mode"] == "static")
