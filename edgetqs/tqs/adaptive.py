@@ -102,8 +102,8 @@ def adaptive_run(runner, jobs, windows_for, max_windows: int, max_horizon: int, 
                  keep_of=None, progress=None) -> AdaptiveResult:
     """Grow windows and horizon until the ranking is settled (module doc).
 
-    ``windows_for(a, b)`` -> context windows a..b (the same windows whatever the
-    calls that asked for them); ``runner.run`` as in sweep.LocalRunner;
+    ``windows_for(a, b)`` -> (context windows a..b, their covariates [b-a, >= T*patch, C] or
+    None), the same whatever the calls that asked for them; ``runner.run`` as in sweep.LocalRunner;
     ``keep_of(reference, windows)`` -> the windows whose reference did not blow up
     (it may raise when none is left). Distances and gammas cover kept windows only.
     """
@@ -111,8 +111,8 @@ def adaptive_run(runner, jobs, windows_for, max_windows: int, max_horizon: int, 
     keep_of = keep_of or (lambda reference, windows: np.ones(len(windows), bool))
     k, t = min(policy.start_windows, max_windows), min(policy.start_horizon, max_horizon)
     probes = [probe for _, probe in jobs]
-    windows = windows_for(0, k)
-    reference, distances, norms = runner.run(jobs, windows, t, progress=progress)
+    windows, given = windows_for(0, k)
+    reference, distances, norms = runner.run(jobs, windows, t, progress=progress, covariates=given)
     stages = [{"windows": k, "horizon": t, "work": len(jobs) * k * t}]
     while True:
         keep = keep_of(reference, windows)
@@ -120,12 +120,13 @@ def adaptive_run(runner, jobs, windows_for, max_windows: int, max_horizon: int, 
         stages[-1].update(spearman_half_horizon=horizon_ok, spearman_half_windows=windows_ok)
         if horizon_ok < policy.settled and t < max_horizon:
             t = min(2 * t, max_horizon)
-            reference, distances, norms = runner.run(jobs, windows, t, progress=progress)
+            reference, distances, norms = runner.run(jobs, windows, t, progress=progress, covariates=given)
             stages.append({"windows": k, "horizon": t, "work": len(jobs) * k * t})
         elif windows_ok < policy.settled and k < max_windows:
-            new = windows_for(k, min(2 * k, max_windows))
-            more_reference, more, _ = runner.run(jobs, new, t, progress=progress)
+            new, new_given = windows_for(k, min(2 * k, max_windows))
+            more_reference, more, _ = runner.run(jobs, new, t, progress=progress, covariates=new_given)
             windows = np.concatenate([windows, new])
+            given = None if given is None else np.concatenate([given, new_given])
             reference, distances = np.concatenate([reference, more_reference]), np.concatenate([distances, more], axis=1)
             stages.append({"windows": len(windows), "horizon": t, "work": len(jobs) * len(new) * t})
             k = len(windows)

@@ -31,7 +31,7 @@ import numpy as np
 
 from edgetqs.errors import EdgeTQSError
 from edgetqs.tqs.probes import delta_norm, step_distances
-from edgetqs.tqs.sweep import chunk_jobs, job_deltas, weight_source
+from edgetqs.tqs.sweep import chunk_jobs, given_steps, job_deltas, weight_source
 
 DEFAULT_WINDOW_CHUNK = 4
 _WORKER_MODELS: dict[tuple[str, str], tuple] = {}  # (model dir, sha256) -> (engine, graph), per worker process
@@ -98,6 +98,7 @@ class DaskRunner:
         from distributed import as_completed
 
         slices = [slice(a, min(a + self.window_chunk, len(windows))) for a in range(0, len(windows), self.window_chunk)]
+        covariates = given_steps(covariates, horizon, self.patch)
         given = [None if covariates is None else covariates[s] for s in slices]  # each window chunk's own rows
         where = (self.model_dir, self.sha256)
         futures = [self.client.submit(reference_task, *where, windows[s], horizon, given[w], pure=False)

@@ -152,14 +152,9 @@ def score_model(graph: TFLiteGraph, card: ModelCard, settings: ScoreSettings | N
 
 
 def _check_covariate_support(card: ModelCard, settings: ScoreSettings, contexts: ctx.Contexts | None) -> None:
-    """Covariate models are scored from data, by the full sweep (not yet the adaptive one)."""
-    if not card.rollout.covariates:
-        return
-    if not settings.data and (contexts is None or contexts.covariates is None):
+    """Covariate models are scored from data: data-free contexts cannot feed them."""
+    if card.rollout.covariates and not settings.data and (contexts is None or contexts.covariates is None):
         ctx.refuse_data_free(card.rollout)
-    if settings.adaptive:
-        raise EdgeTQSError(f"--adaptive does not feed covariates yet; the model reads covariates {card.rollout.covariates}",
-                           "score it without --adaptive (the full sweep feeds them from --data)")
 
 
 def _runner_for(settings: ScoreSettings, backend, graph: TFLiteGraph, card: ModelCard):
@@ -180,14 +175,16 @@ def _adaptive_sweep(runner, backend, card: ModelCard, units: list[Unit], setting
     if contexts is None and settings.data is None:
         source = "free-run"
 
-        def windows_for(first: int, stop: int) -> np.ndarray:
-            return ctx.free_run(backend, card.rollout, stop - first, settings.seed, settings.horizon, first=first).windows
+        def windows_for(first: int, stop: int) -> tuple[np.ndarray, None]:
+            return ctx.free_run(backend, card.rollout, stop - first, settings.seed, settings.horizon,
+                                first=first).windows, None
     else:
         contexts = contexts or make_contexts(backend, card, settings)
-        source, spread = contexts.source, contexts.windows[spread_order(len(contexts.windows))]
+        source, spread = contexts.source, contexts.subset(spread_order(len(contexts.windows)))
 
-        def windows_for(first: int, stop: int) -> np.ndarray:
-            return spread[first:stop]
+        def windows_for(first: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+            part = spread.subset(slice(first, stop))
+            return part.windows, part.covariates
     recorder = Recorder(units, settings)
 
     def keep_of(reference, windows):

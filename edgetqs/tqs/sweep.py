@@ -71,6 +71,11 @@ def job_deltas(chunk: list[Job], weight_of: WeightSource, bits: int, seed: int) 
     return [unit_delta(unit, weights, probe, bits, seed, residuals) for unit, probe in chunk]
 
 
+def given_steps(covariates: np.ndarray | None, horizon: int, patch: int) -> np.ndarray | None:
+    """The covariates of the first ``horizon`` calls (None for a model without)."""
+    return None if covariates is None else covariates[:, : horizon * patch]
+
+
 class LocalRunner:
     """Runs jobs in this process: the float reference rides in the first chunk, so a sweep of
     a small model is one engine call."""
@@ -87,8 +92,10 @@ class LocalRunner:
 
         ``on_reference(reference)`` is called as soon as the reference exists (to fail
         early when it blows up); ``progress(done, total)`` after every chunk; ``covariates``
-        [K, T*patch, C]: the given inputs of a covariate model, the same for every job.
+        [K, >= T*patch, C]: the given inputs of a covariate model, the same for every job
+        (the first T*patch steps are fed: an adaptive sweep grows T over the same series).
         """
+        covariates = given_steps(covariates, horizon, self.patch)
         chunks = chunk_jobs(jobs, len(windows), horizon, self.patch, windows.shape[2])
         reference, distances, norms = None, [], []
         for index, chunk in enumerate(chunks):

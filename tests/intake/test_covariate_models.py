@@ -67,10 +67,16 @@ def test_data_free_scoring_and_conversion_refuse_and_name_the_data_flags(model, 
     assert not (tmp_path / "bundle").exists()
 
 
-def test_adaptive_scoring_refuses_covariates_clearly(model, data):
-    with pytest.raises(EdgeTQSError, match="--adaptive does not feed covariates"):
-        score_model(model.graph, model.card, ScoreSettings(horizon=8, windows=4, data=data, adaptive=True),
-                    progress=False)
+def test_adaptive_scoring_feeds_each_windows_own_covariates(model, data):
+    """At K=4, T=8 the adaptive sweep's first stage is the whole sweep, its windows in spread order:
+    the scores equal the full sweep's only if every window got its own covariates."""
+    full = score_model(model.graph, model.card, ScoreSettings(horizon=8, windows=4, data=data), progress=False)
+    adaptive = score_model(model.graph, model.card, ScoreSettings(horizon=8, windows=4, data=data, adaptive=True),
+                           progress=False)
+    assert adaptive.settings["adaptive"]["stages"][0] | {"windows": 4, "horizon": 8} == adaptive.settings["adaptive"]["stages"][0]
+    for probe in ("quant", "gauss"):
+        np.testing.assert_allclose([u.gamma(probe) for u in adaptive.units], [u.gamma(probe) for u in full.units],
+                                   rtol=1e-6)
 
 
 def test_scores_from_data_see_the_covariates(model, data, trip):
