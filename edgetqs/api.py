@@ -135,24 +135,26 @@ def _method_inputs(method: str, model: Model) -> dict:
 
 def plan(model, scores: ScoreFile | str | os.PathLike, *, target: str | None = None, budget: int | str | None = None,
          allocator: str = "mckp", mode: str = "dynamic", bottom: str | None = None,
-         keep_float: KeepFloat | None = None, runtime: str | None = None) -> Plan:
+         keep_float: KeepFloat | None = None, runtime: str | None = None, calibration: str | None = None) -> Plan:
     """One weight format per unit that fits ``target``'s memory (targets/*.toml) or ``budget``
     (bytes, or a size such as "384KiB"), minimising the scores' predicted error. ``allocator``: mckp
     (exact) or greedy; ``mode``: dynamic, weight_only or static; ``bottom``: the lowest format allowed;
-    ``keep_float``: units kept in fp32; ``runtime``: whose conformance results filter the formats."""
+    ``keep_float``: units kept in fp32; ``runtime``: whose conformance results filter the formats;
+    ``calibration``: the series static mode is priced with (the one convert will calibrate on)."""
     return plan_with_options(model, scores, target=target, budget=budget, allocator=allocator, mode=mode,
-                             bottom=bottom, keep_float=keep_float, runtime=runtime)[0]
+                             bottom=bottom, keep_float=keep_float, runtime=runtime, calibration=calibration)[0]
 
 
 def plan_with_options(model, scores: ScoreFile | str | os.PathLike, *, target: str | None = None,
                       budget: int | str | None = None, allocator: str = "mckp", mode: str = "dynamic",
                       bottom: str | None = None, keep_float: KeepFloat | None = None,
-                      runtime: str | None = None) -> tuple[Plan, Problem]:
+                      runtime: str | None = None, calibration: str | None = None) -> tuple[Plan, Problem]:
     """:func:`plan`, and the per-unit options it chose from (what Pareto fronts and unit tables read)."""
     model = load(model)
     budget_bytes = parse_size(budget) if isinstance(budget, str) else budget
     return make_plan(model.graph, scores, load_target(target) if target else None, budget_bytes,
-                     allocator, mode, bottom, keep_float, runtime=runtime, model=model.canonical)
+                     allocator, mode, bottom, keep_float, runtime=runtime, model=model.canonical,
+                     calibration=calibration)
 
 
 def convert(model, plan: Plan | dict | str | os.PathLike, out: str | os.PathLike, **options) -> ConversionResult:

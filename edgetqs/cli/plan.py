@@ -43,7 +43,7 @@ def run(args) -> int:
     model = load(args.model)
     plan, problem = plan_with_options(model, args.scores, target=args.target, budget=args.budget,
                                       allocator=args.allocator, mode=args.mode, bottom=args.bottom, keep_float=keep,
-                                      runtime=args.runtime)
+                                      runtime=args.runtime, calibration=args.data)
     search = _verify(args, model.canonical, problem, plan) if args.verify else None
     if search is not None:
         plan = search.plan
@@ -138,6 +138,8 @@ def register(subparsers):
                         help="plan rollouts the search may spend (default 2 per unit, at least 16)")
     parser.add_argument("--search-seconds", type=float, default=None, metavar="S", help="time limit of the search")
     parser.add_argument("--data", default=None, metavar="SERIES",
-                        help="the search's windows from this series (default: the scores' own contexts)")
+                        help="the series (CSV/NPY) the search's windows come from (default: the scores' own "
+                             "contexts) and static mode is priced with (pass the file `convert --calibration` gets; "
+                             "a model with covariates needs it)")
     parser.add_argument("-o", "--output", required=True, metavar="PLAN.json", help="plan file to write")
     add_json_flag(parser)

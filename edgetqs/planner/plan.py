@@ -392,11 +392,12 @@ def make_plan(graph: TFLiteGraph, scores_path: ScoreFile | str | Path, target: T
               budget_bytes: int | None = None, allocator: str = "mckp", mode: Mode | str = Mode.DYNAMIC,
               bottom: str | None = None, keep_float: KeepFloat | None = None,
               matrix: CapabilityMatrix | None = None, runtime: str | None = None,
-              model=None) -> tuple[Plan, Problem]:
+              model=None, calibration: str | None = None) -> tuple[Plan, Problem]:
     """The plan for ``graph`` from the score file (a path, or a ScoreFile), for a target and/or an explicit budget.
 
     ``model`` (the CanonicalModel) lets static plans be priced with the activation
-    ranges of the model's own free run, as the converter calibrates by default.
+    ranges the converter will calibrate: of the model's own free run by default, of the
+    ``calibration`` series when given (pass the file ``convert --calibration`` gets).
     """
     if target is None and budget_bytes is None:
         raise EdgeTQSError("no budget: neither a target nor --budget was given", "pass --target NAME or --budget SIZE")
@@ -405,9 +406,9 @@ def make_plan(graph: TFLiteGraph, scores_path: ScoreFile | str | Path, target: T
         scores, scores_sha256 = scores_path, scores_path.sha256()
     else:
         scores, scores_sha256 = load_scores(scores_path), file_sha256(scores_path)
-    calibration = static_calibration_for(model) if mode == Mode.STATIC and model is not None else None
+    ranges = static_calibration_for(model, calibration) if mode == Mode.STATIC and model is not None else None
     delegate = target.firmware.delegate if target is not None and target.firmware else DEFAULT_DELEGATE
-    problem = build_problem(graph, scores, scores_sha256, runtime, mode, matrix, bottom, keep_float, calibration,
+    problem = build_problem(graph, scores, scores_sha256, runtime, mode, matrix, bottom, keep_float, ranges,
                             delegate)
     budget = budget_bytes if budget_bytes is not None else target_budget(target)
     return solve(problem, budget, allocator, target), problem

@@ -132,3 +132,17 @@ def test_verified_search_rolls_plans_out_with_the_datas_covariates(model, data, 
     np.testing.assert_allclose(rollouts.reference, float_rollout, rtol=1e-4, atol=1e-5)
     result = verified_search(problem, model.card, trip["budget"], settings, rollouts=rollouts)
     assert result.best.memory_bytes <= trip["budget"] and np.isfinite(result.best.rmse)
+
+
+def test_static_plans_of_a_covariate_model_are_priced_on_the_data_they_are_calibrated_on(model, data, tmp_path):
+    from edgetqs.converter.pipeline import convert
+    from edgetqs.planner.plan import make_plan
+
+    scores = score_model(model.graph, model.card, ScoreSettings(horizon=HORIZON, windows=WINDOWS, data=data),
+                         progress=False)
+    with pytest.raises(EdgeTQSError, match="reads covariates"):  # priced data-free: refused, not mispriced
+        make_plan(model.graph, scores, budget_bytes=10**6, mode="static", model=model)
+    plan, _ = make_plan(model.graph, scores, budget_bytes=10**6, mode="static", model=model, calibration=data)
+    result = convert(model, plan.to_dict(), tmp_path / "static.tflite", mode="static", calibration=data)
+    predicted = plan.predicted["model_bytes"]
+    assert result.mode == "static" and abs(result.model_bytes - predicted) <= 0.01 * predicted
