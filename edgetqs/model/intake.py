@@ -25,7 +25,8 @@ from edgetqs.errors import EdgeTQSError
 from edgetqs.files import staged_directory, write_atomically
 from edgetqs.model.card import ModelCard, RolloutSpec
 from edgetqs.model.formats import FORMATS, SUPPORTED, detect_format
-from edgetqs.model.formats.onnx import TORCH_ROUTE
+from edgetqs.model.formats.base import AGREEMENT_TOLERANCE, relative_difference
+from edgetqs.model.formats.onnx import DISAGREES_FIX
 from edgetqs.model.formats.pytorch import export_module
 from edgetqs.model.layers import infer_rollout, layer_table
 from edgetqs.model.litert import run_tflite
@@ -38,8 +39,6 @@ __all__ = ["CanonicalModel", "load_model", "load_torch_module", "canonicalize", 
 
 # Bump when the canonical form changes, so old cache entries are rebuilt.
 INTAKE_VERSION = 4
-# Max relative difference between the canonical model and its source on a random window.
-AGREEMENT_TOLERANCE = 1e-3
 RE_EXPORT_FLAT = ("give edgetqs the source model instead (.keras, .pt2 or .onnx: intake unrolls recurrent layers over "
                   "the fixed window), or re-export a flat graph (Keras: unroll=True on every GRU/LSTM/SimpleRNN; "
                   "TFLite converter: no fused LSTM ops)")
@@ -181,8 +180,8 @@ def _check_agreement(tflite_bytes: bytes, reference, source_format: str, path: P
     if got.shape != expected.shape:
         raise EdgeTQSError(f"the converted {path} returns shape {got.shape}, the {source_format} source {expected.shape}",
                            "report this model; the converter changed its layout")
-    error = float(np.max(np.abs(got - expected)) / (np.max(np.abs(expected)) + 1e-6))
+    error = relative_difference(got, expected)
     if error > AGREEMENT_TOLERANCE:
         raise EdgeTQSError(f"the converted {path} disagrees with its {source_format} source "
                            f"(max relative difference {error:.2e} > {AGREEMENT_TOLERANCE})",
-                           TORCH_ROUTE if source_format == "onnx" else "report this model; the conversion is not faithful")
+                           DISAGREES_FIX if source_format == "onnx" else "report this model; the conversion is not faithful")

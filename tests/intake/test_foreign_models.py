@@ -265,18 +265,143 @@ def test_state_to_state_model_refuses_a_longer_window(tmp_path):
     assert "window=1" in info.value.fix
 
 
-# -- ONNX exported by torch.onnx: what onnx2tf 1.28 cannot convert points to the .pt2 route --
+# -- ONNX exported by torch.onnx: recurrent and attention models go through PyTorch --------
 
-@pytest.mark.parametrize("kind", ["gru", "patch-encoder"])
-def test_torch_onnx_recurrent_and_attention_models_are_refused_with_the_pt2_route(kind, tmp_path):
+def _torch_onnx(module, path, example=None):
     import torch
 
-    path = tmp_path / f"{kind}.onnx"
-    torch.onnx.export(_torch_forecaster(kind), (torch.zeros(1, WINDOW, FEATURES),), str(path), input_names=["window"],
-                      output_names=["next"], dynamo=False, opset_version=17)
-    with pytest.raises(EdgeTQSError, match="onnx2tf cannot convert|disagrees") as info:
-        load_model(path)
-    assert ".pt2" in info.value.fix and "torch.export" in info.value.fix
+    example = torch.zeros(1, WINDOW, FEATURES) if example is None else example
+    torch.onnx.export(module, (example,), str(path), input_names=["window"], output_names=["next"], dynamo=False,
+                      opset_version=17)
+    return path
+
+
+def _check_against_onnxruntime(model, path):
+    import onnxruntime
+
+    window = np.random.default_rng(12).standard_normal((1, WINDOW, FEATURES)).astype(np.float32)
+    expected = onnxruntime.InferenceSession(str(path)).run(None, {"window": window})[0]
+    np.testing.assert_allclose(run_tflite(model.tflite_path, window).reshape(expected.shape), expected,
+                               rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm", "patch-encoder"])
+def test_torch_onnx_recurrent_and_attention_models_reach_a_verified_bundle(kind, tmp_path):
+    """What onnx2tf 1.28 fails on or gets 7-9% wrong (benchmarks/foreign_models.py), taken ONNX -> torch -> litert-torch."""
+    module = _torch_forecaster(kind)
+    path = _torch_onnx(module, tmp_path / f"{kind}.onnx")
+    model = load_model(path)
+    assert model.card.source_format == "onnx" and model.graph.num_subgraphs == 1
+    _check_against_onnxruntime(model, path)
+    _check_against_torch(model, module)
+    if kind != "patch-encoder":  # the recurrent kernels keep ONNX's roles as names, one tensor read at every step
+        names = {layer.name for layer in model.card.layers}
+        assert {"rnn/W", "rnn/R", "head"} <= names
+        recurrent = next(layer for layer in model.card.layers if layer.name == "rnn/R")
+        index = model.graph.tensor_by_name(recurrent.main_weight).index
+        assert WINDOW - 1 <= len([op for op in model.graph.operators if index in op.inputs]) <= WINDOW
+    trip = through_pipeline(model, tmp_path / "trip")
+    assert trip["result"].verification.simulation_rel_error <= trip["result"].verification.tolerance
+
+
+def _recurrent_variant(cell: str, bidirectional: bool, initial_state: bool):
+    """A forecaster torch.onnx writes other recurrent nodes for: nn.RNN, bidirectional, a learned initial state."""
+    import torch
+
+    torch.manual_seed(6)
+
+    class Variant(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = getattr(torch.nn, cell)(FEATURES, 6, batch_first=True, bidirectional=bidirectional)
+            self.h0 = torch.nn.Parameter(torch.randn(2 if bidirectional else 1, 1, 6))
+            self.head = torch.nn.Linear(12 if bidirectional else 6, FEATURES)
+
+        def forward(self, window):
+            state = (self.h0, torch.tanh(self.h0)) if cell == "LSTM" else self.h0
+            out, _ = self.rnn(window, state) if initial_state else self.rnn(window)
+            return self.head(out[:, -1])
+
+    return Variant().eval()
+
+
+@pytest.mark.parametrize("cell,bidirectional,initial_state", [("RNN", False, True), ("LSTM", True, True),
+                                                              ("GRU", True, False)])
+def test_other_torch_onnx_recurrent_nodes_convert_faithfully(cell, bidirectional, initial_state, tmp_path):
+    path = _torch_onnx(_recurrent_variant(cell, bidirectional, initial_state), tmp_path / "variant.onnx")
+    model = load_model(path)
+    _check_against_onnxruntime(model, path)
+
+
+def test_onnx_without_recurrent_or_attention_ops_stays_on_onnx2tf(tmp_path, monkeypatch):
+    from edgetqs.model.formats import onnx as onnx_format
+
+    def no_torch_route(*args):
+        raise AssertionError("a model onnx2tf converts faithfully took the PyTorch route")
+
+    monkeypatch.setattr(onnx_format, "via_torch", no_torch_route)
+    monkeypatch.setenv("EDGETQS_CACHE", str(tmp_path / "cache"))  # the same model may be cached by another test
+    _state_to_state_onnx(tmp_path / "state.onnx")
+    assert load_model(tmp_path / "state.onnx").card.source_format == "onnx"
+
+
+def _other_state_to_state_onnx(path, like):
+    """``like`` with fc2 scaled: a model that converts fine but computes something else."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(like))
+    for i, initializer in enumerate(proto.graph.initializer):
+        if initializer.name == "fc2.weight":
+            proto.graph.initializer[i].CopyFrom(numpy_helper.from_array(2 * numpy_helper.to_array(initializer), "fc2.weight"))
+    onnx.save(proto, str(path))
+    return path
+
+
+@pytest.mark.parametrize("onnx2tf_outcome", ["fails", "disagrees"])
+def test_onnx2tf_failure_or_disagreement_falls_back_to_the_torch_route(onnx2tf_outcome, tmp_path, monkeypatch):
+    """A model onnx2tf cannot convert, or converts wrongly, without ops _TORCH_ROUTE_OPS names: the PyTorch
+    route is tried, and its result is still checked against onnxruntime."""
+    from edgetqs.model.formats import onnx as onnx_format
+
+    weights = _state_to_state_onnx(tmp_path / "state.onnx")
+    other = _other_state_to_state_onnx(tmp_path / "other.onnx", tmp_path / "state.onnx")
+    original_onnx2tf, original_via_torch, routed = onnx_format.run_onnx2tf, onnx_format.via_torch, []
+
+    def onnx2tf(path, *args):
+        if onnx2tf_outcome == "fails":
+            raise EdgeTQSError(f"onnx2tf cannot convert {path}: unsupported op(s) Tanh", "replace it")
+        return original_onnx2tf(other, *args)  # a real conversion, of the wrong model
+
+    def spied_via_torch(*args):
+        routed.append(args)
+        return original_via_torch(*args)
+
+    monkeypatch.setattr(onnx_format, "run_onnx2tf", onnx2tf)
+    monkeypatch.setattr(onnx_format, "via_torch", spied_via_torch)
+    monkeypatch.setenv("EDGETQS_CACHE", str(tmp_path / "cache"))  # the same model may be cached by another test
+    model = load_model(tmp_path / "state.onnx")
+    assert len(routed) == 1
+    state = np.random.default_rng(4).standard_normal((1, FEATURES)).astype(np.float32)
+    expected = state + np.tanh(state @ weights["fc1.weight"] + weights["fc1.bias"]) @ weights["fc2.weight"] + weights["fc2.bias"]
+    np.testing.assert_allclose(run_tflite(model.tflite_path, state[:, None, :]), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_when_both_routes_fail_the_error_names_both(tmp_path, monkeypatch):
+    from edgetqs.model.formats import onnx as onnx_format
+
+    def failing(name):
+        def fail(source, *args):
+            raise EdgeTQSError(f"{name} cannot convert {source}: it broke", f"{name}'s fix")
+        return fail
+
+    monkeypatch.setattr(onnx_format, "run_onnx2tf", failing("onnx2tf"))
+    monkeypatch.setattr(onnx_format, "run_litert_torch", failing("litert-torch"))
+    monkeypatch.setenv("EDGETQS_CACHE", str(tmp_path / "cache"))
+    _state_to_state_onnx(tmp_path / "state.onnx")
+    with pytest.raises(EdgeTQSError, match="onnx2tf cannot convert.*through PyTorch: litert-torch cannot convert") as info:
+        load_model(tmp_path / "state.onnx")
+    assert info.value.fix == "litert-torch's fix"
 
 
 # -- channel-first: [batch, features, window], declared in the rollout spec -------------

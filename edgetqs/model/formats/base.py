@@ -13,6 +13,15 @@ from edgetqs.model.card import RolloutSpec
 from edgetqs.model.layers import SourceNames
 
 
+# Max relative difference between a conversion and its source on the seeded window.
+AGREEMENT_TOLERANCE = 1e-3
+
+
+def relative_difference(got: np.ndarray, expected: np.ndarray) -> float:
+    """max |got - expected| / max |expected|: how far a conversion's output is from its source's."""
+    return float(np.max(np.abs(got - expected)) / (np.max(np.abs(expected)) + 1e-6))
+
+
 class Converted(NamedTuple):
     """A source model as float TFLite bytes, plus what intake needs to judge and describe it."""
 

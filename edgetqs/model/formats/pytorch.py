@@ -68,24 +68,28 @@ def convert(path: Path, rollout: RolloutSpec | None) -> Converted:
         expected = program.module()(torch.from_numpy(window)).detach().numpy()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "model.tflite"
-        _run_worker(path, out, shape)
-        tflite = compact_tensor_names(out.read_bytes())
+        tflite = run_litert_torch(path, out, shape, PT2_FIX)
     return Converted(tflite, source_names(program), (window, np.asarray(expected)))
 
 
-def _run_worker(program: Path, out: Path, shape: list[int]) -> None:
-    command = [str(torch_env.python()), str(torch_env.WORKER), str(program), str(out), ",".join(map(str, shape))]
+PT2_FIX = ("check that the program runs in torch with a [1, window, features] input; "
+           "replace ops litert-torch does not lower, or export the model as ONNX")
+
+
+def run_litert_torch(source: Path, out: Path, shape: list[int], fix: str) -> bytes:
+    """``source`` (a .pt2, or an .onnx with a static input shape) converted by litert-torch in its venv, as
+    float .tflite bytes with short tensor names; ``fix`` is the error's advice when it fails."""
+    command = [str(torch_env.python()), str(torch_env.WORKER), str(source), str(out), ",".join(map(str, shape))]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=CONVERSION_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        raise EdgeTQSError(f"litert-torch did not finish converting {program} in {CONVERSION_TIMEOUT_S} s",
+        raise EdgeTQSError(f"litert-torch did not finish converting {source} in {CONVERSION_TIMEOUT_S} s",
                            "export a smaller model, or try again on a less loaded machine") from None
     if result.returncode != 0 or not out.exists():
         reason = next((line for line in result.stderr.splitlines() if line.startswith("error:")),
                       result.stderr.strip()[-300:])
-        raise EdgeTQSError(f"litert-torch cannot convert {program}: {reason.removeprefix('error: ')}",
-                           "check that the program runs in torch with a [1, window, features] input; "
-                           "replace ops litert-torch does not lower, or export the model as ONNX")
+        raise EdgeTQSError(f"litert-torch cannot convert {source}: {reason.removeprefix('error: ')}", fix)
+    return compact_tensor_names(out.read_bytes())
 
 
 def export_module(module, example_input, path: Path) -> Path:

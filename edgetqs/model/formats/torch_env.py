@@ -9,11 +9,17 @@ So, as the conformance check does with runtimes, it gets its own venv, locked
 by ``constraints-litert-torch.txt``, built once (``python -m
 edgetqs.model.formats.torch_env``; ``make venv`` does it) and shared by every
 cache. Conversions run there as a subprocess (litert_torch_worker.py).
+
+ONNX intake uses it too, for models onnx2tf converts wrongly (recurrent ops,
+attention; formats/onnx.py says why): onnx2torch turns them into torch modules
+in this venv and litert-torch converts those. A venv built before a package was
+added here is topped up in place (its stamp lists what it was built with).
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import subprocess
 import sys
@@ -24,6 +30,9 @@ from edgetqs.errors import EdgeTQSError
 LITERT_TORCH = "litert-torch==0.10.0"
 TORCH = "torch==2.13.0"  # the CPU wheel this machine carries, as in edgetqs' own venv
 CONSTRAINTS = Path(__file__).resolve().parents[3] / "constraints-litert-torch.txt"
+# ONNX -> torch for ONNX models onnx2tf misconverts; 1.5.15 is the newest release (it needs onnx and torchvision).
+ONNX2TORCH = "onnx2torch==1.5.15"
+REQUIREMENTS = (TORCH, LITERT_TORCH, ONNX2TORCH)
 WORKER = Path(__file__).with_name("litert_torch_worker.py")
 
 
@@ -35,27 +44,38 @@ def env_dir() -> Path:
 
 
 def python(build: bool = True) -> Path:
-    """The litert-torch venv's Python, building the venv first if it is missing and ``build``."""
+    """The litert-torch venv's Python, building (or topping up) the venv first if it is missing or
+    older than ``REQUIREMENTS`` and the constraints, and ``build``."""
     env = env_dir()
     ready = env / ".installed"
-    if ready.exists():
+    if _stamp_of(ready) == _stamp():
         return env / "bin" / "python"
     if not build:
-        raise EdgeTQSError(f"the litert-torch environment is not built ({env})",
+        raise EdgeTQSError(f"the litert-torch environment is not built or not up to date ({env})",
                            "run `python -m edgetqs.model.formats.torch_env` (or `make venv`)")
     env.parent.mkdir(parents=True, exist_ok=True)
     with open(env.parent / f".{env.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # parallel first users wait instead of installing twice
-        if not ready.exists():
-            _build(env)
-            ready.touch()
+        if _stamp_of(ready) != _stamp():
+            _build(env, fresh=not (env / "bin" / "python").exists())
+            ready.write_text(_stamp())
     return env / "bin" / "python"
 
 
-def _build(env: Path) -> None:
-    steps = [[sys.executable, "-m", "venv", "--clear", str(env)],
-             [str(env / "bin" / "pip"), "install", "-q", "-c", str(CONSTRAINTS), TORCH, LITERT_TORCH],
-             [str(env / "bin" / "pip"), "check"]]
+def _stamp() -> str:
+    """What a venv built now holds: the requirements and the lock they were installed with."""
+    lock = hashlib.sha256(CONSTRAINTS.read_bytes() if CONSTRAINTS.exists() else b"").hexdigest()[:16]
+    return " ".join(REQUIREMENTS) + f" constraints={lock}\n"
+
+
+def _stamp_of(ready: Path) -> str | None:
+    return ready.read_text() if ready.exists() else None
+
+
+def _build(env: Path, fresh: bool) -> None:
+    steps = [[sys.executable, "-m", "venv", "--clear", str(env)]] if fresh else []
+    steps += [[str(env / "bin" / "pip"), "install", "-q", "-c", str(CONSTRAINTS), *REQUIREMENTS],
+              [str(env / "bin" / "pip"), "check"]]
     for step in steps:
         result = subprocess.run(step, capture_output=True, text=True)
         if result.returncode != 0:
