@@ -121,9 +121,12 @@ def via_torch(proto, input_name: str, shape: list[int], tmp: Path, path: Path) -
                            "export the ONNX model with a static [1, window, features] input") from exc
     static = tmp / "static.onnx"
     onnx.save(simplified, str(static))
-    return run_litert_torch(static, tmp / "torch-route.tflite", shape,
-                            "replace the op(s) onnx2torch or litert-torch do not convert and re-export the ONNX; "
-                            + TORCH_ROUTE)
+    try:
+        return run_litert_torch(static, tmp / "torch-route.tflite", shape,
+                                "replace the op(s) onnx2torch or litert-torch do not convert and re-export the ONNX; "
+                                + TORCH_ROUTE)
+    except EdgeTQSError as exc:  # name the user's file, not the simplified copy
+        raise EdgeTQSError(exc.problem.replace(str(static), f"{path} (as torch modules, by onnx2torch)"), exc.fix) from None
 
 
 ONNX2TF_FIX = ("replace the unsupported op(s) in the source model and re-export the ONNX "
