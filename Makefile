@@ -21,7 +21,7 @@ demo: venv
 	$(BIN)/edgetqs demo
 
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py
