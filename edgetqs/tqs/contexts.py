@@ -45,19 +45,21 @@ class Contexts:
 
     def covariates_for(self, horizon: int, patch: int) -> np.ndarray | None:
         """The given covariates over the first ``horizon`` calls (None for a model without)."""
-        if self.covariates is None:
-            return None
-        steps = horizon * patch
-        if self.covariates.shape[1] < steps:
+        if self.covariates is not None and self.covariates.shape[1] < horizon * patch:
             raise EdgeTQSError(f"the contexts carry covariates for {self.covariates.shape[1]} steps, "
-                               f"the rollout needs {steps}",
+                               f"the rollout needs {horizon * patch}",
                                "build the contexts for the longest horizon you roll out")
-        return self.covariates[:, :steps]
+        return given_steps(self.covariates, horizon, patch)
 
     def subset(self, rows) -> "Contexts":
         """The same contexts restricted to ``rows`` (windows, truth and covariates together)."""
         pick = (lambda a: None if a is None else a[rows])
         return Contexts(self.windows[rows], self.source, pick(self.truth), pick(self.covariates))
+
+
+def given_steps(covariates: np.ndarray | None, horizon: int, patch: int) -> np.ndarray | None:
+    """The covariates [K, >= horizon*patch, C] of the first ``horizon`` calls (None for a model without)."""
+    return None if covariates is None else covariates[:, : horizon * patch]
 
 
 def burn_in_steps(window: int, patch: int = 1) -> int:

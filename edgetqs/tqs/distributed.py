@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
+from edgetqs.tqs.contexts import given_steps
 from edgetqs.tqs.probes import delta_norm, step_distances
-from edgetqs.tqs.sweep import chunk_jobs, given_steps, job_deltas, weight_source
+from edgetqs.tqs.sweep import chunk_jobs, job_deltas, weight_source
 
 DEFAULT_WINDOW_CHUNK = 4
 _WORKER_MODELS: dict[tuple[str, str], tuple] = {}  # (model dir, sha256) -> (engine, graph), per worker process

@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from edgetqs.tqs.contexts import given_steps
 from edgetqs.tqs.probes import delta_norm, probes_for, step_distances, unit_delta
 from edgetqs.tqs.units import Unit
 
@@ -69,11 +70,6 @@ def job_deltas(chunk: list[Job], weight_of: WeightSource, bits: int, seed: int) 
     residuals: dict = {}
     weights = _LazyWeights(weight_of)
     return [unit_delta(unit, weights, probe, bits, seed, residuals) for unit, probe in chunk]
-
-
-def given_steps(covariates: np.ndarray | None, horizon: int, patch: int) -> np.ndarray | None:
-    """The covariates of the first ``horizon`` calls (None for a model without)."""
-    return None if covariates is None else covariates[:, : horizon * patch]
 
 
 class LocalRunner:
