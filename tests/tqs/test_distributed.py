@@ -73,19 +73,25 @@ def test_dask_sweep_equals_single_process_bit_for_bit(cluster):
     assert _as_json(remote) == _as_json(local)
 
 
+def _in_process_and_on_dask(cluster, model, settings: ScoreSettings, window_chunk: int = 2):
+    """The same sweep in this process and as tasks on the cluster (windows in chunks of ``window_chunk``)."""
+    from edgetqs.tqs.distributed import DaskRunner
+
+    local = score_model(model.graph, model.card, settings, progress=False)
+    runner = DaskRunner.connect(cluster, model.graph, model.card, settings.probe_bits, settings.seed,
+                                window_chunk=window_chunk)
+    try:
+        return local, score_model(model.graph, model.card, settings, progress=False, runner=runner)
+    finally:
+        runner.client.close()
+
+
 @pytest.mark.slow
 def test_adaptive_sweep_on_dask_equals_adaptive_in_process(cluster):
     from edgetqs import zoo
-    from edgetqs.tqs.distributed import DaskRunner
 
-    model = zoo.build("mlp-lorenz96")
-    settings = ScoreSettings(horizon=16, windows=8, adaptive=True)
-    local = score_model(model.graph, model.card, settings, progress=False)
-    runner = DaskRunner.connect(cluster, model.graph, model.card, settings.probe_bits, settings.seed, window_chunk=2)
-    try:
-        remote = score_model(model.graph, model.card, settings, progress=False, runner=runner)
-    finally:
-        runner.client.close()
+    local, remote = _in_process_and_on_dask(cluster, zoo.build("mlp-lorenz96"),
+                                            ScoreSettings(horizon=16, windows=8, adaptive=True))
     assert _as_json(remote) == _as_json(local)
 
 
@@ -94,17 +100,11 @@ def test_covariate_sweep_on_dask_equals_single_process(cluster, tmp_path):
     """Each window chunk's task gets its own rows of the data's covariates."""
     from edgetqs.model.card import RolloutSpec
     from edgetqs.model.intake import load_model
-    from edgetqs.tqs.distributed import DaskRunner
     from tests.engine.covariate_standin import SPEC, build_covariate_standin, write_covariate_series
 
     model = load_model(build_covariate_standin(tmp_path), RolloutSpec.parse(SPEC))
     settings = ScoreSettings(horizon=6, windows=5, data=write_covariate_series(tmp_path / "series.csv"))
-    local = score_model(model.graph, model.card, settings, progress=False)
-    runner = DaskRunner.connect(cluster, model.graph, model.card, settings.probe_bits, settings.seed, window_chunk=2)
-    try:
-        remote = score_model(model.graph, model.card, settings, progress=False, runner=runner)
-    finally:
-        runner.client.close()
+    local, remote = _in_process_and_on_dask(cluster, model, settings)
     assert _as_json(remote) == _as_json(local)
 
 
