@@ -18,10 +18,15 @@ def print_card(card: ModelCard) -> None:
     spec = card.rollout
     console.print(line(styled(card.name, "bold"), f"  ({card.source_format}: {card.source})"))
     console.print(f"canonical: {card.tflite_path}  sha256 {card.tflite_sha256[:16]}…")
-    output = f"[1, {spec.patch}, {spec.features}]" if spec.output_rank == 3 else f"[1, {spec.features}]"
-    console.print(f"rollout: window={spec.window} features={spec.features} patch={spec.patch} "
+    output = f"[1, {spec.patch}, {spec.outputs}]" if spec.output_rank == 3 else f"[1, {spec.outputs}]"
+    # as --rollout writes them: i+j, or i+ for one feature
+    given = f" covariates={'+'.join(map(str, spec.covariates))}{'+' * (len(spec.covariates) == 1)}" if spec.covariates else ""
+    console.print(f"rollout: window={spec.window} features={spec.features} patch={spec.patch}{given} "
                   f"feedback={spec.feedback}  input [1, {spec.window}, {spec.features}] -> output {output}"
                   + ("  (normalised inputs)" if spec.norm_mean else ""))
+    if spec.covariates:
+        console.print(f"covariates: input features {spec.covariates} are given (fed from --data at every call), "
+                      f"features {spec.fed_back} predicted and fed back")
     total_bytes = sum(layer.float_bytes for layer in card.layers)
     table = Table(title=f"{len(card.layers)} weighted layers, {card.total_params:,} parameters, "
                         f"{total_bytes:,} float bytes")

@@ -206,3 +206,6 @@ def test_covariate_zoo_model_predicts_the_state_and_reads_the_force(capsys):
     assert series.shape[1] == 4 and np.allclose(series[:, 2] ** 2 + series[:, 3] ** 2, 1, atol=1e-4)
     with pytest.raises(EdgeTQSError, match="reads covariates"):
         score_model(model.graph, model.card, ScoreSettings(horizon=4, windows=2), progress=False)
+    assert main(["inspect", "zoo:mlp-duffing"]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "covariates=2+3" in shown and "-> output [1, 2]" in shown
