@@ -31,7 +31,8 @@ from tests.intake import test_foreign_models as suite  # noqa: E402
 from tests.intake.pipeline import through_pipeline  # noqa: E402
 
 W, F = suite.WINDOW, suite.FEATURES
-BOARD_ROWS = {"keras conv-gru", "keras lstm", "torch gru (nn.Module)", "torch patch-encoder (.pt2)", "onnx state-to-state"}
+BOARD_ROWS = {"keras conv-gru", "keras lstm", "torch gru (nn.Module)", "torch patch-encoder (.pt2)", "torch gru (torch.onnx)",
+              "onnx state-to-state"}
 
 
 def _keras(kind, tmp):
