@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search-evaluations", type=int, default=None, help="plan rollouts per search (budget)")
     parser.add_argument("--mode", default=str(Mode.DYNAMIC),
                         help=f"activation modes, comma-separated, of: {', '.join(MODE_NAMES)} (default dynamic)")
+    parser.add_argument("--score-contexts", default="free-run", choices=["free-run", "training-series"],
+                        help="what scoring and the search roll out from: a data-free free run or the zoo's training series")
     parser.add_argument("--no-ablations", action="store_true")
     parser.add_argument("--out", default=None, help="results name under benchmarks/results")
     args = parser.parse_args(argv)
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     name = args.out or ("evaluation_quick" if args.quick else "evaluation" if args.tier == "core" else f"evaluation_{args.tier}")
     settings = EvaluationSettings(methods=config["methods"], budgets_bits=config["budgets"],
                                   random_seeds=config["seeds"], ablations=config["ablations"],
-                                  search_evaluations=config["search_evaluations"],
+                                  search_evaluations=config["search_evaluations"], score_contexts=args.score_contexts,
                                   modes=[m.strip() for m in args.mode.split(",") if m.strip()]).check()
     config["modes"] = list(settings.modes)
     start, rows, notes, timings, searches, plans, skipped = time.perf_counter(), [], [], {}, [], {}, []

@@ -27,11 +27,12 @@ def _numbers(text: str | None, kind, what: str) -> list:
 def _settings(args):
     from edgetqs.evaluation import EvaluationSettings
 
-    settings = EvaluationSettings(budgets_bits=_numbers(args.budgets, float, "--budgets"),
-                                  budgets_bytes=_numbers(args.budget_bytes, int, "--budget-bytes"),
-                                  data=args.data, seed=args.seed, search_evaluations=args.search_evaluations,
+    settings = EvaluationSettings(budgets_bytes=_numbers(args.budget_bytes, int, "--budget-bytes"),
+                                  data=args.data, score_contexts=args.score_contexts, seed=args.seed, search_evaluations=args.search_evaluations,
                                   search_seconds=args.search_seconds)
-    if args.budget_bytes and args.budgets is None:
+    if args.budgets is not None:
+        settings.budgets_bits = _numbers(args.budgets, float, "--budgets")
+    elif args.budget_bytes:  # byte budgets alone replace the default average bits
         settings.budgets_bits = []
     if args.quick:
         settings.methods, settings.random_seeds = list(QUICK_METHODS), 2
@@ -87,6 +88,7 @@ def run(args) -> int:
 
 def register(subparsers) -> None:
     from edgetqs.evaluation.methods import METHODS
+    from edgetqs.evaluation.run import SCORE_CONTEXTS
 
     parser = add_command(
         subparsers, "evaluate",
@@ -102,6 +104,9 @@ def register(subparsers) -> None:
     parser.add_argument("--data", default=None,
                         help="the model's series (CSV/NPY, raw units): scoring/search on its first 70%%, judging on "
                              "the rest; default data-free (zoo models: judged on their test series)")
+    parser.add_argument("--score-contexts", default="free-run", choices=list(SCORE_CONTEXTS),
+                        help="zoo models: what scoring and the verified search roll out from — the model's own free "
+                             "run (data-free, default) or the zoo's training series; judged on the test series either way")
     parser.add_argument("--mode", default=None,
                         help="activation modes, comma-separated, of: " + ", ".join(MODE_NAMES) +
                              " (default dynamic); a mode the planner refuses for the model is skipped, with why")

@@ -51,6 +51,9 @@ from edgetqs.quant.modes import MODE_NAMES, Mode
 
 SCORE_SHARE = 0.7  # of a user's series: scoring/search windows come from here, judging from the rest
 JUDGE_SEED_OFFSET = 1000  # data-free judging windows: a free run from seed + this
+# What scoring and the search see for a zoo model: its own free run (data-free, the default) or its
+# training series (what a user with data would give); judging is on the test series either way.
+SCORE_CONTEXTS = ("free-run", "training-series")
 
 
 @dataclass
@@ -66,6 +69,7 @@ class EvaluationSettings:
     search_evaluations: int | None = None  # per budget; None: the search's default (2 per unit)
     search_seconds: float | None = None
     data: str | None = None  # the user's series (CSV/NPY, raw units)
+    score_contexts: str = "free-run"  # zoo models: one of SCORE_CONTEXTS
     seed: int = 0
     ablations: bool = False
     modes: list[Mode] = field(default_factory=lambda: [Mode.DYNAMIC])  # activation modes, each its own cells
@@ -78,6 +82,8 @@ class EvaluationSettings:
         if not self.modes:
             raise EdgeTQSError("no activation mode to evaluate", f"pass --mode with one or more of: {', '.join(MODE_NAMES)}")
         self.modes = list(dict.fromkeys(Mode.parse(m) for m in self.modes))
+        if self.score_contexts not in SCORE_CONTEXTS:
+            raise EdgeTQSError(f"unknown scoring contexts '{self.score_contexts}'", f"pick one of: {', '.join(SCORE_CONTEXTS)}")
         if not self.budgets_bits and not self.budgets_bytes:
             raise EdgeTQSError("no budget to evaluate at", "pass --budgets (average bits) or --budget-bytes")
         if any(b <= 0 for b in self.budgets_bits) or any(b <= 0 for b in self.budgets_bytes):
@@ -214,6 +220,9 @@ def _windows(canonical, settings: EvaluationSettings, tmp: Path) -> _Windows:
         held = ctx.from_series(series[split:], spec, settings.judge_windows, calls, source="held-out data")
         return _Windows(str(score_path), held.windows, held.truth, calls, f"held-out last {1 - SCORE_SHARE:.0%} of data",
                         held.covariates, str(score_path), f"first {SCORE_SHARE:.0%} of data")
+    if settings.score_contexts == "training-series" and not source.startswith("zoo:"):
+        raise EdgeTQSError("scoring on a training series is for zoo models: this model has none",
+                           "pass your own series with --data (scoring on its first part, judging on the rest)")
     if source.startswith("zoo:"):
         entry = zoo.entry(source)
         calls = -(-min(entry.horizon, steps) // spec.patch)
@@ -221,7 +230,10 @@ def _windows(canonical, settings: EvaluationSettings, tmp: Path) -> _Windows:
                                                 count=settings.judge_windows, seed=entry.seed)
         given = truth[..., spec.covariates] if spec.covariates else None
         # a covariate model scores on its training series (data-free cannot feed it); judged on the test series
-        return _Windows(zoo.data_for(entry.name, entry.seed), contexts, truth[..., spec.fed_back], calls,
+        score_data = zoo.data_for(entry.name, entry.seed)
+        if settings.score_contexts == "training-series":
+            score_data = str(zoo.series_file(entry.name, entry.seed))
+        return _Windows(score_data, contexts, truth[..., spec.fed_back], calls,
                         "zoo test series (held out)", given, str(zoo.series_file(entry.name, entry.seed)),
                         "zoo training series")
     from edgetqs.tqs.score import model_contexts

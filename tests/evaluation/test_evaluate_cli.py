@@ -3,6 +3,7 @@ with the user's own series: plans exported, verified, rolled out in LiteRT."""
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -47,6 +48,24 @@ def test_evaluate_a_covariate_zoo_model_feeds_its_covariates(tmp_path, capsys):
         assert np.isfinite(r["truth_rmse"]) and r["float_vs_truth_rmse"] < 0.5  # the float model tracks the system
 
 
+@pytest.mark.timeout(300)
+def test_zoo_scoring_on_the_training_series_feeds_scores_and_search(tmp_path, capsys):
+    """--score-contexts training-series: TQS and the search roll out from the zoo's training series (what a user
+    with data gives), judging stays on the test series; a file without a training series is told to use --data."""
+    from edgetqs import zoo
+
+    code, _ = _run(capsys, "zoo:mlp-sunspots", "--methods", "tqs-quant,verified-search", "--budgets", "4",
+                   "--search-evaluations", "4", "--score-contexts", "training-series", "--out", str(tmp_path))
+    assert code == 0
+    payload = json.loads((tmp_path / "evaluation-mlp-sunspots.json").read_text())
+    assert [s["contexts"] for s in payload["searches"]] == [f"data:{zoo.series_file('mlp-sunspots').name}"]
+    assert all(r["windows"] == "zoo test series (held out)" for r in payload["rows"])
+    zoo.build("mlp-sunspots-onnx")
+    onnx = zoo.model_dir("mlp-sunspots-onnx") / "mlp-sunspots-onnx.onnx"
+    assert main(["evaluate", str(onnx), "--score-contexts", "training-series", "--out", str(tmp_path)]) != 0
+    assert "pass your own series with --data" in capsys.readouterr().err
+
+
 @pytest.mark.timeout(900)
 def test_evaluate_a_users_onnx_model_with_its_data(tmp_path, capsys):
     """The zoo's torch-trained ONNX file, taken in as a user's model (intake via onnx2tf), judged
@@ -72,6 +91,21 @@ def test_evaluate_a_users_onnx_model_with_its_data(tmp_path, capsys):
                                           "weight-error", "uniform-at-budget"}
     assert all(r["windows"].startswith("held-out") for r in rows)
     assert all(r["memory_bytes"] <= r["budget_bytes"] for r in rows if r["budget_bytes"])
+
+
+def test_evaluate_without_budgets_uses_the_default_average_bits():
+    from edgetqs.cli.evaluate import _settings
+    from edgetqs.evaluation import EvaluationSettings
+
+    parser = argparse.ArgumentParser()
+    subparsers = parser.add_subparsers()
+    from edgetqs.cli.evaluate import register
+
+    register(subparsers)
+    args = parser.parse_args(["evaluate", "zoo:mlp-sunspots"])
+    assert _settings(args).budgets_bits == EvaluationSettings().budgets_bits  # it was [] ("no budget to evaluate at")
+    args = parser.parse_args(["evaluate", "zoo:mlp-sunspots", "--budget-bytes", "20000"])
+    assert _settings(args).budgets_bits == [] and _settings(args).budgets_bytes == [20000]
 
 
 def test_evaluate_refuses_unknown_methods_and_bad_budgets(capsys):
