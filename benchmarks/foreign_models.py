@@ -2,7 +2,8 @@
 model class x exporter -> furthest stage reached, source-vs-canonical agreement,
 conversion (intake) time, and optionally flash + validate on a loopback sshd board.
 
-    .venv/bin/python benchmarks/foreign_models.py            # every row, then the board for one per family
+    .venv/bin/python benchmarks/foreign_models.py                      # every row, each verified bundle on a board
+    .venv/bin/python benchmarks/foreign_models.py --board-rows family  # the board for one row per exporter family
     .venv/bin/python benchmarks/foreign_models.py --no-board
 
 The models are the foreign-model test suite's (tests/intake/test_foreign_models.py),
@@ -31,8 +32,9 @@ from tests.intake import test_foreign_models as suite  # noqa: E402
 from tests.intake.pipeline import through_pipeline  # noqa: E402
 
 W, F = suite.WINDOW, suite.FEATURES
-BOARD_ROWS = {"keras conv-gru", "keras lstm", "torch gru (nn.Module)", "torch patch-encoder (.pt2)", "torch gru (torch.onnx)",
-              "onnx state-to-state"}
+# --board-rows family: one row per exporter family (a quicker run); the default flashes every verified bundle.
+FAMILY_ROWS = {"keras conv-gru", "savedmodel tf.function MLP", "torch gru (nn.Module)", "torch patch-encoder (.pt2)",
+               "torch gru (torch.onnx)", "onnx state-to-state"}
 
 
 def _keras(kind, tmp):
@@ -69,20 +71,18 @@ def _state_onnx(tmp):
     return tmp / "state.onnx", source
 
 
-def _savedmodel(tmp):
-    import tensorflow as tf
-
-    model = suite._keras_forecaster("lstm")
-    module = tf.Module()
-    module.model = model
-    module.serve = tf.function(lambda x: model(x), input_signature=[tf.TensorSpec([None, W, F], tf.float32)])
-    tf.saved_model.save(module, str(tmp / "tf-function"), signatures={"serving_default": module.serve})
-    return tmp / "tf-function", lambda x: np.asarray(model(x))
+def _savedmodel(tmp, recurrent):
+    """The suite's tf.function SavedModels: a residual tanh MLP over the flattened window (converts flat), or a
+    Keras LSTM traced rolled into the tf.function (refused: its loop lowers to TensorList ops)."""
+    path = tmp / ("tf-function-lstm" if recurrent else "tf-function")
+    forward = suite._tf_function_savedmodel(path, recurrent=recurrent)
+    return path, lambda x: np.asarray(forward(x))
 
 
 ROWS = {
     **{f"keras {k}": (lambda t, k=k: _keras(k, t)) for k in suite.KERAS_RECURRENT},
-    "savedmodel tf.function LSTM": _savedmodel,
+    "savedmodel tf.function MLP": lambda t: _savedmodel(t, recurrent=False),
+    "savedmodel tf.function LSTM": lambda t: _savedmodel(t, recurrent=True),  # refused by design, with how to re-export
     "torch gru (nn.Module)": None,  # built through load_torch_module below
     "torch lstm (.pt2)": lambda t: _torch_pt2("lstm", t),
     "torch patch-encoder (.pt2)": lambda t: _torch_pt2("patch-encoder", t),
@@ -91,6 +91,16 @@ ROWS = {
     "torch patch-encoder (torch.onnx)": lambda t: _torch_onnx("patch-encoder", t),
     "onnx state-to-state": _state_onnx,
 }
+
+
+def exporter(name: str) -> str:
+    """How the row's source was written (the table's exporter column)."""
+    for marker, how in (("keras ", "keras Model.save (.keras)"), ("savedmodel ", "tf.saved_model.save (tf.function)"),
+                        ("(nn.Module)", "torch.export in load_torch_module"), ("(.pt2)", "torch.export.save (.pt2)"),
+                        ("(torch.onnx)", "torch.onnx.export"), ("onnx ", "onnx.helper (hand-built)")):
+        if marker in name:
+            return how
+    raise ValueError(name)
 
 
 def _agreement(model, source) -> float:
@@ -103,7 +113,7 @@ def _agreement(model, source) -> float:
 
 
 def run_row(name, tmp) -> dict:
-    row = {"model": name, "stage": "export"}
+    row = {"model": name, "exporter": exporter(name), "stage": "export"}
     try:
         started = time.perf_counter()
         if ROWS[name] is None:
@@ -126,18 +136,22 @@ def run_row(name, tmp) -> dict:
                    verify_rel_error=trip["result"].verification.simulation_rel_error,
                    quantized_bytes=trip["result"].model_bytes)
     except EdgeTQSError as exc:
-        row["error"] = exc.problem[:200]
+        row.update(error=exc.problem[:200], fix=exc.fix)
     return row
 
 
-def board(rows, out: Path) -> None:
+def board(rows, out: Path, which: str) -> None:
+    """Provision, flash and validate each verified bundle (``which``: all, or family = FAMILY_ROWS) on its own
+    loopback sshd board, as `edgetqs demo` does."""
     from edgetqs.cli.demo import _remote_steps
 
     for row in rows:
-        if row["model"] in BOARD_ROWS and row["stage"] == "verified bundle":
+        if row["stage"] == "verified bundle" and (which == "all" or row["model"] in FAMILY_ROWS):
+            started = time.perf_counter()
             try:
                 _remote_steps(Path(row["bundle"]), out / row["model"].replace(" ", "_"), horizon=6)
                 row["stage"] = "validated on loopback board"
+                row["board_s"] = round(time.perf_counter() - started, 1)
             except EdgeTQSError as exc:
                 row["board_error"] = exc.problem[:200]
 
@@ -145,19 +159,25 @@ def board(rows, out: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--no-board", action="store_true")
+    parser.add_argument("--board-rows", choices=("all", "family"), default="all",
+                        help="flash + validate every verified bundle (default) or one row per exporter family")
     parser.add_argument("--only", default=None, help="comma-separated row names")
     args = parser.parse_args()
     names = args.only.split(",") if args.only else list(ROWS)
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["EDGETQS_CACHE"] = str(Path(tmp) / "cache")
         rows = [run_row(name, Path(tmp)) for name in names]
         if not args.no_board:
-            board(rows, Path(tmp) / "board")
+            board(rows, Path(tmp) / "board", args.board_rows)
     for row in rows:
         row.pop("bundle", None)
         print(json.dumps(row))
     out = Path(__file__).parent / "results" / "foreign_models.json"
-    out.write_text(json.dumps({"load": os.getloadavg(), "rows": rows}, indent=1))
+    wall_s = round(time.perf_counter() - started, 1)
+    print(f"wall time {wall_s} s, load {os.getloadavg()}")
+    out.write_text(json.dumps({"load": os.getloadavg(), "wall_s": wall_s,
+                               "board_rows": "none" if args.no_board else args.board_rows, "rows": rows}, indent=1))
     return 0
 
 
