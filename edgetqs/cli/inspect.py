@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from edgetqs.cli.common import add_command, add_json_flag, add_model_argument, console, line, print_json, styled
-from edgetqs.model.card import ModelCard, RolloutSpec
+from edgetqs.model.card import INTAKE_ROUTES, ModelCard, RolloutSpec
 
 
 def add_rollout_argument(parser) -> None:
@@ -18,6 +18,7 @@ def print_card(card: ModelCard) -> None:
     spec = card.rollout
     console.print(line(styled(card.name, "bold"), f"  ({card.source_format}: {card.source})"))
     console.print(f"canonical: {card.tflite_path}  sha256 {card.tflite_sha256[:16]}…")
+    console.print(line("intake route: ", *intake_route(card)))
     output = f"[1, {spec.patch}, {spec.outputs}]" if spec.output_rank == 3 else f"[1, {spec.outputs}]"
     # as --rollout writes them: i+j, or i+ for one feature
     given = f" covariates={'+'.join(map(str, spec.covariates))}{'+' * (len(spec.covariates) == 1)}" if spec.covariates else ""
@@ -47,6 +48,14 @@ def print_card(card: ModelCard) -> None:
     if quality:
         console.print(f"float rollout vs truth ({card.extra.get('system')}): " +
                       ", ".join(f"{k}={v}" for k, v in quality.items()))
+
+
+def intake_route(card: ModelCard) -> list:
+    """The route's name, what it does and, if intake recorded one, why it was taken."""
+    if not card.intake_route:
+        return ["not recorded (the card was written before edgetqs recorded intake routes)"]
+    parts = [styled(card.intake_route, "bold"), f" ({INTAKE_ROUTES.get(card.intake_route, 'unknown route')})"]
+    return parts + ([f"; why: {card.intake_note}"] if card.intake_note else [])
 
 
 def run(args) -> int:

@@ -13,9 +13,29 @@ from pathlib import Path
 from edgetqs.errors import EdgeTQSError
 from edgetqs.files import JsonKind, read_json, write_json
 
-CARD_VERSION = 2
+CARD_VERSION = 3
 # [batch, window, features] and [batch, features, window]
 INPUT_LAYOUTS = ("channels_last", "channels_first")
+
+# The routes intake takes from a source to the canonical .tflite (ModelCard.intake_route): name -> what it does.
+# The one list of them: converters name their route with these constants, inspect explains it from here.
+TFLITE_CONVERTER = "tflite-converter"
+KERAS_UNROLLED = "keras unroll=True -> tflite-converter"
+LITERT_TORCH = "litert-torch"
+ONNX2TF = "onnx2tf"
+ONNX2TORCH = "onnx2torch -> litert-torch"
+AS_GIVEN = "as given"
+INTAKE_ROUTES = {
+    TFLITE_CONVERTER: "the TFLite converter on the source graph as written",
+    KERAS_UNROLLED: "Keras recurrent layers rebuilt with unroll=True over the fixed window, then the TFLite converter",
+    LITERT_TORCH: "litert-torch on the torch.export program (recurrent cells come out unrolled)",
+    ONNX2TF: "onnx2tf on the ONNX graph",
+    ONNX2TORCH: "onnx2torch rebuilds the ONNX graph as torch modules, litert-torch converts them",
+    AS_GIVEN: "a float .tflite, checked and taken as it is",
+}
+# What a version-2 card's source format says about its route when only one route reads that format.
+_ONLY_ROUTE = {"savedmodel": TFLITE_CONVERTER, "pytorch": LITERT_TORCH, "tflite": AS_GIVEN}
+
 # The card carries a version but no format name (kept as it is on disk).
 
 
@@ -25,9 +45,15 @@ def _card_from_v1(document: dict) -> dict:
     return document
 
 
+def _card_from_v2(document: dict) -> dict:
+    """Version 2 predates the intake route: known where the source format has one route, else left empty."""
+    route = _ONLY_ROUTE.get(document.get("source_format", ""), "")
+    return {**document, "intake_route": route, "intake_note": ""}
+
+
 CARD = JsonKind(None, CARD_VERSION, "model card",
                 "re-run intake (`edgetqs inspect MODEL`) with this edgetqs to rebuild the card",
-                upgrades={1: _card_from_v1})
+                upgrades={1: _card_from_v1, 2: _card_from_v2})
 
 
 @dataclass
@@ -160,6 +186,8 @@ class ModelCard:
     rollout: RolloutSpec
     layers: list[LayerInfo] = field(default_factory=list)
     extra: dict = field(default_factory=dict)  # zoo metadata: system, training time, float rollout quality
+    intake_route: str = ""  # a name in INTAKE_ROUTES ("" on an upgraded card whose route was not recorded)
+    intake_note: str = ""  # why that route: e.g. what made ONNX intake leave onnx2tf for PyTorch
     version: int = CARD_VERSION
 
     @property

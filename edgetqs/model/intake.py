@@ -37,8 +37,8 @@ from edgetqs.quant.ops import op_spec
 __all__ = ["CanonicalModel", "load_model", "load_torch_module", "canonicalize", "open_canonical", "cache_dir", "run_tflite",
            "detect_format", "SUPPORTED", "INTAKE_VERSION", "AGREEMENT_TOLERANCE"]
 
-# Bump when the canonical form changes, so old cache entries are rebuilt.
-INTAKE_VERSION = 4
+# Bump when the canonical form changes, so old cache entries are rebuilt (5: cards record the intake route).
+INTAKE_VERSION = 5
 RE_EXPORT_FLAT = ("give edgetqs the source model instead (.keras, .pt2 or .onnx: intake unrolls recurrent layers over "
                   "the fixed window), or re-export a flat graph (Keras: unroll=True on every GRU/LSTM/SimpleRNN; "
                   "TFLite converter: no fused LSTM ops)")
@@ -118,7 +118,8 @@ def _cache_key(path: Path, rollout: RolloutSpec | None) -> str:
 def canonicalize(path: Path, source_format: str, out_dir: Path, rollout: RolloutSpec | None, name: str,
                  source_label: str, extra: dict | None = None) -> CanonicalModel:
     """Convert ``path`` and write model.tflite + model.card.json into ``out_dir`` atomically."""
-    tflite_bytes, source_names, reference = FORMATS[source_format].convert(path, rollout)
+    converted = FORMATS[source_format].convert(path, rollout)
+    tflite_bytes, reference = converted.tflite, converted.reference
     graph = TFLiteGraph.from_bytes(tflite_bytes, path)
     if len(graph.input_shapes()[0]) == 2:  # state-to-state: the canonical input is a window of one step
         tflite_bytes = with_window_input(tflite_bytes)
@@ -133,8 +134,8 @@ def canonicalize(path: Path, source_format: str, out_dir: Path, rollout: Rollout
     if reference is not None:
         _check_agreement(tflite_bytes, reference, source_format, path)
     card = ModelCard(name=name, source=source_label, source_format=source_format, tflite_path="",
-                     tflite_sha256=graph.sha256, rollout=spec, layers=layer_table(graph, source_names),
-                     extra=dict(extra or {}))
+                     tflite_sha256=graph.sha256, rollout=spec, layers=layer_table(graph, converted.source_names),
+                     extra=dict(extra or {}), intake_route=converted.route, intake_note=converted.route_note)
     return _write_atomically(out_dir, tflite_bytes, card)
 
 

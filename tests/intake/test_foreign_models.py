@@ -14,7 +14,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import pytest
 
+from edgetqs.cli.app import main
 from edgetqs.errors import EdgeTQSError
+from edgetqs.model import card as routes
 from edgetqs.model.intake import load_model, run_tflite
 from tests.intake.pipeline import through_pipeline
 
@@ -71,6 +73,7 @@ def test_keras_default_recurrent_layers_are_unrolled_and_match_keras(kind, keras
     model = load_model(path)
     graph = model.graph
     assert graph.num_subgraphs == 1  # no WHILE loop left
+    assert model.card.intake_route == routes.KERAS_UNROLLED and "WHILE" in model.card.intake_note
     assert not {op.opcode for op in graph.operators} & {"WHILE", "UNIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN"}
     window = np.random.default_rng(7).standard_normal((1, WINDOW, FEATURES)).astype(np.float32)
     expected = keras_model(window).numpy()
@@ -188,6 +191,7 @@ def test_torch_module_intake_from_python_reaches_a_verified_bundle(tmp_path):
     module = _torch_forecaster("gru")
     model = load_torch_module(module, _torch_window(), name="torch-gru")
     assert model.card.source_format == "pytorch" and model.graph.num_subgraphs == 1
+    assert model.card.intake_route == routes.LITERT_TORCH
     _check_against_torch(model, module)
     names = {layer.name for layer in model.card.layers}
     assert {"rnn.weight_ih_l0", "rnn.weight_hh_l0", "head"} <= names  # torch's own parameter names
@@ -292,6 +296,8 @@ def test_torch_onnx_recurrent_and_attention_models_reach_a_verified_bundle(kind,
     path = _torch_onnx(module, tmp_path / f"{kind}.onnx")
     model = load_model(path)
     assert model.card.source_format == "onnx" and model.graph.num_subgraphs == 1
+    assert model.card.intake_route == routes.ONNX2TORCH  # chosen by the ops, onnx2tf not tried
+    assert {"gru": "GRU", "lstm": "LSTM", "patch-encoder": "Softmax"}[kind] in model.card.intake_note
     _check_against_onnxruntime(model, path)
     _check_against_torch(model, module)
     if kind != "patch-encoder":  # the recurrent kernels keep ONNX's roles as names, one tensor read at every step
@@ -333,7 +339,7 @@ def test_other_torch_onnx_recurrent_nodes_convert_faithfully(cell, bidirectional
     _check_against_onnxruntime(model, path)
 
 
-def test_onnx_without_recurrent_or_attention_ops_stays_on_onnx2tf(tmp_path, monkeypatch):
+def test_onnx_without_recurrent_or_attention_ops_stays_on_onnx2tf(tmp_path, monkeypatch, capsys):
     from edgetqs.model.formats import onnx as onnx_format
 
     def no_torch_route(*args):
@@ -342,7 +348,10 @@ def test_onnx_without_recurrent_or_attention_ops_stays_on_onnx2tf(tmp_path, monk
     monkeypatch.setattr(onnx_format, "via_torch", no_torch_route)
     monkeypatch.setenv("EDGETQS_CACHE", str(tmp_path / "cache"))  # the same model may be cached by another test
     _state_to_state_onnx(tmp_path / "state.onnx")
-    assert load_model(tmp_path / "state.onnx").card.source_format == "onnx"
+    card = load_model(tmp_path / "state.onnx").card
+    assert (card.source_format, card.intake_route, card.intake_note) == ("onnx", routes.ONNX2TF, "")
+    assert main(["inspect", str(tmp_path / "state.onnx")]) == 0
+    assert "intake route: onnx2tf (onnx2tf on the ONNX graph)\n" in capsys.readouterr().out
 
 
 def _other_state_to_state_onnx(path, like):
@@ -359,7 +368,7 @@ def _other_state_to_state_onnx(path, like):
 
 
 @pytest.mark.parametrize("onnx2tf_outcome", ["fails", "disagrees"])
-def test_onnx2tf_failure_or_disagreement_falls_back_to_the_torch_route(onnx2tf_outcome, tmp_path, monkeypatch):
+def test_onnx2tf_failure_or_disagreement_falls_back_to_the_torch_route(onnx2tf_outcome, tmp_path, monkeypatch, capsys):
     """A model onnx2tf cannot convert, or converts wrongly, without ops _TORCH_ROUTE_OPS names: the PyTorch
     route is tried, and its result is still checked against onnxruntime."""
     from edgetqs.model.formats import onnx as onnx_format
@@ -382,6 +391,12 @@ def test_onnx2tf_failure_or_disagreement_falls_back_to_the_torch_route(onnx2tf_o
     monkeypatch.setenv("EDGETQS_CACHE", str(tmp_path / "cache"))  # the same model may be cached by another test
     model = load_model(tmp_path / "state.onnx")
     assert len(routed) == 1
+    # The card says which route made the model and why onnx2tf's conversion was not kept; inspect shows both.
+    why = "unsupported op(s) Tanh" if onnx2tf_outcome == "fails" else "disagrees with onnxruntime"
+    assert model.card.intake_route == routes.ONNX2TORCH and why in model.card.intake_note
+    assert main(["inspect", str(tmp_path / "state.onnx")]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert "intake route: onnx2torch -> litert-torch (" in out and "why: " in out and why in out
     state = np.random.default_rng(4).standard_normal((1, FEATURES)).astype(np.float32)
     expected = state + np.tanh(state @ weights["fc1.weight"] + weights["fc1.bias"]) @ weights["fc2.weight"] + weights["fc2.bias"]
     np.testing.assert_allclose(run_tflite(model.tflite_path, state[:, None, :]), expected, rtol=1e-4, atol=1e-5)
@@ -474,6 +489,7 @@ def test_tf_function_savedmodel_reaches_a_verified_bundle(tmp_path):
     forward = _tf_function_savedmodel(tmp_path / "tf-function")
     model = load_model(tmp_path / "tf-function")
     assert model.card.source_format == "savedmodel" and model.graph.input_shapes() == [(1, WINDOW, FEATURES)]
+    assert model.card.intake_route == routes.TFLITE_CONVERTER
     window = np.random.default_rng(10).standard_normal((1, WINDOW, FEATURES)).astype(np.float32)
     np.testing.assert_allclose(run_tflite(model.tflite_path, window), forward(window).numpy(), rtol=1e-4, atol=1e-5)
     trip = through_pipeline(model, tmp_path / "trip")

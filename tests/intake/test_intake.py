@@ -1,9 +1,13 @@
 """Intake of all four formats: one canonical float .tflite that computes what
 the source computes, with an inferred rollout spec and a layer table."""
 
+import json
+
 import numpy as np
 import pytest
 
+from edgetqs.files import read_json
+from edgetqs.model.card import AS_GIVEN, CARD, TFLITE_CONVERTER, ModelCard
 from edgetqs.model.intake import load_model, run_tflite
 from edgetqs.model.tflite_graph import TFLiteGraph
 
@@ -28,6 +32,7 @@ def _check_canonical(model, source_format):
 def test_keras_intake_matches_keras(keras_path, keras_model, window):
     model = load_model(keras_path)
     _check_canonical(model, "keras")
+    assert model.card.intake_route == TFLITE_CONVERTER  # nothing recurrent to unroll
     np.testing.assert_allclose(run_tflite(model.tflite_path, window), keras_model(window).numpy(), rtol=1e-4, atol=1e-5)
     layers = {layer.name: layer for layer in model.card.layers}
     assert list(layers) == ["input_proj", "block_1_fc1", "output_proj"]
@@ -35,6 +40,20 @@ def test_keras_intake_matches_keras(keras_path, keras_model, window):
     assert layers["input_proj"].block == "input_proj" and layers["output_proj"].block == "output_proj"
     assert layers["input_proj"].shapes == [[24, WINDOW * FEATURES], [24]]  # kernel, then its bias
     assert model.card.total_params == 24 * 48 + 24 + 24 * 24 + 24 + 3 * 24 + 3
+
+
+def test_version_2_card_reads_with_its_route_where_the_format_has_one(keras_path, float_tflite_path, tmp_path):
+    """Cards written before intake recorded its route stay readable; the route is filled in only where the
+    source format allows one route (a .tflite), and left empty where it had a choice (Keras: unrolled or not)."""
+    for source, route in ((keras_path, ""), (float_tflite_path, AS_GIVEN)):
+        document = read_json(load_model(source).tflite_path.with_name("model.card.json"), CARD)
+        assert document["version"] == 3
+        for key in ("intake_route", "intake_note"):
+            del document[key]
+        path = tmp_path / "model.card.json"
+        path.write_text(json.dumps({**document, "version": 2}))
+        card = ModelCard.load(path)
+        assert (card.version, card.intake_route, card.intake_note) == (3, route, "")
 
 
 def test_intake_is_cached_by_content(keras_path):

@@ -28,6 +28,8 @@ class Converted(NamedTuple):
     tflite: bytes
     source_names: SourceNames | None  # readable unit names recovered from the source, if it has any
     reference: tuple[np.ndarray, np.ndarray] | None  # (input, the source framework's output); None: nothing to compare
+    route: str  # how it was converted: a name in card.INTAKE_ROUTES
+    route_note: str = ""  # why that route, when there was a choice
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.model.card import RolloutSpec
+from edgetqs.model.card import KERAS_UNROLLED, TFLITE_CONVERTER, RolloutSpec
 from edgetqs.model.compact import compact_tensor_names
 from edgetqs.model.formats.base import Converted, fixed_input_shape, one_input_one_output, random_window
 from edgetqs.model.formats.savedmodel import tflite_from_savedmodel_dir
@@ -125,6 +125,8 @@ def convert(path: Path, rollout: RolloutSpec | None) -> Converted:
             (flat or model).export(tmp, format="tf_saved_model", input_signature=[tf.TensorSpec(shape, tf.float32)],
                                    verbose=False)
         tflite = tflite_from_savedmodel_dir(Path(tmp), path)
-    if flat is not None:
-        tflite = compact_tensor_names(tflite)
-    return Converted(tflite, source_names(model), (window, expected))
+    if flat is None:
+        return Converted(tflite, source_names(model), (window, expected), TFLITE_CONVERTER)
+    return Converted(compact_tensor_names(tflite), source_names(model), (window, expected), KERAS_UNROLLED,
+                     f"rolled recurrent layers (unroll=False) convert to WHILE loops; the window is fixed at "
+                     f"{shape[1]} steps")

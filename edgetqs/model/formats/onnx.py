@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.model.card import RolloutSpec
+from edgetqs.model.card import ONNX2TF, ONNX2TORCH, RolloutSpec
 from edgetqs.model.formats.base import (AGREEMENT_TOLERANCE, Converted, fixed_input_shape, one_input_one_output,
                                         random_window, relative_difference)
 from edgetqs.model.formats.pytorch import run_litert_torch
@@ -49,9 +49,11 @@ def convert(path: Path, rollout: RolloutSpec | None) -> Converted:
     with tempfile.TemporaryDirectory() as tmp:
         if _torch_route_ops(proto):
             tflite = via_torch(proto, input_name, shape, Path(tmp), path)
+            route, note = ONNX2TORCH, (f"it has {', '.join(_torch_route_ops(proto))} nodes, which onnx2tf 1.28 "
+                                       "converts wrongly or not at all")
         else:
-            tflite = _onnx2tf_else_torch(path, proto, input_name, shape, Path(tmp), (window, expected))
-    return Converted(tflite, source_names(proto), (window, expected))
+            tflite, route, note = _onnx2tf_else_torch(path, proto, input_name, shape, Path(tmp), (window, expected))
+    return Converted(tflite, source_names(proto), (window, expected), route, note)
 
 
 def _run_onnxruntime(path: Path, input_name: str, window: np.ndarray) -> np.ndarray:
@@ -88,21 +90,23 @@ def _torch_route_ops(proto) -> list[str]:
     return sorted({node.op_type for node in proto.graph.node} & _TORCH_ROUTE_OPS)
 
 
-def _onnx2tf_else_torch(path: Path, proto, input_name: str, shape: list[int], tmp: Path, reference) -> bytes:
+def _onnx2tf_else_torch(path: Path, proto, input_name: str, shape: list[int], tmp: Path,
+                        reference) -> tuple[bytes, str, str]:
     """onnx2tf's conversion if it succeeds and agrees with onnxruntime (``reference``: the seeded window and
-    onnxruntime's output), else the PyTorch route's (a model onnx2tf misconverts in a way _TORCH_ROUTE_OPS misses)."""
+    onnxruntime's output), else the PyTorch route's (a model onnx2tf misconverts in a way _TORCH_ROUTE_OPS misses);
+    with the route taken and, for the PyTorch route, why onnx2tf's was not kept."""
     window, expected = reference
     try:
         tflite = run_onnx2tf(path, input_name, shape, tmp / "onnx2tf", ONNX2TF_FIX).read_bytes()
         got = run_tflite(tflite, window)
         error = relative_difference(got.reshape(expected.shape), expected) if got.size == expected.size else np.inf
         if error <= AGREEMENT_TOLERANCE:
-            return tflite
+            return tflite, ONNX2TF, ""
         onnx2tf_problem = f"onnx2tf's conversion of {path} disagrees with onnxruntime (max relative difference {error:.2e})"
     except EdgeTQSError as exc:
         onnx2tf_problem = exc.problem
     try:
-        return via_torch(proto, input_name, shape, tmp, path)
+        return via_torch(proto, input_name, shape, tmp, path), ONNX2TORCH, onnx2tf_problem
     except EdgeTQSError as exc:
         raise EdgeTQSError(f"{onnx2tf_problem}; through PyTorch: {exc.problem}", exc.fix) from None
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.model.card import RolloutSpec
+from edgetqs.model.card import LITERT_TORCH, RolloutSpec
 from edgetqs.model.compact import compact_tensor_names
 from edgetqs.model.formats import torch_env
 from edgetqs.model.formats.base import Converted, fixed_input_shape, one_input_one_output, random_window
@@ -69,7 +69,7 @@ def convert(path: Path, rollout: RolloutSpec | None) -> Converted:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "model.tflite"
         tflite = run_litert_torch(path, out, shape, PT2_FIX)
-    return Converted(tflite, source_names(program), (window, np.asarray(expected)))
+    return Converted(tflite, source_names(program), (window, np.asarray(expected)), LITERT_TORCH)
 
 
 PT2_FIX = ("check that the program runs in torch with a [1, window, features] input; "

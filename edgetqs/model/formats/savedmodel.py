@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.model.card import RolloutSpec
+from edgetqs.model.card import TFLITE_CONVERTER, RolloutSpec
 from edgetqs.model.formats.base import Converted, fixed_input_shape, one_input_one_output, random_window
 from edgetqs.model.quiet import import_tensorflow_quietly, quiet_tensorflow
 
@@ -66,4 +66,4 @@ def convert(path: Path, rollout: RolloutSpec | None) -> Converted:
         with quiet_tensorflow():
             tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
         tflite = tflite_from_savedmodel_dir(Path(tmp), path)
-    return Converted(tflite, None, (window, expected))
+    return Converted(tflite, None, (window, expected), TFLITE_CONVERTER)

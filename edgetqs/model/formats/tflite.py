@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.model.card import RolloutSpec
+from edgetqs.model.card import AS_GIVEN, RolloutSpec
 from edgetqs.model.formats.base import Converted
 from edgetqs.model.litert import run_tflite
 from edgetqs.model.tflite_graph import TFLiteGraph
@@ -21,4 +21,4 @@ def convert(path: Path, rollout: RolloutSpec | None) -> Converted:
     except Exception as exc:
         raise EdgeTQSError(f"{path} does not run in the LiteRT interpreter ({type(exc).__name__}: {str(exc)[:200]})",
                            "re-export the model; the file may be damaged") from exc
-    return Converted(tflite, None, None)  # nothing to compare against: the file is its own source
+    return Converted(tflite, None, None, AS_GIVEN)  # nothing to compare against: the file is its own source
