@@ -119,7 +119,9 @@ def canonicalize(path: Path, source_format: str, out_dir: Path, rollout: Rollout
                  source_label: str, extra: dict | None = None) -> CanonicalModel:
     """Convert ``path`` and write model.tflite + model.card.json into ``out_dir`` atomically."""
     converted = FORMATS[source_format].convert(path, rollout)
-    tflite_bytes, reference = converted.tflite, converted.reference
+    tflite_bytes, reference, source_names = converted.tflite, converted.reference, converted.source_names
+    route, route_note = converted.route, converted.route_note
+    del converted  # a rewritten input (below) must not leave the converter's bytes alive beside it
     graph = TFLiteGraph.from_bytes(tflite_bytes, path)
     if len(graph.input_shapes()[0]) == 2:  # state-to-state: the canonical input is a window of one step
         tflite_bytes = with_window_input(tflite_bytes)
@@ -132,20 +134,24 @@ def canonicalize(path: Path, source_format: str, out_dir: Path, rollout: Rollout
     _check_builtin_only(graph, path)
     spec = infer_rollout(graph, rollout)  # a copy of the user's spec, normalisation included
     if reference is not None:
-        _check_agreement(tflite_bytes, reference, source_format, path)
+        _check_agreement(graph, tflite_bytes, reference, source_format, path)
     card = ModelCard(name=name, source=source_label, source_format=source_format, tflite_path="",
-                     tflite_sha256=graph.sha256, rollout=spec, layers=layer_table(graph, converted.source_names),
-                     extra=dict(extra or {}), intake_route=converted.route, intake_note=converted.route_note)
-    return _write_atomically(out_dir, tflite_bytes, card)
+                     tflite_sha256=graph.sha256, rollout=spec, layers=layer_table(graph, source_names),
+                     extra=dict(extra or {}), intake_route=route, intake_note=route_note)
+    return _write_atomically(out_dir, graph, tflite_bytes, card)
 
 
-def _write_atomically(out_dir: Path, tflite_bytes: bytes, card: ModelCard) -> CanonicalModel:
+def _write_atomically(out_dir: Path, graph: TFLiteGraph, tflite_bytes: bytes, card: ModelCard) -> CanonicalModel:
     # If someone else finishes the same model first, theirs is equivalent: staged_directory keeps it.
     with staged_directory(out_dir) as staging:
         (staging / "model.tflite").write_bytes(tflite_bytes)
         card.tflite_path = str(out_dir / "model.tflite")
         card.save(staging / "model.card.json")
-    return open_canonical(out_dir)
+    if ModelCard.load(out_dir / "model.card.json").tflite_sha256 != graph.sha256:
+        return open_canonical(out_dir)  # another process's conversion won the race: return what is cached
+    # The graph in memory is the file's content (same sha256): reading the file again held a second copy.
+    graph.path = out_dir / "model.tflite"
+    return CanonicalModel(graph, card, graph.path)
 
 
 # -- checks -------------------------------------------------------------------
@@ -168,12 +174,16 @@ def _check_builtin_only(graph: TFLiteGraph, path: Path) -> None:
                            "pass the float model; edgetqs plans the quantization itself")
 
 
-def _check_agreement(tflite_bytes: bytes, reference, source_format: str, path: Path) -> None:
-    """``reference`` is (input, expected output) from the source framework."""
+def _check_agreement(graph: TFLiteGraph, tflite_bytes: bytes, reference, source_format: str, path: Path) -> None:
+    """``reference`` is (input, expected output) from the source framework; ``graph`` is ``tflite_bytes`` read.
+
+    LiteRT's builtin kernels run the check: they compute every op as the TFLite schema defines it and
+    read the weights in place (XNNPACK would pack another float copy of the whole model; the board's
+    runtime, XNNPACK included, is checked when a bundle is validated)."""
     window, expected = reference
-    window = window.reshape(TFLiteGraph.from_bytes(tflite_bytes).input_shapes()[0])  # [1, F] sources: [1, 1, F]
+    window = window.reshape(graph.input_shapes()[0])  # [1, F] sources: [1, 1, F]
     try:
-        got = run_tflite(tflite_bytes, window)
+        got = run_tflite(tflite_bytes, window, xnnpack=False)
     except Exception as exc:
         raise EdgeTQSError(f"the converted {path} does not run in LiteRT: {exc}",
                            "report this model; try exporting it with simpler ops") from exc

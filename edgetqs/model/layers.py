@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -98,35 +99,90 @@ def unit_name(tensor_name: str, known_names=frozenset()) -> str:
     return re.sub(r"[^\w./-]", "_", name)
 
 
+SAMPLED_RANKS = 1024  # order statistics a SourceNames keeps per weight, for matches up to a scale
+
+
+def multiset_digest(values) -> int:
+    """A 64-bit digest of a float32 array's values that ignores their order (transposed, reshaped:
+    the same digest): the sum of a mixing hash of each value's bits. O(n), no sort."""
+    bits = np.ascontiguousarray(values, np.float32).ravel().view(np.uint32).astype(np.uint64)
+    bits ^= bits >> np.uint64(16)
+    bits *= np.uint64(0x45D9F3B)
+    bits ^= bits >> np.uint64(16)
+    bits *= np.uint64(0x9E3779B97F4A7C15)
+    bits ^= bits >> np.uint64(29)
+    return int(bits.sum(dtype=np.uint64))
+
+
+@dataclass(frozen=True)
+class WeightSignature:
+    """A weight's values, reduced to what matching them needs, without a copy of them: its size,
+    the order-free digest of its float32 values (the same values in any layout), SAMPLED_RANKS of
+    its order statistics and two whole-array moments (for values a converter scaled, which no
+    digest matches)."""
+
+    size: int
+    digest: int
+    sample: np.ndarray  # float64, sorted values at evenly spaced ranks, first and last included
+    sum_abs: float
+    sum_squares: float
+
+    @classmethod
+    def of(cls, values, digest: int | None = None) -> "WeightSignature":
+        ordered = np.sort(np.asarray(values, np.float32).ravel())
+        ranks = np.linspace(0, ordered.size - 1, min(SAMPLED_RANKS, ordered.size)).round().astype(np.int64)
+        wide = ordered.astype(np.float64)
+        return cls(ordered.size, multiset_digest(ordered) if digest is None else digest, wide[ranks],
+                   float(np.abs(wide).sum()), float(wide @ wide))
+
+    @property
+    def is_zero(self) -> bool:
+        return self.sum_squares == 0.0
+
+    def holds(self, size: int, digest: int) -> bool:
+        """Whether values of this ``size`` and ``digest`` are these very values (in some layout)."""
+        return size == self.size and digest == self.digest and not self.is_zero
+
+    def scaled_in(self, mine: "WeightSignature") -> bool:
+        """Whether ``mine`` holds a positive multiple of these values (up to float rounding)."""
+        if mine.size != self.size or self.is_zero:
+            return False
+        scale = float(mine.sample @ self.sample) / float(self.sample @ self.sample)
+        return bool(scale > 0 and np.allclose(mine.sample, scale * self.sample, rtol=1e-4,
+                                              atol=1e-6 * np.abs(mine.sample).max())
+                    and np.isclose(mine.sum_abs, scale * self.sum_abs, rtol=1e-4)
+                    and np.isclose(mine.sum_squares, scale**2 * self.sum_squares, rtol=2e-4))
+
+
 @dataclass
 class SourceNames:
     """What the source model knows about its weights, to name the .tflite's layers.
 
     ``layers``: the source's layer names (Keras), to clean tensor-derived names;
-    ``weights``: (readable unit name, weight values) of every weight matrix.
+    ``weights``: (readable unit name, weight values) of every weight matrix, any iterable: each is
+    reduced to its WeightSignature as it comes, so neither the caller (a generator) nor this object
+    holds a copy of the model's weights while the converter and verification run.
     Converters transpose, reshape and sometimes fold a scale into a kernel
     (a following Mul, a batch norm), but keep its values up to that scale, so
-    a .tflite weight is matched to the source weight whose sorted values are a
-    positive multiple of its own.
+    a .tflite weight is matched to the source weight whose values are its own (same digest),
+    else to the first whose sorted values are a positive multiple of its own.
     """
 
     layers: set = field(default_factory=set)
-    weights: list = field(default_factory=list)
+    weights: Iterable = ()
 
     def __post_init__(self):
-        self._sorted = [(name, np.sort(np.asarray(v, np.float64).ravel())) for name, v in self.weights]
+        self.weights = [(name, WeightSignature.of(values)) for name, values in self.weights]
 
     def name_of(self, values: np.ndarray | None) -> str | None:
-        if values is None or not self._sorted:
+        if values is None or not self.weights:
             return None
-        mine = np.sort(np.asarray(values, np.float64).ravel())
-        for name, theirs in self._sorted:
-            if theirs.shape != mine.shape or not theirs.any():
-                continue
-            scale = float(mine @ theirs) / float(theirs @ theirs)
-            if scale > 0 and np.allclose(mine, scale * theirs, rtol=1e-4, atol=1e-6 * np.abs(mine).max()):
-                return name
-        return None
+        size, digest = int(np.size(values)), multiset_digest(values)
+        exact = next((name for name, theirs in self.weights if theirs.holds(size, digest)), None)
+        if exact is not None:
+            return exact
+        mine = WeightSignature.of(values, digest)  # sorts: only for weights the converter changed
+        return next((name for name, theirs in self.weights if theirs.scaled_in(mine)), None)
 
 
 # Names the converter gives graph outputs and the like: they say nothing about the layer.

@@ -111,7 +111,9 @@ class TFLiteGraph:
                 "pass a .tflite produced by the TFLite/LiteRT converter, or a .keras, SavedModel or .onnx model",
             )
         try:
-            model = flatbuffer_utils.read_model_from_bytearray(raw if isinstance(raw, bytearray) else bytearray(raw))
+            # Read in place: bytes work as well as a bytearray, and the constants' views share them
+            # (bytearray(raw) was a second float copy of the whole model; nothing writes through ModelT).
+            model = flatbuffer_utils.read_model_from_bytearray(raw)
             return cls(model, path, raw)
         except EdgeTQSError:
             raise

@@ -23,6 +23,7 @@ from edgetqs.model.compact import compact_tensor_names
 from edgetqs.model.formats.base import Converted, fixed_input_shape, one_input_one_output, random_window
 from edgetqs.model.formats.savedmodel import tflite_from_savedmodel_dir
 from edgetqs.model.layers import SourceNames
+from edgetqs.model.memory import release_freed_memory
 from edgetqs.model.quiet import import_tensorflow_quietly, quiet_tensorflow
 
 _KERNEL_NAMES = ("kernel", "embeddings", "depthwise_kernel")
@@ -31,7 +32,8 @@ _KERNEL_NAMES = ("kernel", "embeddings", "depthwise_kernel")
 def source_names(model) -> SourceNames:
     """Layer names, and each weight matrix with a readable unit name ('block_1_fc1',
     'block_1_attention/query'; a layer with several matrices names each: 'gru/kernel',
-    'gru/recurrent_kernel')."""
+    'gru/recurrent_kernel'). The values are read one variable at a time (SourceNames keeps a
+    signature of each, not a copy)."""
     layers = {layer.name for layer in model._flatten_layers(include_self=False, recursive=True)}
     paths = []
     for variable in model.weights:
@@ -41,15 +43,17 @@ def source_names(model) -> SourceNames:
         while len(parts) > 1 and parts[0] not in layers:
             parts = parts[1:]  # the model's own name scope
         parts = [p for p in parts if not p.endswith("_cell")]  # gru/gru_cell/kernel -> gru/kernel
-        paths.append((parts, np.asarray(variable)))
+        paths.append((parts, variable))
     matrices_per_layer = Counter("/".join(parts[:-1]) for parts, _ in paths if "bias" not in parts[-1])
-    weights = []
-    for parts, values in paths:
-        alone = matrices_per_layer["/".join(parts[:-1])] == 1
-        if alone and len(parts) > 1 and parts[-1] in _KERNEL_NAMES:
-            parts = parts[:-1]
-        weights.append(("/".join(parts), values))
-    return SourceNames(layers, weights)
+
+    def weights():
+        for parts, variable in paths:
+            alone = matrices_per_layer["/".join(parts[:-1])] == 1
+            if alone and len(parts) > 1 and parts[-1] in _KERNEL_NAMES:
+                parts = parts[:-1]
+            yield "/".join(parts), np.asarray(variable)
+
+    return SourceNames(layers, weights())
 
 
 def load_keras(path: Path):
@@ -119,14 +123,20 @@ def convert(path: Path, rollout: RolloutSpec | None) -> Converted:
     shape = fixed_input_shape(model.inputs[0].shape, rollout, path)
     window = random_window(shape)
     expected = np.asarray(model(window, training=False))
+    names = source_names(model)
     flat = unrolled(model, shape)
     with tempfile.TemporaryDirectory() as tmp:
         with quiet_tensorflow():
             (flat or model).export(tmp, format="tf_saved_model", input_signature=[tf.TensorSpec(shape, tf.float32)],
                                    verbose=False)
+        float_bytes = 4 * model.count_params()
+        del model  # the converter reads the SavedModel: the Keras model's weights need not be alive beside its copies
+        rebuilt, flat = flat is not None, None
+        release_freed_memory(float_bytes)
         tflite = tflite_from_savedmodel_dir(Path(tmp), path)
-    if flat is None:
-        return Converted(tflite, source_names(model), (window, expected), TFLITE_CONVERTER)
-    return Converted(compact_tensor_names(tflite), source_names(model), (window, expected), KERAS_UNROLLED,
+    release_freed_memory(float_bytes)  # the converter's intermediates, before intake reads and verifies the result
+    if not rebuilt:
+        return Converted(tflite, names, (window, expected), TFLITE_CONVERTER)
+    return Converted(compact_tensor_names(tflite), names, (window, expected), KERAS_UNROLLED,
                      f"rolled recurrent layers (unroll=False) convert to WHILE loops; the window is fixed at "
                      f"{shape[1]} steps")

@@ -151,15 +151,17 @@ def source_names(proto) -> SourceNames:
     for node in proto.graph.node:
         for position, name in enumerate(node.input):
             consumers.setdefault(name, (node, position))
-    weights = []
-    for initializer in proto.graph.initializer:
-        if len(initializer.dims) < 2:
-            continue
-        name = re.sub(r"[._](weight|kernel)$", "", initializer.name)
-        if name.startswith("onnx::") or not re.search(r"[A-Za-z]", name):  # anonymous: use the node's name
-            name = _name_from_consumer(*consumers.get(initializer.name, (None, 0))) or initializer.name
-        weights.append((name, numpy_helper.to_array(initializer)))
-    return SourceNames(set(), weights)
+
+    def weights():  # one array at a time: SourceNames keeps a signature of each, not a copy
+        for initializer in proto.graph.initializer:
+            if len(initializer.dims) < 2:
+                continue
+            name = re.sub(r"[._](weight|kernel)$", "", initializer.name)
+            if name.startswith("onnx::") or not re.search(r"[A-Za-z]", name):  # anonymous: use the node's name
+                name = _name_from_consumer(*consumers.get(initializer.name, (None, 0))) or initializer.name
+            yield name, numpy_helper.to_array(initializer)
+
+    return SourceNames(set(), weights())
 
 
 def _name_from_consumer(node, position: int) -> str:

@@ -50,8 +50,8 @@ def _input_shapes(program) -> list[list[int | None]]:
 
 def source_names(program) -> SourceNames:
     """torch parameter names ('rnn.weight_hh_l0', 'encoder.layers.0.linear1.weight') for the weight matrices."""
-    weights = [(re.sub(r"\.weight$", "", name), values.detach().cpu().numpy())
-               for name, values in program.state_dict.items() if values.ndim >= 2]
+    weights = ((re.sub(r"\.weight$", "", name), values.detach().cpu().numpy())
+               for name, values in program.state_dict.items() if values.ndim >= 2)  # one at a time
     return SourceNames(set(), weights)
 
 

@@ -1,0 +1,103 @@
+"""Intake holds one float copy of the converted model where it used to hold several (issue #14).
+
+Each test pins one copy that was removed: the graph's constants are views of the converter's
+bytes (from_bytes copied them into a bytearray), the source names keep signatures of the
+weights, not the weights (they kept them twice, once as float64), and verification runs on
+LiteRT's builtin kernels, which read the weights in place (XNNPACK packs a second copy).
+"""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+import weakref
+
+import numpy as np
+import pytest
+from tests.remote.forecast_bundle import wide_float_forecaster
+
+from edgetqs.model.layers import SourceNames
+from edgetqs.model.tflite_graph import TFLiteGraph
+
+WIDTH = 2048  # a 16 MiB kernel: far above the few MiB the interpreter's own pages vary by
+
+
+@pytest.fixture(scope="module")
+def wide_tflite(tmp_path_factory):
+    path = tmp_path_factory.mktemp("wide") / "wide.tflite"
+    path.write_bytes(wide_float_forecaster(WIDTH))
+    return path
+
+
+def test_graph_constants_are_views_of_the_bytes_it_was_read_from(wide_tflite):
+    raw = wide_tflite.read_bytes()  # bytes, as the converters return them
+    graph = TFLiteGraph.from_bytes(raw)
+    whole = np.frombuffer(raw, np.uint8)
+    constants = [t for t in graph.tensors if t.is_constant]
+    assert sum(t.data.nbytes for t in constants) > 0.9 * len(raw)
+    for tensor in constants:
+        assert np.shares_memory(tensor.data, whole), tensor.name
+        assert not tensor.data.flags.writeable
+
+
+def test_source_names_keep_signatures_not_the_weights():
+    rng = np.random.default_rng(0)
+    weights = {f"block_{i}_fc": rng.standard_normal((256, 512)).astype(np.float32) for i in range(4)}
+    alive = [weakref.ref(values) for values in weights.values()]
+    source = SourceNames(set(), ((name, values) for name, values in weights.items()))  # a generator, as keras.py
+    expected = {name: values.T.copy() for name, values in weights.items()}  # the converter's layout
+    expected["block_2_fc"] *= np.float32(0.3)  # a scale folded into the kernel
+    del weights
+    gc.collect()
+    assert all(ref() is None for ref in alive)  # nothing kept the source's arrays
+    kept = sum(signature.sample.nbytes for _, signature in source.weights)
+    assert kept < 0.05 * 4 * 256 * 512 * 4  # well under one float copy of the four matrices
+    for name, values in expected.items():
+        assert source.name_of(values) == name
+    assert source.name_of(rng.standard_normal((512, 256)).astype(np.float32)) is None  # same shape, other values
+
+
+PEAK = """
+import sys
+import numpy as np
+from edgetqs.model.litert import run_tflite
+from edgetqs.model.tflite_graph import TFLiteGraph
+raw = open(sys.argv[1], "rb").read()
+window = np.zeros(TFLiteGraph.from_bytes(raw).input_shapes()[0], np.float32)
+run_tflite(raw, window, xnnpack=sys.argv[2] == "on")
+print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) * 1024)
+"""
+
+
+def _peak_bytes(path, xnnpack: bool) -> int:
+    done = subprocess.run([sys.executable, "-c", PEAK, str(path), "on" if xnnpack else "off"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.split()[-1])
+
+
+def test_verification_kernels_use_the_weights_in_place(wide_tflite):
+    """Intake checks agreement with run_tflite(xnnpack=False): its peak is below XNNPACK's by the
+    packed copy (measured here, the baseline that shows the check can see a copy)."""
+    kernel = 4 * WIDTH * WIDTH
+    with_packing, in_place = _peak_bytes(wide_tflite, True), _peak_bytes(wide_tflite, False)
+    assert with_packing - in_place > 0.7 * kernel, (with_packing / 2**20, in_place / 2**20)
+
+
+def test_intake_verifies_without_xnnpack(monkeypatch, tmp_path, keras_path):
+    """The agreement check is the call that runs without the packed copy (a real run, recorded)."""
+    from edgetqs.model import intake
+
+    monkeypatch.setenv("EDGETQS_CACHE", str(tmp_path))  # converted here, not found in the session's cache
+    calls = []
+    real = intake.run_tflite
+
+    def recording(tflite, window, xnnpack=True):
+        calls.append(xnnpack)
+        return real(tflite, window, xnnpack=xnnpack)
+
+    monkeypatch.setattr(intake, "run_tflite", recording)
+    model = intake.load_model(keras_path)
+    assert calls == [False]
+    assert model.graph.path == model.tflite_path  # the graph in memory is the cached file's, not a re-read copy
