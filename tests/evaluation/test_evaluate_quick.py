@@ -98,3 +98,20 @@ def test_html_report_is_self_contained(quick_results):
     text = (out / "quick_test.html").read_text()
     assert "data:image/png;base64," in text and "Win table of verified-search" in text
     assert "http://" not in text and "https://" not in text and "<script src" not in text
+
+
+def test_the_documents_tables_print_from_the_runs_json(quick_results, capsys):
+    """benchmarks/evaluation_tables.py (docs/EVALUATION.md's numbers) reads what the run wrote: the search's win
+    row against the oracle equals the payload's own counts, and every missed cell is listed."""
+    payload, out = quick_results
+    spec = importlib.util.spec_from_file_location("evaluation_tables", ROOT / "benchmarks" / "evaluation_tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    assert tables.main([str(out / "quick_test.json")]) == 0
+    text = capsys.readouterr().out
+    w = payload["win_rates"]["verified-search"]["rmse_vs_float"]["win_rate"]["best-baseline"]
+    won = w["wins"] - w["ties"] / 2
+    assert f"| best-baseline | {w['rate']:.2f} ({won:g}/{w['ties']}/{w['cells'] - w['ties'] - won:g})" in text
+    targets = payload["search_targets"]["vs_best_baseline"]
+    assert f"{targets['at_least_as_good']} of {targets['cells']} cells" in text
+    assert text.count("  - missed:") == targets["cells"] - targets["at_least_as_good"]
