@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -44,7 +45,16 @@ def run(args) -> int:
     plan, problem = plan_with_options(model, args.scores, target=args.target, budget=args.budget,
                                       allocator=args.allocator, mode=args.mode, bottom=args.bottom, keep_float=keep,
                                       runtime=args.runtime, calibration=args.data)
-    search = _verify(args, model.canonical, problem, plan) if args.verify else None
+    search, why = None, "--no-verify"
+    if args.verify is None:
+        from edgetqs.planner.search import search_by_default
+
+        run_search, why = search_by_default(problem)
+    else:
+        run_search = args.verify
+        why = "--verify" if args.verify else why
+    if run_search:
+        search = _verify(args, model.canonical, problem, plan)
     if search is not None:
         plan = search.plan
     output = Path(args.output)
@@ -57,8 +67,8 @@ def run(args) -> int:
         result = {"plan": plan.to_dict(), "plan_path": str(output), "recipe_path": str(recipe), "units": units}
         if front:
             result.update(front=front["front"].table(), front_png=str(front["png"]))
-        if search is not None:
-            result["search"] = search.summary()
+        result["search"] = search.summary() if search is not None else None
+        result["search_why"] = why
         print_json(result)
         return 0
     _print_units(units)
@@ -68,8 +78,10 @@ def run(args) -> int:
         f"model {format_size(p['model_bytes'])}, memory {format_size(p['memory_bytes'])} "
         f"(of which {p.get('delegate', 'no')} packed weights {format_size(p.get('packed_weights_bytes', 0))}) of "
         f"{format_size(plan.budget_bytes)} budget, predicted error {p['total_cost']:.4g}")
-    if search is not None:
-        console.print(f"verified search: {len(search.evaluated)} plans rolled out in {search.seconds:.1f} s "
+    if search is None:
+        console.print(f"verified search: not run ({why})")
+    else:
+        console.print(f"verified search ({why}): {len(search.evaluated)} plans rolled out in {search.seconds:.1f} s "
                       f"({search.stopped}); rollout RMSE vs float {search.knapsack.rmse:.4g} (knapsack) -> "
                       f"{search.best.rmse:.4g} ({search.best.origin})")
     console.print(f"wrote {output} and the AEQ recipe {recipe}")
@@ -131,9 +143,11 @@ def register(subparsers):
     parser.add_argument("--keep-float-bytes", metavar="SIZE", help="keep the most sensitive units in fp32 within SIZE")
     parser.add_argument("--front", action="store_true", help="also write the Pareto front (PLAN.front.png/.json)")
     parser.add_argument("--front-points", type=int, default=20, metavar="N", help="budgets on the front")
-    parser.add_argument("--verify", action="store_true",
+    parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None,
                         help="then search: roll whole plans out (the exported model's arithmetic) from the scores' "
-                             "contexts and keep the best measured one (docs/ROLLOUT_METHODS.md)")
+                             "contexts and keep the best measured one (docs/ROLLOUT_METHODS.md). Default: on for "
+                             "models with >= 24 live units and a float file up to 64 MiB (where it pays, "
+                             "docs/EVALUATION.md), else off; --no-verify turns it off")
     parser.add_argument("--search-evaluations", type=int, default=None, metavar="N",
                         help="plan rollouts the search may spend (default 2 per unit, at least 16)")
     parser.add_argument("--search-seconds", type=float, default=None, metavar="S", help="time limit of the search")

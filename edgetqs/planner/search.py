@@ -70,6 +70,27 @@ class SearchSettings:
         return max(2 * units, 16)
 
 
+# When `edgetqs plan` runs the search without being asked (docs/EVALUATION.md, runs of 2026-12-03): on the
+# deep zoo models (26-38 weighted units) it beat the TQS knapsack in 7-9 of 12 cells at 1-3x a sweep per
+# budget; on 3-8 units the methods mostly land on the same plans and its time is mostly fixed costs. A
+# plan rollout runs the whole model at every call, so above some size it is left to an explicit --verify.
+AUTO_MIN_UNITS = 24
+AUTO_MAX_FILE_BYTES = 64 * 2**20  # the float .tflite
+
+
+def search_by_default(problem: Problem) -> tuple[bool, str]:
+    """(run the search?, why) for a plan the user did not say --verify or --no-verify for."""
+    units = sum(not u.dead for u in problem.units)
+    if mode_refusal(problem.mode) is not None:
+        return False, f"{problem.mode} mode: the search cannot roll it out"
+    if units < AUTO_MIN_UNITS:
+        return False, f"{units} live units (< {AUTO_MIN_UNITS}): the knapsack's plan is rarely improved on"
+    if problem.graph.size_bytes > AUTO_MAX_FILE_BYTES:
+        return False, (f"float model of {problem.graph.size_bytes / 2**20:.0f} MiB (> {AUTO_MAX_FILE_BYTES // 2**20} MiB):"
+                       " plan rollouts would take long; pass --verify to run them")
+    return True, f"{units} live units (>= {AUTO_MIN_UNITS}): plans are checked by rollouts"
+
+
 def mode_refusal(mode: Mode) -> EdgeTQSError | None:
     """Why the search (and its plan rollouts) cannot handle ``mode``, or None: its engine rolls plans out
     with quantized weights and float or on-the-fly activations, not static int8 activations."""

@@ -139,3 +139,35 @@ def test_plan_cli_verify_searches_from_the_knapsack_plan(tmp_path, capsys):
     assert result["plan"]["allocator"] == "verified-search" and result["search"]["evaluations"] <= 8
     assert result["search"]["best"]["rmse"] <= result["search"]["knapsack"]["rmse"]
     assert result["plan"]["predicted"]["memory_bytes"] <= 12 * 1024
+    # without --verify a 3-unit model is planned by the knapsack alone, and the output says why
+    assert main(["plan", "zoo:mlp-sunspots", "--scores", str(scores), "--budget", "12KiB", "-o", str(out),
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["search"] is None and "live units" in result["search_why"]
+    assert result["plan"]["allocator"] == "mckp"
+
+
+def test_the_search_runs_by_default_where_it_pays(problem):
+    """docs/EVALUATION.md: it pays on models with many weighted units (the deep tier's 26-38), not on 3-8;
+    static mode and very large float files are left to an explicit --verify."""
+    from dataclasses import replace
+
+    from edgetqs.planner.search import AUTO_MIN_UNITS, search_by_default
+    from edgetqs.quant.modes import Mode
+
+    _, small = problem
+    assert search_by_default(small)[0] is False
+    many = replace(small, units=small.units * (AUTO_MIN_UNITS // len(small.units) + 1))  # >= 24 live units
+    assert search_by_default(many)[0] is True
+    assert search_by_default(replace(many, mode=Mode.STATIC)) == (False, "static mode: the search cannot roll it out")
+    huge = replace(many, graph=replace_size(many.graph, 200 * 2**20))
+    run, why = search_by_default(huge)
+    assert run is False and "--verify" in why
+
+
+def replace_size(graph, size_bytes):
+    import copy
+
+    bigger = copy.copy(graph)
+    bigger.size_bytes = size_bytes
+    return bigger
