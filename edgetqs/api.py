@@ -135,14 +135,47 @@ def _method_inputs(method: str, model: Model) -> dict:
 
 def plan(model, scores: ScoreFile | str | os.PathLike, *, target: str | None = None, budget: int | str | None = None,
          allocator: str = "mckp", mode: str = "dynamic", bottom: str | None = None,
-         keep_float: KeepFloat | None = None, runtime: str | None = None, calibration: str | None = None) -> Plan:
+         keep_float: KeepFloat | None = None, runtime: str | None = None, calibration: str | None = None,
+         verify: bool | None = None, search_evaluations: int | None = None,
+         search_seconds: float | None = None) -> Plan:
     """One weight format per unit that fits ``target``'s memory (targets/*.toml) or ``budget``
     (bytes, or a size such as "384KiB"), minimising the scores' predicted error. ``allocator``: mckp
     (exact) or greedy; ``mode``: dynamic, weight_only or static; ``bottom``: the lowest format allowed;
     ``keep_float``: units kept in fp32; ``runtime``: whose conformance results filter the formats;
-    ``calibration``: the series static mode is priced with (the one convert will calibrate on)."""
-    return plan_with_options(model, scores, target=target, budget=budget, allocator=allocator, mode=mode,
-                             bottom=bottom, keep_float=keep_float, runtime=runtime, calibration=calibration)[0]
+    ``calibration``: the series static mode is priced with (the one convert will calibrate on) and the
+    verified search's windows come from; ``verify``: run the rollout-verified search (None: where it pays,
+    :func:`edgetqs.planner.search.search_by_default`), bounded by ``search_evaluations`` / ``search_seconds``."""
+    model = load(model)
+    chosen, problem = plan_with_options(model, scores, target=target, budget=budget, allocator=allocator, mode=mode,
+                                        bottom=bottom, keep_float=keep_float, runtime=runtime, calibration=calibration)
+    return verify_plan(model, scores, problem, chosen, verify=verify, evaluations=search_evaluations,
+                       seconds=search_seconds, data=calibration)[0]
+
+
+def verify_plan(model, scores: ScoreFile | str | os.PathLike, problem: Problem, chosen: Plan, *,
+                verify: bool | None = None, evaluations: int | None = None, seconds: float | None = None,
+                data: str | None = None):
+    """(plan, search result or None, why): the rollout-verified search from ``chosen`` (the knapsack's plan)
+    within its budget, from the scores' own contexts (or ``data``), when ``verify`` says so — None: where
+    it pays (:func:`edgetqs.planner.search.search_by_default`)."""
+    from edgetqs.planner.search import SearchSettings, search_by_default, verified_search
+    from edgetqs.tqs.scorefile import load_scores
+
+    if verify is None:
+        verify, why = search_by_default(problem)
+    else:
+        why = "asked for" if verify else "turned off"
+    if not verify:
+        return chosen, None, why
+    model = load(model)
+    scored = (scores if isinstance(scores, ScoreFile) else load_scores(scores)).settings
+    contexts = str(scored.get("contexts", ""))
+    settings = SearchSettings(evaluations=evaluations, seconds=seconds, horizon=int(scored.get("horizon") or 32),
+                              windows=int(scored.get("windows") or 16), seed=int(scored.get("seed") or 0),
+                              data=data or (contexts.removeprefix("data:") if contexts.startswith("data:") else None))
+    result = verified_search(problem, model.canonical.card, chosen.budget_bytes, settings,
+                             tflite_path=model.canonical.tflite_path)
+    return result.plan, result, why
 
 
 def plan_with_options(model, scores: ScoreFile | str | os.PathLike, *, target: str | None = None,

@@ -34,7 +34,7 @@ def _front_outputs(problem, args, output: Path, board_budget: int | None) -> dic
 
 
 def run(args) -> int:
-    from edgetqs.api import load, plan_with_options
+    from edgetqs.api import load, plan_with_options, verify_plan
     from edgetqs.targets import load_target
     from edgetqs.planner.front import unit_table
     from edgetqs.planner.plan import KeepFloat, format_size, parse_size, target_budget
@@ -45,18 +45,8 @@ def run(args) -> int:
     plan, problem = plan_with_options(model, args.scores, target=args.target, budget=args.budget,
                                       allocator=args.allocator, mode=args.mode, bottom=args.bottom, keep_float=keep,
                                       runtime=args.runtime, calibration=args.data)
-    search, why = None, "--no-verify"
-    if args.verify is None:
-        from edgetqs.planner.search import search_by_default
-
-        run_search, why = search_by_default(problem)
-    else:
-        run_search = args.verify
-        why = "--verify" if args.verify else why
-    if run_search:
-        search = _verify(args, model.canonical, problem, plan)
-    if search is not None:
-        plan = search.plan
+    plan, search, why = verify_plan(model, args.scores, problem, plan, verify=args.verify,
+                                    evaluations=args.search_evaluations, seconds=args.search_seconds, data=args.data)
     output = Path(args.output)
     plan.save(output)
     recipe = _write_recipe(model.graph, plan, output.with_suffix(".recipe.json"))
@@ -90,19 +80,6 @@ def run(args) -> int:
         console.print(f"front: {len(front['front'].points)} plans, knee at {format_size(knee.memory_bytes)} "
                       f"-> {front['png']} and {front['table']}")
     return 0
-
-
-def _verify(args, model, problem, plan):
-    """The rollout-verified search from the knapsack's plan (planner/search.py), same contexts as the scores."""
-    from edgetqs.planner.search import SearchSettings, verified_search
-    from edgetqs.tqs.scorefile import load_scores
-
-    scored = load_scores(args.scores).settings
-    data = str(scored.get("contexts", "")).removeprefix("data:") if str(scored.get("contexts", "")).startswith("data:") else None
-    settings = SearchSettings(evaluations=args.search_evaluations, seconds=args.search_seconds,
-                              horizon=int(scored.get("horizon") or 32), windows=int(scored.get("windows") or 16),
-                              seed=int(scored.get("seed") or 0), data=args.data or data)
-    return verified_search(problem, model.card, plan.budget_bytes, settings, tflite_path=model.tflite_path)
 
 
 def _print_units(units: list[dict]) -> None:

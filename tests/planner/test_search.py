@@ -171,3 +171,14 @@ def replace_size(graph, size_bytes):
     bigger = copy.copy(graph)
     bigger.size_bytes = size_bytes
     return bigger
+
+
+def test_the_python_api_plans_with_the_same_search(tmp_path):
+    """edgetqs.plan(..., verify=True) runs the search the CLI runs; verify=None leaves a 3-unit model to the knapsack."""
+    import edgetqs
+
+    model = edgetqs.load("zoo:mlp-sunspots")
+    scores = model.score(horizon=HORIZON, windows=WINDOWS)
+    searched = model.plan(scores, budget="12KiB", verify=True, search_evaluations=6)
+    assert searched.allocator == "verified-search" and searched.predicted["memory_bytes"] <= 12 * 1024
+    assert model.plan(scores, budget="12KiB").allocator == "mckp"
