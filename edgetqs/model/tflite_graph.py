@@ -111,9 +111,13 @@ class TFLiteGraph:
                 "pass a .tflite produced by the TFLite/LiteRT converter, or a .keras, SavedModel or .onnx model",
             )
         try:
-            # Read in place: bytes work as well as a bytearray, and the constants' views share them
-            # (bytearray(raw) was a second float copy of the whole model; nothing writes through ModelT).
-            model = flatbuffer_utils.read_model_from_bytearray(raw)
+            # Read in place, through a memoryview: inline buffers come back as numpy views of ``raw``, buffers
+            # stored after the flatbuffer (AEQ's and the converter's large-model layout) as memoryview slices,
+            # not copies. (bytearray(raw) was a second float copy of the whole model; nothing writes through ModelT.)
+            model = flatbuffer_utils.read_model_from_bytearray(memoryview(raw))
+            for buf in model.buffers:
+                if isinstance(buf.data, memoryview):  # numpy, as inline buffers: ModelT.Pack and deepcopy need it
+                    buf.data = np.frombuffer(buf.data, np.uint8)
             return cls(model, path, raw)
         except EdgeTQSError:
             raise
@@ -164,7 +168,7 @@ class TFLiteGraph:
             return None
         buf = self.model.buffers[buffer_index]
         if buf.data is not None and len(buf.data) > 0:
-            view = np.asarray(buf.data, dtype=np.uint8).view()
+            view = np.frombuffer(buf.data, dtype=np.uint8)  # a view, never a copy
         elif getattr(buf, "offset", 0) and buf.offset > 1:  # large models keep buffers after the flatbuffer
             view = np.frombuffer(raw, np.uint8, count=buf.size, offset=buf.offset)
         else:

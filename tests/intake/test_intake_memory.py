@@ -18,7 +18,7 @@ import pytest
 from tests.remote.forecast_bundle import wide_float_forecaster
 
 from edgetqs.model.layers import SourceNames
-from edgetqs.model.tflite_graph import TFLiteGraph
+from edgetqs.model.tflite_graph import TFLiteGraph, replace_constants
 
 WIDTH = 2048  # a 16 MiB kernel: far above the few MiB the interpreter's own pages vary by
 
@@ -39,6 +39,30 @@ def test_graph_constants_are_views_of_the_bytes_it_was_read_from(wide_tflite):
     for tensor in constants:
         assert np.shares_memory(tensor.data, whole), tensor.name
         assert not tensor.data.flags.writeable
+
+
+def test_buffers_stored_after_the_flatbuffer_are_views_too(savedmodel_path, tmp_path):
+    """AEQ writes a large model's buffers after the flatbuffer (offset + size): read from bytes, they
+    are views as well (flatbuffer_utils slices them out of what it is given: copies of bytes)."""
+    from edgetqs.model.quiet import import_tensorflow_quietly, quiet_tensorflow
+
+    tf = import_tensorflow_quietly()
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(savedmodel_path))
+    converter._experimental_use_buffer_offset = True  # the layout AEQ and the converter use above 2 GB
+    with quiet_tensorflow():
+        raw = converter.convert()
+    (tmp_path / "offsets.tflite").write_bytes(raw)
+    graph, from_file = TFLiteGraph.from_bytes(raw), TFLiteGraph.load(tmp_path / "offsets.tflite")
+    whole = np.frombuffer(raw, np.uint8)
+    constants = [t for t in graph.tensors if t.is_constant]
+    assert constants and all(np.shares_memory(t.data, whole) for t in constants)
+    assert [(t.name, t.shape) for t in graph.tensors] == [(t.name, t.shape) for t in from_file.tensors]
+    for mine, theirs in zip(graph.tensors, from_file.tensors):
+        assert (mine.data is None) == (theirs.data is None)
+        assert mine.data is None or np.array_equal(mine.data, theirs.data), mine.name
+    weight = next(t for t in constants if len(t.shape) == 2)  # the ModelT still re-serialises (black-box path)
+    patched = TFLiteGraph.from_bytes(replace_constants(graph, {weight.name: np.ones(weight.shape, np.float32)}))
+    assert np.all(patched.float_constant(patched.tensor_by_name(weight.name)) == 1.0)
 
 
 def test_source_names_keep_signatures_not_the_weights():
@@ -62,7 +86,7 @@ PEAK = """
 import sys
 import numpy as np
 from edgetqs.model.litert import run_tflite
-from edgetqs.model.tflite_graph import TFLiteGraph
+from edgetqs.model.tflite_graph import TFLiteGraph, replace_constants
 raw = open(sys.argv[1], "rb").read()
 window = np.zeros(TFLiteGraph.from_bytes(raw).input_shapes()[0], np.float32)
 run_tflite(raw, window, xnnpack=sys.argv[2] == "on")
