@@ -25,6 +25,7 @@ LITERT_TORCH = "litert-torch"
 ONNX2TF = "onnx2tf"
 ONNX2TORCH = "onnx2torch -> litert-torch"
 AS_GIVEN = "as given"
+WHILE_FLATTENED = "as given, WHILE loops flattened"
 INTAKE_ROUTES = {
     TFLITE_CONVERTER: "the TFLite converter on the source graph as written",
     KERAS_UNROLLED: "Keras recurrent layers rebuilt with unroll=True over the fixed window, then the TFLite converter",
@@ -32,6 +33,8 @@ INTAKE_ROUTES = {
     ONNX2TF: "onnx2tf on the ONNX graph",
     ONNX2TORCH: "onnx2torch rebuilds the ONNX graph as torch modules, litert-torch converts them",
     AS_GIVEN: "a float .tflite, checked and taken as it is",
+    WHILE_FLATTENED: "a float .tflite whose WHILE loops (static trip count) are copied step by step into the main "
+                     "graph, each weight kept one shared constant; checked against the file run in LiteRT",
 }
 # What a version-2 card's source format says about its route when only one route reads that format.
 _ONLY_ROUTE = {"savedmodel": TFLITE_CONVERTER, "pytorch": LITERT_TORCH, "tflite": AS_GIVEN}

@@ -24,6 +24,7 @@ import numpy as np
 from edgetqs.errors import EdgeTQSError
 from edgetqs.files import staged_directory, write_atomically
 from edgetqs.model.card import ModelCard, RolloutSpec
+from edgetqs.model.flatten_while import RE_EXPORT_FLAT
 from edgetqs.model.formats import FORMATS, SUPPORTED, detect_format
 from edgetqs.model.formats.base import AGREEMENT_TOLERANCE, relative_difference
 from edgetqs.model.formats.onnx import DISAGREES_FIX
@@ -39,9 +40,6 @@ __all__ = ["CanonicalModel", "load_model", "load_torch_module", "canonicalize", 
 
 # Bump when the canonical form changes, so old cache entries are rebuilt (5: cards record the intake route).
 INTAKE_VERSION = 5
-RE_EXPORT_FLAT = ("give edgetqs the source model instead (.keras, .pt2 or .onnx: intake unrolls recurrent layers over "
-                  "the fixed window), or re-export a flat graph (Keras: unroll=True on every GRU/LSTM/SimpleRNN; "
-                  "TFLite converter: no fused LSTM ops)")
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Float ``.tflite`` files: already the canonical form's format; intake only checks them."""
+"""Float ``.tflite`` files: already the canonical form's format; intake checks them, and copies
+WHILE loops with a static trip count step by step into the main graph (model/flatten_while.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.model.card import AS_GIVEN, RolloutSpec
-from edgetqs.model.formats.base import Converted
+from edgetqs.model.card import AS_GIVEN, WHILE_FLATTENED, RolloutSpec
+from edgetqs.model.flatten_while import flatten_while_loops, has_while_loops
+from edgetqs.model.formats.base import Converted, random_window
 from edgetqs.model.litert import run_tflite
 from edgetqs.model.tflite_graph import TFLiteGraph
 
@@ -21,4 +23,10 @@ def convert(path: Path, rollout: RolloutSpec | None) -> Converted:
     except Exception as exc:
         raise EdgeTQSError(f"{path} does not run in the LiteRT interpreter ({type(exc).__name__}: {str(exc)[:200]})",
                            "re-export the model; the file may be damaged") from exc
-    return Converted(tflite, None, None, AS_GIVEN)  # nothing to compare against: the file is its own source
+    if not has_while_loops(tflite):
+        return Converted(tflite, None, None, AS_GIVEN)  # nothing to compare against: the file is its own source
+    flat, trips = flatten_while_loops(tflite, path)
+    window = random_window(graph.input_shapes()[0])
+    return Converted(flat, None, (window, run_tflite(tflite, window)), WHILE_FLATTENED,
+                     f"{len(trips)} WHILE loop(s) of {', '.join(map(str, trips))} steps (a rolled recurrent layer): "
+                     "the engine, the quantizer and builtin-only boards run flat graphs")

@@ -1,0 +1,355 @@
+"""WHILE loops with a static trip count, copied step by step into the main subgraph.
+
+A rolled recurrent layer converted by the TFLite converter (Keras ``unroll=False``,
+a ``tf.function`` holding one) is a WHILE op whose cond subgraph compares loop
+counters that start from constants with constant limits, and whose body reads
+step ``t`` of the sequence with a GATHER by the counter. The window is fixed,
+so the trip count is fixed too: it is read by running the counters' part of the
+cond and body subgraphs in numpy on the constant start values. Every iteration
+then becomes one copy of the body's ops in the main subgraph, the loop state
+threaded from one copy to the next, every op that only computes counters
+dropped and what it computed (the GATHER's index) written as a constant of that
+step. Each body constant (a kernel) becomes ONE main-subgraph tensor that every
+copy reads: the planner prices, and the quantizer quantizes, each weight once.
+
+A loop whose trip count depends on the input, or whose counters are computed by
+ops other than integer arithmetic and comparisons, is refused with how to
+re-export the model flat. The caller checks the flat model against the original
+file run in LiteRT.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+from ai_edge_litert.tools import flatbuffer_utils
+
+from edgetqs.errors import EdgeTQSError
+from edgetqs.model.compact import compact_tensor_names
+from edgetqs.model.tflite_graph import _OPCODE_NAMES, _TENSOR_TYPES
+
+RE_EXPORT_FLAT = ("give edgetqs the source model instead (.keras, .pt2 or .onnx: intake unrolls recurrent layers over "
+                  "the fixed window), or re-export a flat graph (Keras: unroll=True on every GRU/LSTM/SimpleRNN; "
+                  "TFLite converter: no fused LSTM ops)")
+
+# Ops that refer to other subgraphs: inside a loop body (a nested loop) or beside the loops they are refused.
+_CONTROL_FLOW = {"WHILE", "IF", "CALL", "CALL_ONCE", "STABLEHLO_WHILE", "STABLEHLO_CASE", "STABLEHLO_COMPOSITE"}
+# A loop longer than this is not a window over a forecaster's input: copying it would blow up the graph.
+MAX_STEPS = 4096
+
+
+def _binary(f):
+    return lambda a, b, options: f(a, b)
+
+
+# What the loop counters may be computed with: integer/boolean arithmetic, comparisons, re-viewing.
+_COUNTER_OPS = {
+    "ADD": _binary(np.add), "SUB": _binary(np.subtract), "MUL": _binary(np.multiply),
+    "FLOOR_DIV": _binary(np.floor_divide), "FLOOR_MOD": _binary(np.mod),
+    "MINIMUM": _binary(np.minimum), "MAXIMUM": _binary(np.maximum),
+    "LESS": _binary(np.less), "LESS_EQUAL": _binary(np.less_equal), "GREATER": _binary(np.greater),
+    "GREATER_EQUAL": _binary(np.greater_equal), "EQUAL": _binary(np.equal), "NOT_EQUAL": _binary(np.not_equal),
+    "LOGICAL_AND": _binary(np.logical_and), "LOGICAL_OR": _binary(np.logical_or),
+    "LOGICAL_NOT": lambda a, options: np.logical_not(a),
+    "RESHAPE": lambda a, *rest: a.reshape([int(d) for d in (rest[0] if len(rest) == 2 else rest[-1].newShape)]),
+    "SQUEEZE": lambda a, options: np.squeeze(a, tuple(options.squeezeDims) if options.squeezeDims is not None
+                                             and len(options.squeezeDims) else None),
+    "EXPAND_DIMS": lambda a, axis, options: np.expand_dims(a, int(np.asarray(axis).reshape(-1)[0])),
+    "PACK": lambda *args: np.stack(args[:-1], axis=args[-1].axis),
+}
+
+
+def _op_name(model: schema.ModelT, op) -> str:
+    return _OPCODE_NAMES.get(flatbuffer_utils.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex]),
+                             "CUSTOM")
+
+
+def _dtype(tensor) -> np.dtype | None:
+    return _TENSOR_TYPES.get(tensor.type, (None, None))[1]
+
+
+def _constant_value(model: schema.ModelT, tensor) -> np.ndarray | None:
+    """The contents of a constant tensor (None for an activation or a type numpy lacks)."""
+    data = model.buffers[tensor.buffer].data if 0 < tensor.buffer < len(model.buffers) else None
+    dtype = _dtype(tensor)
+    if data is None or len(data) == 0 or dtype is None:
+        return None
+    shape = [int(d) for d in tensor.shape] if tensor.shape is not None else []
+    return np.frombuffer(bytes(data), dtype).reshape(shape)
+
+
+def _is_counter_type(tensor) -> bool:
+    dtype = _dtype(tensor)
+    return dtype is not None and np.dtype(dtype).kind in "iub"
+
+
+def has_while_loops(tflite: bytes) -> bool:
+    """Whether the main subgraph of ``tflite`` holds a WHILE op."""
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
+    return any(_op_name(model, op) == "WHILE" for op in model.subgraphs[0].operators)
+
+
+class _Refused(Exception):
+    """Why a loop cannot be flattened (turned into an EdgeTQSError with the re-export fix)."""
+
+
+def flatten_while_loops(tflite: bytes, path: Path | str) -> tuple[bytes, list[int]]:
+    """``tflite`` with every WHILE op of its main subgraph copied step by step, and each loop's trip count.
+
+    Raises EdgeTQSError with how to re-export when a loop's trip count is not static."""
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
+    try:
+        trips = _Flattener(model).run()
+    except _Refused as why:
+        raise EdgeTQSError(f"{path} has control flow edgetqs cannot flatten: {why}", RE_EXPORT_FLAT) from None
+    _fold_constant_ops(model)
+    return compact_tensor_names(bytes(flatbuffer_utils.convert_object_to_bytearray(model))), trips
+
+
+class _Flattener:
+    def __init__(self, model: schema.ModelT):
+        self.model = model
+        self.main = model.subgraphs[0]
+        self.names = {t.name for t in self.main.tensors}
+        self.step_constants: dict[tuple, int] = {}  # (type, shape, bytes) -> main tensor: one per value
+
+    def run(self) -> list[int]:
+        main, trips = self.main, []
+        replaced: dict[int, int] = {}  # a WHILE output -> the main tensor that now holds it
+        operators = []
+        for op in main.operators:
+            op.inputs = [replaced.get(int(i), int(i)) for i in op.inputs]
+            name = _op_name(self.model, op)
+            if name == "WHILE":
+                ops, outputs, steps = self._unroll(op)
+                operators.extend(ops)
+                replaced.update(zip([int(i) for i in op.outputs], outputs))
+                trips.append(steps)
+            elif name in _CONTROL_FLOW:
+                raise _Refused(f"a {name} op (only WHILE loops with a static trip count are flattened)")
+            else:
+                operators.append(op)
+        main.operators = operators
+        main.outputs = [replaced.get(int(i), int(i)) for i in main.outputs]
+        for signature in self.model.signatureDefs or []:
+            for item in signature.outputs or []:
+                item.tensorIndex = replaced.get(int(item.tensorIndex), int(item.tensorIndex))
+        self._drop_dead_ops()
+        self.model.subgraphs = [main]
+        _collect_garbage(self.model)
+        return trips
+
+    # -- one loop -------------------------------------------------------------
+    def _unroll(self, op) -> tuple[list, list[int], int]:
+        cond = self.model.subgraphs[op.builtinOptions.condSubgraphIndex]
+        body = self.model.subgraphs[op.builtinOptions.bodySubgraphIndex]
+        for subgraph in (cond, body):
+            nested = sorted({_op_name(self.model, o) for o in subgraph.operators} & _CONTROL_FLOW)
+            if nested:
+                raise _Refused(f"the loop {body.name.decode()} holds {', '.join(nested)} (a nested loop)")
+        initial = [int(i) for i in op.inputs]
+        start = {i: _constant_value(self.model, self.main.tensors[t]) for i, t in enumerate(initial)
+                 if _is_counter_type(self.main.tensors[t])}
+        counters = {i for i, value in start.items() if value is not None}
+        while True:  # a counter's next value must come from counters and constants only
+            known = self._computable(body, {int(body.inputs[i]) for i in counters})
+            still = {i for i in counters if int(body.outputs[i]) in known}
+            if still == counters:
+                break
+            counters = still
+        if int(cond.outputs[0]) not in self._computable(cond, {int(cond.inputs[i]) for i in counters}):
+            raise _Refused(f"the loop {body.name.decode()} has no static trip count (its condition depends on "
+                           "the input or on values computed in the loop, not only on counters that start from "
+                           "constants)")
+        steps, values = [], {i: start[i] for i in counters}
+        while True:
+            cond_values = self._evaluate(cond, {int(cond.inputs[i]): values[i] for i in counters})
+            if not bool(np.asarray(cond_values[int(cond.outputs[0])]).reshape(-1)[0]):
+                break
+            if len(steps) >= MAX_STEPS:
+                raise _Refused(f"the loop {body.name.decode()} runs more than {MAX_STEPS} steps")
+            step = self._evaluate(body, {int(body.inputs[i]): values[i] for i in counters})
+            steps.append(step)
+            values = {i: step[int(body.outputs[i])] for i in counters}
+
+        shared: dict[int, int] = {}  # body constant -> its one main-subgraph tensor, read by every step
+        operators, state = [], list(initial)
+        for step in steps:
+            local = {int(t): state[i] for i, t in enumerate(body.inputs)}
+
+            def resolve(t: int) -> int:
+                if t < 0:
+                    return t
+                if t in step and _constant_value(self.model, body.tensors[t]) is None:
+                    return self._step_constant(body.tensors[t], step[t])
+                if t in local:
+                    return local[t]
+                if t not in shared:
+                    shared[t] = self._add_tensor(body.tensors[t], keep_buffer=True)
+                return shared[t]
+
+            for body_op in body.operators:
+                if all(int(o) in step for o in body_op.outputs):
+                    continue  # counter arithmetic: its values are this step's constants
+                copied = copy.deepcopy(body_op)
+                copied.inputs = [resolve(int(i)) for i in body_op.inputs]
+                copied.outputs = []
+                for o in body_op.outputs:
+                    local[int(o)] = self._add_tensor(body.tensors[int(o)], keep_buffer=False)
+                    copied.outputs.append(local[int(o)])
+                operators.append(copied)
+            state = [resolve(int(t)) for t in body.outputs]
+        outputs = [self._step_constant(self.main.tensors[int(t)], values[i]) if i in counters and steps else state[i]
+                   for i, t in enumerate(op.outputs)]
+        return operators, outputs, len(steps)
+
+    def _computable(self, subgraph, known: set[int]) -> set[int]:
+        """Tensors of ``subgraph`` computed from ``known`` and integer constants by counter ops alone."""
+        known = set(known) | {i for i, t in enumerate(subgraph.tensors)
+                              if _is_counter_type(t) and _constant_value(self.model, t) is not None}
+        for op in subgraph.operators:
+            if (_op_name(self.model, op) in _COUNTER_OPS and all(int(i) in known for i in op.inputs if int(i) >= 0)
+                    and all(_is_counter_type(subgraph.tensors[int(o)]) for o in op.outputs)):
+                known.update(int(o) for o in op.outputs)
+        return known
+
+    def _evaluate(self, subgraph, values: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+        """Every counter tensor of ``subgraph`` (see ``_computable``) from the counters' ``values``."""
+        known = self._computable(subgraph, set(values))
+        values = dict(values)
+        for i in known - set(values):
+            constant = _constant_value(self.model, subgraph.tensors[i])
+            if constant is not None:
+                values[i] = constant
+        for op in subgraph.operators:
+            outputs = [int(o) for o in op.outputs]
+            if not all(o in known for o in outputs) or all(o in values for o in outputs):
+                continue
+            args = [values[int(i)] for i in op.inputs if int(i) >= 0]
+            result = _COUNTER_OPS[_op_name(self.model, op)](*args, op.builtinOptions)
+            tensor = subgraph.tensors[outputs[0]]
+            values[outputs[0]] = np.asarray(result).astype(_dtype(tensor)).reshape(
+                [int(d) for d in tensor.shape] if tensor.shape is not None else [])
+        return values
+
+    # -- tensors --------------------------------------------------------------
+    def _add_tensor(self, source, keep_buffer: bool) -> int:
+        tensor = copy.deepcopy(source)
+        if not keep_buffer:
+            tensor.buffer = 0  # activations share the empty buffer 0
+        name = tensor.name
+        if keep_buffer and name in self.names:  # weights are addressed by name: keep names unique
+            n = 2
+            while name + f"#{n}".encode() in self.names:
+                n += 1
+            name = name + f"#{n}".encode()
+        tensor.name = name
+        self.names.add(name)
+        self.main.tensors.append(tensor)
+        return len(self.main.tensors) - 1
+
+    def _step_constant(self, like, value: np.ndarray) -> int:
+        """A main-subgraph constant holding ``value`` (a counter of one step): one tensor per distinct value."""
+        value = np.array(value, dtype=_dtype(like), order="C")  # ascontiguousarray would make a scalar 1-d
+        key = (like.type, value.shape, value.tobytes())
+        if key not in self.step_constants:
+            buffer = schema.BufferT()
+            buffer.data = np.frombuffer(value.tobytes(), np.uint8)
+            self.model.buffers.append(buffer)
+            tensor = schema.TensorT()
+            tensor.name = f"while/step_value_{len(self.step_constants)}".encode()
+            tensor.shape, tensor.type = list(value.shape), like.type
+            tensor.buffer = len(self.model.buffers) - 1
+            self.main.tensors.append(tensor)
+            self.step_constants[key] = len(self.main.tensors) - 1
+        return self.step_constants[key]
+
+    def _drop_dead_ops(self) -> None:
+        """Ops nothing reads (each step's copy of the loop's sequence output, of which only the last is used)."""
+        needed = {int(i) for i in self.main.outputs}
+        kept = []
+        for op in reversed(self.main.operators):
+            if any(int(o) in needed for o in op.outputs):
+                kept.append(op)
+                needed.update(int(i) for i in op.inputs if int(i) >= 0)
+        self.main.operators = kept[::-1]
+
+
+def _collect_garbage(model: schema.ModelT) -> None:
+    """Drop tensors, buffers and operator codes nothing refers to any more, renumbering what stays."""
+    main = model.subgraphs[0]
+    used = sorted({int(i) for i in main.inputs} | {int(i) for i in main.outputs}
+                  | {int(i) for op in main.operators for i in list(op.inputs) + list(op.outputs) if int(i) >= 0})
+    renumber = {old: new for new, old in enumerate(used)}
+    main.tensors = [main.tensors[i] for i in used]
+    for op in main.operators:
+        op.inputs = [renumber[int(i)] if int(i) >= 0 else -1 for i in op.inputs]
+        op.outputs = [renumber[int(i)] for i in op.outputs]
+        if op.intermediates is not None and len(op.intermediates):
+            op.intermediates = [renumber[int(i)] for i in op.intermediates if int(i) in renumber]
+    main.inputs = [renumber[int(i)] for i in main.inputs]
+    main.outputs = [renumber[int(i)] for i in main.outputs]
+    for signature in model.signatureDefs or []:
+        for item in list(signature.inputs or []) + list(signature.outputs or []):
+            item.tensorIndex = renumber[int(item.tensorIndex)]
+    # Buffers: 0 (the empty one) stays first; metadata keeps its buffers.
+    metadata = [m.buffer for m in model.metadata or []] + [int(b) for b in (model.metadataBuffer or [])]
+    buffers = sorted({0} | {int(t.buffer) for t in main.tensors} | set(metadata))
+    moved = {old: new for new, old in enumerate(buffers)}
+    model.buffers = [model.buffers[i] for i in buffers]
+    for tensor in main.tensors:
+        tensor.buffer = moved[int(tensor.buffer)]
+    for item in model.metadata or []:
+        item.buffer = moved[item.buffer]
+    if model.metadataBuffer is not None and len(model.metadataBuffer):
+        model.metadataBuffer = [moved[int(b)] for b in model.metadataBuffer]
+    codes = sorted({op.opcodeIndex for op in main.operators})
+    recoded = {old: new for new, old in enumerate(codes)}
+    model.operatorCodes = [model.operatorCodes[i] for i in codes]
+    for op in main.operators:
+        op.opcodeIndex = recoded[op.opcodeIndex]
+
+
+def _fold_constant_ops(model: schema.ModelT) -> None:
+    """Ops whose inputs are all constants (the first step's, on the loop's constant initial state) replaced
+    by what they compute, as the TFLite converter folds them in a graph it unrolls itself: an op such as a
+    FULLY_CONNECTED of a constant state with a weight is something AI Edge Quantizer cannot make a hybrid
+    kernel of. The values come from LiteRT, so they are what the original loop computed."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from edgetqs.model.quiet import quiet_stderr
+
+    main = model.subgraphs[0]
+    known = {i for i, t in enumerate(main.tensors) if 0 < t.buffer < len(model.buffers)
+             and model.buffers[t.buffer].data is not None and len(model.buffers[t.buffer].data)}
+    folded_ops, folded = [], set()
+    for op in main.operators:
+        if op.outputs is not None and all(int(i) in known for i in op.inputs if int(i) >= 0):
+            folded_ops.append(op)
+            folded.update(int(o) for o in op.outputs)
+            known.update(int(o) for o in op.outputs)
+    if not folded_ops:
+        return
+    kept = [op for op in main.operators if not any(op is f for f in folded_ops)]
+    frontier = sorted(folded & ({int(i) for op in kept for i in op.inputs} | {int(o) for o in main.outputs}))
+    with quiet_stderr():
+        interpreter = Interpreter(model_content=bytes(flatbuffer_utils.convert_object_to_bytearray(model)),
+                                  experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                                  experimental_preserve_all_tensors=True)
+        interpreter.allocate_tensors()
+    for i in main.inputs:  # folded values do not depend on the input: zeros do
+        detail = next(d for d in interpreter.get_input_details() if d["index"] == int(i))
+        interpreter.set_tensor(int(i), np.zeros(detail["shape"], detail["dtype"]))
+    interpreter.invoke()
+    for index in frontier:
+        value = np.array(interpreter.get_tensor(index), order="C")
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(value.tobytes(), np.uint8)
+        model.buffers.append(buffer)
+        main.tensors[index].buffer = len(model.buffers) - 1
+        main.tensors[index].name = main.tensors[index].name + b"/folded"
+    main.operators = kept
+    _collect_garbage(model)
