@@ -20,6 +20,7 @@ INPUT_LAYOUTS = ("channels_last", "channels_first")
 # The routes intake takes from a source to the canonical .tflite (ModelCard.intake_route): name -> what it does.
 # The one list of them: converters name their route with these constants, inspect explains it from here.
 TFLITE_CONVERTER = "tflite-converter"
+TFLITE_CONVERTER_LOOP_FLATTENED = "tflite-converter (batch-1 tensor lists), WHILE loops flattened"
 KERAS_UNROLLED = "keras unroll=True -> tflite-converter"
 LITERT_TORCH = "litert-torch"
 ONNX2TF = "onnx2tf"
@@ -28,6 +29,8 @@ AS_GIVEN = "as given"
 WHILE_FLATTENED = "as given, WHILE loops flattened"
 INTAKE_ROUTES = {
     TFLITE_CONVERTER: "the TFLite converter on the source graph as written",
+    TFLITE_CONVERTER_LOOP_FLATTENED: "the TFLite converter on the frozen graph with its recurrent loop's tensor "
+                                     "lists fixed to batch 1, then its WHILE loops copied step by step",
     KERAS_UNROLLED: "Keras recurrent layers rebuilt with unroll=True over the fixed window, then the TFLite converter",
     LITERT_TORCH: "litert-torch on the torch.export program (recurrent cells come out unrolled)",
     ONNX2TF: "onnx2tf on the ONNX graph",

@@ -497,8 +497,15 @@ def test_tf_function_savedmodel_reaches_a_verified_bundle(tmp_path):
     assert trip["result"].verification.simulation_rel_error <= trip["result"].verification.tolerance
 
 
-def test_savedmodel_with_a_rolled_recurrent_loop_says_how_to_re_export(tmp_path):
-    _tf_function_savedmodel(tmp_path / "tf-lstm", recurrent=True)
-    with pytest.raises(EdgeTQSError, match="recurrent loop") as info:
-        load_model(tmp_path / "tf-lstm")
-    assert ".keras" in info.value.fix and "unroll=True" in info.value.fix
+def test_savedmodel_with_a_rolled_recurrent_loop_is_flattened_and_reaches_a_verified_bundle(tmp_path):
+    forward = _tf_function_savedmodel(tmp_path / "tf-lstm", recurrent=True)
+    model = load_model(tmp_path / "tf-lstm")
+    assert model.card.intake_route == routes.TFLITE_CONVERTER_LOOP_FLATTENED
+    assert "1 WHILE loop(s) of 8 steps" in model.card.intake_note and model.graph.num_subgraphs == 1
+    window = np.random.default_rng(11).standard_normal((1, WINDOW, FEATURES)).astype(np.float32)
+    np.testing.assert_allclose(run_tflite(model.tflite_path, window), forward(window).numpy(), rtol=1e-4, atol=1e-5)
+    kernel = np.asarray(forward.layers[1].cell.kernel).T  # one constant, read by every step's FULLY_CONNECTED
+    (tensor,) = [t for t in model.graph.tensors if t.is_constant and np.array_equal(t.data, kernel)]
+    assert len([op for op in model.graph.operators if tensor.index in op.inputs]) == WINDOW
+    trip = through_pipeline(model, tmp_path / "trip")
+    assert trip["result"].verification.simulation_rel_error <= trip["result"].verification.tolerance

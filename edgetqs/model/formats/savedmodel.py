@@ -1,4 +1,12 @@
-"""SavedModel directories (tf.saved_model.save, model.export, tf.function modules)."""
+"""SavedModel directories (tf.saved_model.save, model.export, tf.function modules).
+
+A recurrent layer left rolled inside a ``tf.function`` is a loop over TensorLists
+whose element shape keeps the batch open (-1), which the TFLite converter cannot
+lower to builtins. Intake fixes the batch to 1 anyway, so those element shapes are
+set to batch 1 in the frozen graph; the converter then writes a WHILE loop with a
+static trip count, which is flattened (model/flatten_while.py) and checked against
+the SavedModel like every conversion.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +15,14 @@ import tempfile
 from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
-from edgetqs.model.card import TFLITE_CONVERTER, RolloutSpec
+from edgetqs.model.card import TFLITE_CONVERTER, TFLITE_CONVERTER_LOOP_FLATTENED, RolloutSpec
+from edgetqs.model.flatten_while import flatten_while_loops
 from edgetqs.model.formats.base import Converted, fixed_input_shape, one_input_one_output, random_window
 from edgetqs.model.quiet import import_tensorflow_quietly, quiet_tensorflow
+
+
+class RecurrentLoopError(EdgeTQSError):
+    """The TFLite converter met a rolled recurrent loop (TensorList ops) it cannot lower to builtins."""
 
 
 def is_savedmodel_dir(path: Path) -> bool:
@@ -28,7 +41,7 @@ def tflite_from_savedmodel_dir(saved_dir: Path, path: Path) -> bytes:
     except Exception as exc:  # the converter raises ConverterError with the MLIR diagnostics
         flex = sorted(set(re.findall(r"\btf\.([A-Z]\w+)", str(exc))))
         if any(op.startswith("TensorList") for op in flex):  # what a rolled RNN's loop lowers to
-            raise EdgeTQSError(f"{path} holds a recurrent loop ({', '.join(flex)}): its sequence length is not fixed "
+            raise RecurrentLoopError(f"{path} holds a recurrent loop ({', '.join(flex)}): its sequence length is not fixed "
                                "in the graph", "give edgetqs the Keras model (.keras: intake unrolls its recurrent "
                                "layers), or build them with unroll=True before saving") from exc
         if flex:
@@ -65,5 +78,44 @@ def convert(path: Path, rollout: RolloutSpec | None) -> Converted:
     with tempfile.TemporaryDirectory() as tmp:
         with quiet_tensorflow():
             tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
-        tflite = tflite_from_savedmodel_dir(Path(tmp), path)
+        try:
+            tflite = tflite_from_savedmodel_dir(Path(tmp), path)
+        except RecurrentLoopError as refused:
+            looped = _tflite_with_batch1_tensor_lists(module.serve.get_concrete_function())
+            if looped is None:
+                raise refused from None
+            flat, trips = flatten_while_loops(looped, path)
+            return Converted(flat, None, (window, expected), TFLITE_CONVERTER_LOOP_FLATTENED,
+                             f"a rolled recurrent loop (TensorList ops): {len(trips)} WHILE loop(s) of "
+                             f"{', '.join(map(str, trips))} steps once its element shapes are batch 1")
     return Converted(tflite, None, (window, expected), TFLITE_CONVERTER)
+
+
+def _tflite_with_batch1_tensor_lists(function) -> bytes | None:
+    """The TFLite converter on the frozen ``function`` (batch-1 signature) with every TensorList element
+    shape that leaves the batch open (-1) set to batch 1, tensor-list ops lowered: a WHILE loop of
+    builtins; None when the converter still fails."""
+    tf = import_tensorflow_quietly()
+    from tensorflow.python.framework import tensor_util
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    with quiet_tensorflow():
+        frozen = convert_variables_to_constants_v2(function, lower_control_flow=False)
+        graph_def = frozen.graph.as_graph_def()
+        for node in graph_def.node:
+            if node.op == "Const" and node.name.endswith("/element_shape"):
+                shape = tensor_util.MakeNdarray(node.attr["value"].tensor)
+                if shape.ndim == 1 and len(shape) and shape[0] == -1:
+                    shape = shape.copy()
+                    shape[0] = 1
+                    node.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(shape))
+        wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+        pruned = wrapped.prune(feeds=[wrapped.graph.get_tensor_by_name(frozen.inputs[0].name)],
+                               fetches=[wrapped.graph.get_tensor_by_name(frozen.outputs[0].name)])
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([pruned])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        converter._experimental_lower_tensor_list_ops = True
+        try:
+            return converter.convert()
+        except Exception:  # the converter's own diagnostics: the caller keeps its first refusal
+            return None
