@@ -240,6 +240,7 @@ class _Flattener:
         tensor = copy.deepcopy(source)
         if not keep_buffer:
             tensor.buffer = 0  # activations share the empty buffer 0
+            tensor.shapeSignature = None  # every step's shapes are static: the signature only costs bytes
         name = tensor.name
         if keep_buffer and name in self.names:  # weights are addressed by name: keep names unique
             n = 2
