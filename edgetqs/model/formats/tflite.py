@@ -27,6 +27,6 @@ def convert(path: Path, rollout: RolloutSpec | None) -> Converted:
         return Converted(tflite, None, None, AS_GIVEN)  # nothing to compare against: the file is its own source
     flat, trips = flatten_while_loops(tflite, path)
     window = random_window(graph.input_shapes()[0])
-    return Converted(flat, None, (window, run_tflite(tflite, window)), WHILE_FLATTENED,
+    return Converted(flat, None, (window, run_tflite(tflite, window, xnnpack=False)), WHILE_FLATTENED,
                      f"{len(trips)} WHILE loop(s) of {', '.join(map(str, trips))} steps (a rolled recurrent layer): "
                      "the engine, the quantizer and builtin-only boards run flat graphs")
