@@ -65,6 +65,26 @@ def test_buffers_stored_after_the_flatbuffer_are_views_too(savedmodel_path, tmp_
     assert np.all(patched.float_constant(patched.tensor_by_name(weight.name)) == 1.0)
 
 
+def test_large_models_convert_with_their_buffers_after_the_flatbuffer(savedmodel_path):
+    """From LARGE_MODEL_BYTES of weights up the TF converter writes buffers by offset (no flatbuffer
+    builder grown around the weights); below it the layout stays as it was. Both read as views."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgetqs.model.formats.savedmodel import tflite_from_savedmodel_dir
+    from edgetqs.model.memory import LARGE_MODEL_BYTES
+
+    def offsets(raw: bytes) -> list[int]:
+        model = schema.Model.GetRootAs(raw, 0)
+        return [model.Buffers(i).Offset() for i in range(model.BuffersLength())]
+
+    small = tflite_from_savedmodel_dir(savedmodel_path, savedmodel_path, LARGE_MODEL_BYTES - 1)
+    large = tflite_from_savedmodel_dir(savedmodel_path, savedmodel_path, LARGE_MODEL_BYTES)
+    assert not any(offsets(small)) and any(offsets(large))
+    for raw in (small, large):
+        whole = np.frombuffer(raw, np.uint8)
+        assert all(np.shares_memory(t.data, whole) for t in TFLiteGraph.from_bytes(raw).tensors if t.is_constant)
+
+
 def test_source_names_keep_signatures_not_the_weights():
     rng = np.random.default_rng(0)
     weights = {f"block_{i}_fc": rng.standard_normal((256, 512)).astype(np.float32) for i in range(4)}

@@ -133,7 +133,7 @@ def convert(path: Path, rollout: RolloutSpec | None) -> Converted:
         del model  # the converter reads the SavedModel: the Keras model's weights need not be alive beside its copies
         rebuilt, flat = flat is not None, None
         release_freed_memory(float_bytes)
-        tflite = tflite_from_savedmodel_dir(Path(tmp), path)
+        tflite = tflite_from_savedmodel_dir(Path(tmp), path, float_bytes)
     release_freed_memory(float_bytes)  # the converter's intermediates, before intake reads and verifies the result
     if not rebuilt:
         return Converted(tflite, names, (window, expected), TFLITE_CONVERTER)
