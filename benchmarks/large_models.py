@@ -173,6 +173,7 @@ def main() -> None:
     path = RESULTS / f"{args.results}.json"
     results = json.loads(path.read_text()) if path.exists() else {"runs": {}}
     gemm_before, gemm_cpu_before = gemm_gflops(), gemm_gflops_per_cpu_second()
+    ran = []  # this run's rows: their time ratios use this run's GEMM rate, earlier rows keep theirs
     for name in args.models.split(","):
         for stage in args.stages.split(","):
             command = stage_command(stage, name, work, args.target, args.score_args.split())
@@ -183,6 +184,7 @@ def main() -> None:
             print(f"  {row['seconds']:.1f} s, peak {row['peak_rss_bytes'] / 2**30:.2f} GiB, exit {row['exit']}, "
                   f"load {row['load_avg_1min']}", flush=True)
             results["runs"].setdefault(name, {})[stage] = row
+            ran.append(row)
             if row["exit"]:
                 break
         if (work / f"{name}.keras").exists():
@@ -190,6 +192,8 @@ def main() -> None:
         if (work / f"{name}.full.scores.json").exists() and (work / f"{name}.scores.json").exists():
             results["runs"][name]["adaptive_vs_full"] = compare_scores(work, name, args.target)
     gemm_after, gemm_cpu_after = gemm_gflops(), gemm_gflops_per_cpu_second()
+    for row in ran:
+        row["gemm_gflops"] = min(gemm_before, gemm_after)
     results["machine"] = machine() | {"gemm_gflops_before": gemm_before, "gemm_gflops_after": gemm_after,
                                       "gemm_gflops_per_cpu_second": max(gemm_cpu_before, gemm_cpu_after)}
     for name in args.models.split(","):
@@ -206,7 +210,8 @@ def main() -> None:
 
 
 def add_ratios(results: dict) -> None:
-    gemm = min(results["machine"]["gemm_gflops_before"], results["machine"]["gemm_gflops_after"]) * 1e9
+    """Ratios of every row; the time ratio with the GEMM rate of the row's own run (rows from before
+    rows carried it keep the ratio they were written with: "machine" is the latest run's)."""
     for runs in results["runs"].values():
         facts = runs.get("model")
         if not facts:
@@ -214,7 +219,8 @@ def add_ratios(results: dict) -> None:
         for stage, row in runs.items():
             if stage not in ("model", "adaptive_vs_full"):
                 row["rss_over_float_bytes"] = row["peak_rss_bytes"] / facts["float_bytes"]
-                row["forward_passes_at_gemm_rate"] = row["seconds"] * gemm / facts["forward_flops"]
+                if "gemm_gflops" in row:
+                    row["forward_passes_at_gemm_rate"] = row["seconds"] * row["gemm_gflops"] * 1e9 / facts["forward_flops"]
 
 
 def print_table(results: dict) -> None:
