@@ -105,7 +105,7 @@ def flatten_while_loops(tflite: bytes, path: Path | str) -> tuple[bytes, list[in
         trips = _Flattener(model).run()
     except _Refused as why:
         raise EdgeTQSError(f"{path} has control flow edgetqs cannot flatten: {why}", RE_EXPORT_FLAT) from None
-    _fold_constant_ops(model)
+    _settle_with_litert(model)
     return compact_tensor_names(bytes(flatbuffer_utils.convert_object_to_bytearray(model))), trips
 
 
@@ -137,7 +137,7 @@ class _Flattener:
         for signature in self.model.signatureDefs or []:
             for item in signature.outputs or []:
                 item.tensorIndex = replaced.get(int(item.tensorIndex), int(item.tensorIndex))
-        self._drop_dead_ops()
+        _drop_dead_ops(main)
         self.model.subgraphs = [main]
         _collect_garbage(self.model)
         return trips
@@ -239,8 +239,7 @@ class _Flattener:
     def _add_tensor(self, source, keep_buffer: bool) -> int:
         tensor = copy.deepcopy(source)
         if not keep_buffer:
-            tensor.buffer = 0  # activations share the empty buffer 0
-            tensor.shapeSignature = None  # every step's shapes are static: the signature only costs bytes
+            tensor.buffer = 0  # activations share the empty buffer 0 (their shapes: _settle_with_litert)
         name = tensor.name
         if keep_buffer and name in self.names:  # weights are addressed by name: keep names unique
             n = 2
@@ -268,15 +267,16 @@ class _Flattener:
             self.step_constants[key] = len(self.main.tensors) - 1
         return self.step_constants[key]
 
-    def _drop_dead_ops(self) -> None:
-        """Ops nothing reads (each step's copy of the loop's sequence output, of which only the last is used)."""
-        needed = {int(i) for i in self.main.outputs}
-        kept = []
-        for op in reversed(self.main.operators):
-            if any(int(o) in needed for o in op.outputs):
-                kept.append(op)
-                needed.update(int(i) for i in op.inputs if int(i) >= 0)
-        self.main.operators = kept[::-1]
+
+def _drop_dead_ops(main) -> None:
+    """Ops nothing reads (each step's copy of the loop's sequence output, of which only the last is used)."""
+    needed = {int(i) for i in main.outputs}
+    kept = []
+    for op in reversed(main.operators):
+        if any(int(o) in needed for o in op.outputs):
+            kept.append(op)
+            needed.update(int(i) for i in op.inputs if int(i) >= 0)
+    main.operators = kept[::-1]
 
 
 def _collect_garbage(model: schema.ModelT) -> None:
@@ -314,43 +314,59 @@ def _collect_garbage(model: schema.ModelT) -> None:
         op.opcodeIndex = recoded[op.opcodeIndex]
 
 
-def _fold_constant_ops(model: schema.ModelT) -> None:
-    """Ops whose inputs are all constants (the first step's, on the loop's constant initial state) replaced
-    by what they compute, as the TFLite converter folds them in a graph it unrolls itself: an op such as a
-    FULLY_CONNECTED of a constant state with a weight is something AI Edge Quantizer cannot make a hybrid
-    kernel of. The values come from LiteRT, so they are what the original loop computed."""
+def _settle_with_litert(model: schema.ModelT) -> None:
+    """Run the flat graph once in LiteRT and keep what it found.
+
+    - Shapes: a body's tensors carry the shapes of no step in particular (a rolled ``return_sequences``
+      layer writes step t by slicing its list to [t, ...]: 0 rows at the first step); LiteRT computes each
+      step's, which are written as the static shapes (no shape signatures: nothing is resized any more).
+      Empty slices are then dropped from the CONCATENATIONs that joined them.
+    - Constants: ops whose inputs are all constants (the first step's, on the loop's constant initial
+      state) are replaced by what they computed, as the TFLite converter folds a graph it unrolls itself:
+      AI Edge Quantizer cannot make a hybrid FULLY_CONNECTED of a constant input.
+    Nothing here depends on the input (zeros are fed)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from edgetqs.model.quiet import quiet_stderr
 
     main = model.subgraphs[0]
-    known = {i for i, t in enumerate(main.tensors) if 0 < t.buffer < len(model.buffers)
-             and model.buffers[t.buffer].data is not None and len(model.buffers[t.buffer].data)}
-    folded_ops, folded = [], set()
-    for op in main.operators:
-        if op.outputs is not None and all(int(i) in known for i in op.inputs if int(i) >= 0):
-            folded_ops.append(op)
-            folded.update(int(o) for o in op.outputs)
-            known.update(int(o) for o in op.outputs)
-    if not folded_ops:
-        return
-    kept = [op for op in main.operators if not any(op is f for f in folded_ops)]
-    frontier = sorted(folded & ({int(i) for op in kept for i in op.inputs} | {int(o) for o in main.outputs}))
     with quiet_stderr():
         interpreter = Interpreter(model_content=bytes(flatbuffer_utils.convert_object_to_bytearray(model)),
                                   experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
                                   experimental_preserve_all_tensors=True)
         interpreter.allocate_tensors()
-    for i in main.inputs:  # folded values do not depend on the input: zeros do
-        detail = next(d for d in interpreter.get_input_details() if d["index"] == int(i))
-        interpreter.set_tensor(int(i), np.zeros(detail["shape"], detail["dtype"]))
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
     interpreter.invoke()
-    for index in frontier:
+    constant = {i for i, t in enumerate(main.tensors) if _constant_value(model, t) is not None
+                or (0 < t.buffer < len(model.buffers) and model.buffers[t.buffer].data is not None
+                    and len(model.buffers[t.buffer].data))}
+    used = {int(i) for op in main.operators for i in list(op.inputs) + list(op.outputs) if int(i) >= 0}
+    for index in sorted(used - constant):
+        tensor = main.tensors[index]
+        tensor.shape = [int(d) for d in interpreter.get_tensor(index).shape]
+        tensor.shapeSignature = None
+
+    known, folded_ops, folded = set(constant), [], set()
+    for op in main.operators:
+        if all(int(i) in known for i in op.inputs if int(i) >= 0):
+            folded_ops.append(op)
+            folded.update(int(o) for o in op.outputs)
+            known.update(int(o) for o in op.outputs)
+    kept = [op for op in main.operators if not any(op is f for f in folded_ops)]
+    for index in sorted(folded & ({int(i) for op in kept for i in op.inputs} | {int(o) for o in main.outputs})):
         value = np.array(interpreter.get_tensor(index), order="C")
         buffer = schema.BufferT()
         buffer.data = np.frombuffer(value.tobytes(), np.uint8)
         model.buffers.append(buffer)
         main.tensors[index].buffer = len(model.buffers) - 1
-        main.tensors[index].name = main.tensors[index].name + b"/folded"
+        main.tensors[index].name = f"while/folded_{index}".encode()  # AEQ addresses tensors by unique name
+    for op in kept:
+        if _op_name(model, op) == "CONCATENATION":
+            inputs = [int(i) for i in op.inputs]
+            nonempty = [i for i in inputs if all(int(d) > 0 for d in main.tensors[i].shape)]
+            if nonempty and len(nonempty) < len(inputs):
+                op.inputs = nonempty
     main.operators = kept
+    _drop_dead_ops(main)
     _collect_garbage(model)

@@ -34,9 +34,13 @@ def rolled_tflite(tmp_path_factory):
     def make(kind):
         if kind not in made:
             keras.utils.set_random_seed(5)
-            layer = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}[kind]
             inputs = keras.Input((WINDOW, FEATURES), batch_size=1)
-            h = layer(UNITS, bias_initializer="random_normal")(inputs)  # nonzero biases: the converter keeps them
+            random_bias = dict(bias_initializer="random_normal")  # nonzero biases: the converter keeps them
+            if kind == "stacked-gru":  # the lower layer writes every step into its sequence output
+                lower = keras.layers.GRU(UNITS, return_sequences=True, **random_bias)(inputs)
+                h = keras.layers.GRU(UNITS, **random_bias)(lower)
+            else:
+                h = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}[kind](UNITS, **random_bias)(inputs)
             model = keras.Model(inputs, keras.layers.Dense(FEATURES)(h))
             path = tmp_path_factory.mktemp("while") / f"{kind}.tflite"
             path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
@@ -79,8 +83,27 @@ def test_while_loop_of_a_rolled_recurrent_layer_is_flattened_and_matches_the_fil
         [int(np.prod(cell.recurrent_kernel.shape)), int(np.prod(cell.kernel.shape)), UNITS * FEATURES])
 
 
-def test_flattened_while_loop_reaches_a_verified_bundle(rolled_tflite, tmp_path):
-    model = load_model(rolled_tflite("gru")[0])
+def test_stacked_loops_with_a_sequence_output_are_flattened_and_match_the_file(rolled_tflite):
+    path, keras_model = rolled_tflite("stacked-gru")
+    model = load_model(path)
+    graph = model.graph
+    assert "2 WHILE loop(s) of 8, 8 steps" in model.card.intake_note and graph.num_subgraphs == 1
+    # Step t writes row t of the lower layer's sequence by slicing the list around it: at t = 0 the slice
+    # before it is empty. Each step's shapes are written as they are, and no empty tensor is left.
+    assert all(all(d > 0 for d in t.shape) for t in graph.tensors)
+    window = np.random.default_rng(9).standard_normal((1, WINDOW, FEATURES)).astype(np.float32)
+    flat_out = run_tflite(model.tflite_path, window)
+    assert float(np.max(np.abs(flat_out - run_tflite(path, window)))) <= 1e-5
+    np.testing.assert_allclose(flat_out, keras_model(window).numpy(), rtol=1e-4, atol=1e-5)
+    for layer in keras_model.layers[1:3]:
+        for matrix in (layer.cell.kernel, layer.cell.recurrent_kernel):
+            (readers,) = _readers(graph, np.asarray(matrix).T)  # one constant per Keras matrix
+            assert WINDOW - 1 <= len(readers) <= WINDOW
+
+
+@pytest.mark.parametrize("kind", ["gru", "stacked-gru"])
+def test_flattened_while_loop_reaches_a_verified_bundle(kind, rolled_tflite, tmp_path):
+    model = load_model(rolled_tflite(kind)[0])
     trip = through_pipeline(model, tmp_path)
     verification = trip["result"].verification  # convert() raises when verification fails
     assert verification.simulation_rel_error <= verification.tolerance
