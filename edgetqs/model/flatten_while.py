@@ -101,6 +101,9 @@ def flatten_while_loops(tflite: bytes, path: Path | str) -> tuple[bytes, list[in
 
     Raises EdgeTQSError with how to re-export when a loop's trip count is not static."""
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
+    if any(getattr(b, "offset", 0) > 1 for b in model.buffers):  # rewriting would drop the data after the flatbuffer
+        raise EdgeTQSError(f"{path} holds WHILE loops and keeps its weights after the flatbuffer (buffer offsets), "
+                           "which the loop flattener does not rewrite", RE_EXPORT_FLAT)
     try:
         trips = _Flattener(model).run()
     except _Refused as why:
