@@ -11,6 +11,11 @@ threaded from one copy to the next, every op that only computes counters
 dropped and what it computed (the GATHER's index) written as a constant of that
 step. Each body constant (a kernel) becomes ONE main-subgraph tensor that every
 copy reads: the planner prices, and the quantizer quantizes, each weight once.
+The flat graph is then run once in LiteRT to give every step's tensors their
+shapes and fold the first step's ops on the constant initial state, and the
+steps' GATHERs become one UNPACK of the sequence and a sequence output's
+per-step list writes one CONCATENATION: what the TFLite converter writes for a
+layer it unrolls itself, and less graph for every plan's footprint to carry.
 
 A loop whose trip count depends on the input, or whose counters are computed by
 ops other than integer arithmetic and comparisons, is refused with how to
@@ -109,6 +114,9 @@ def flatten_while_loops(tflite: bytes, path: Path | str) -> tuple[bytes, list[in
     except _Refused as why:
         raise EdgeTQSError(f"{path} has control flow edgetqs cannot flatten: {why}", RE_EXPORT_FLAT) from None
     _settle_with_litert(model)
+    _join_sequence_writes(model)
+    _gathers_to_unpack(model)
+    _collect_garbage(model)
     return compact_tensor_names(bytes(flatbuffer_utils.convert_object_to_bytearray(model))), trips
 
 
@@ -373,3 +381,154 @@ def _settle_with_litert(model: schema.ModelT) -> None:
     main.operators = kept
     _drop_dead_ops(main)
     _collect_garbage(model)
+
+
+# -- after settling: what the TFLite converter writes for an unrolled layer --------------------------
+def _new_tensor(model: schema.ModelT, shape, type_code: int, name: str, data: bytes | None = None) -> int:
+    main = model.subgraphs[0]
+    tensor = schema.TensorT()
+    tensor.name, tensor.shape, tensor.type, tensor.buffer = name.encode(), [int(d) for d in shape], type_code, 0
+    if data is not None:
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(data, np.uint8)
+        model.buffers.append(buffer)
+        tensor.buffer = len(model.buffers) - 1
+    main.tensors.append(tensor)
+    return len(main.tensors) - 1
+
+
+def _new_op(model: schema.ModelT, builtin: int, inputs, outputs, options_type: int = 0, options=None):
+    from edgetqs.model.window_input import _opcode
+
+    op = schema.OperatorT()
+    op.opcodeIndex = _opcode(model, builtin)
+    op.inputs, op.outputs = [int(i) for i in inputs], [int(o) for o in outputs]
+    op.builtinOptionsType, op.builtinOptions = options_type, options
+    return op
+
+
+def _join_sequence_writes(model: schema.ModelT) -> None:
+    """A rolled layer's sequence output is written one step at a time: step t's list is
+    CONCATENATION(SLICE(list, rows < t), row t, SLICE(list, rows > t)). Flattened, that is a chain of
+    slices of concatenations; each tensor the chain ends in is rebuilt straight from the rows it holds
+    (one CONCATENATION of the steps' rows for a whole sequence) and the chain is left dead."""
+    main = model.subgraphs[0]
+    tensors = main.tensors
+    rows: dict[int, list[tuple[int, int, int]]] = {}  # tensor -> its axis-0 rows as (source, start, stop)
+
+    def composition(t: int) -> list[tuple[int, int, int]]:
+        return rows.get(t) or [(t, 0, int(tensors[t].shape[0]))]
+
+    def full_beyond_axis0(t: int, begin, size) -> bool:
+        shape = [int(d) for d in tensors[t].shape]
+        return all(b == 0 and n in (-1, d) for b, n, d in zip(begin[1:], size[1:], shape[1:]))
+
+    chain = set()  # ops whose outputs have a composition
+    for op in main.operators:
+        name = _op_name(model, op)
+        inputs = [int(i) for i in op.inputs]
+        if not (op.outputs is not None and len(op.outputs) == 1) or not all(len(tensors[i].shape) for i in inputs):
+            continue
+        out = int(op.outputs[0])
+        if name == "SLICE":
+            begin, size = (_constant_value(model, tensors[i]) for i in inputs[1:3])
+            if begin is None or size is None or not full_beyond_axis0(inputs[0], begin, size):
+                continue
+            start = int(begin[0])
+            stop = int(tensors[inputs[0]].shape[0]) if int(size[0]) == -1 else start + int(size[0])
+            pieces, offset = [], 0
+            for source, a, b in composition(inputs[0]):
+                lo, hi = max(start, offset), min(stop, offset + b - a)
+                if lo < hi:
+                    pieces.append((source, a + lo - offset, a + hi - offset))
+                offset += b - a
+            rows[out] = pieces
+            chain.add(id(op))
+        elif name == "CONCATENATION" and op.builtinOptions is not None and op.builtinOptions.axis in (
+                0, -len(tensors[out].shape)) and not op.builtinOptions.fusedActivationFunction:
+            rows[out] = [piece for i in inputs for piece in composition(i)]
+            chain.add(id(op))
+    if not chain:
+        return
+    read_outside = {int(i) for op in main.operators if id(op) not in chain for i in op.inputs} | {
+        int(o) for o in main.outputs}
+    replaced: dict[int, int] = {}
+    built = []
+    for op in main.operators:
+        if id(op) not in chain:
+            op.inputs = [replaced.get(int(i), int(i)) for i in op.inputs]
+            built.append(op)
+            continue
+        out = int(op.outputs[0])
+        if out not in read_outside:
+            continue
+        merged: list[list[int]] = []
+        for source, a, b in rows[out]:  # adjacent rows of one source join
+            if merged and merged[-1][0] == source and merged[-1][2] == a:
+                merged[-1][2] = b
+            else:
+                merged.append([source, a, b])
+        parts = []
+        for source, a, b in merged:
+            shape = [int(d) for d in tensors[source].shape]
+            if (a, b) == (0, shape[0]):
+                parts.append(source)
+                continue
+            begin = np.array([a] + [0] * (len(shape) - 1), np.int32)
+            size = np.array([b - a] + shape[1:], np.int32)
+            part = _new_tensor(model, [b - a] + shape[1:], tensors[source].type, f"while/rows_{len(tensors)}")
+            built.append(_new_op(model, schema.BuiltinOperator.SLICE, [
+                source, _new_tensor(model, begin.shape, schema.TensorType.INT32, f"while/begin_{len(tensors)}",
+                                    begin.tobytes()),
+                _new_tensor(model, size.shape, schema.TensorType.INT32, f"while/size_{len(tensors)}", size.tobytes())],
+                [part], schema.BuiltinOptions.SliceOptions, schema.SliceOptionsT()))
+            parts.append(part)
+        if len(parts) == 1:
+            replaced[out] = parts[0]
+            continue
+        options = schema.ConcatenationOptionsT()
+        options.axis = 0
+        built.append(_new_op(model, schema.BuiltinOperator.CONCATENATION, parts, [out],
+                             schema.BuiltinOptions.ConcatenationOptions, options))
+    main.outputs = [replaced.get(int(o), int(o)) for o in main.outputs]
+    main.operators = built
+    _drop_dead_ops(main)
+
+
+def _gathers_to_unpack(model: schema.ModelT) -> None:
+    """Each step's GATHER of its row of the input sequence (a constant index on axis 0): one UNPACK of the
+    sequence into its rows, as the TFLite converter writes an unrolled layer's input."""
+    main = model.subgraphs[0]
+    tensors = main.tensors
+    by_source: dict[int, list] = {}
+    for op in main.operators:
+        if _op_name(model, op) != "GATHER" or (op.builtinOptions is not None and (
+                op.builtinOptions.axis != 0 or op.builtinOptions.batchDims)):
+            continue
+        index = _constant_value(model, tensors[int(op.inputs[1])])
+        if index is not None and index.ndim == 0:
+            by_source.setdefault(int(op.inputs[0]), []).append((int(index), op))
+    if not by_source:
+        return
+    gathers, unpack_before = set(), {}
+    for source, found in by_source.items():
+        shape = [int(d) for d in tensors[source].shape]
+        steps = shape[0]
+        outputs: dict[int, int] = {}
+        for index, op in found:
+            if index % steps in outputs:  # the same row twice: keep the second GATHER as it is
+                continue
+            outputs[index % steps] = int(op.outputs[0])
+            gathers.add(id(op))
+        unused = [_new_tensor(model, shape[1:], tensors[source].type, f"while/row_{source}_{k}")
+                  for k in range(steps) if k not in outputs]
+        unused.reverse()
+        options = schema.UnpackOptionsT()
+        options.num, options.axis = steps, 0
+        first = min((op for _, op in found if id(op) in gathers), key=lambda o: main.operators.index(o))
+        unpack_before[id(first)] = _new_op(model, schema.BuiltinOperator.UNPACK, [source],
+                                           [outputs[k] if k in outputs else unused.pop() for k in range(steps)],
+                                           schema.BuiltinOptions.UnpackOptions, options)
+    main.operators = [new for op in main.operators
+                      for new in ([unpack_before[id(op)]] if id(op) in unpack_before else [])
+                      + ([] if id(op) in gathers else [op])]

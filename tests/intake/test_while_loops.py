@@ -67,7 +67,9 @@ def test_while_loop_of_a_rolled_recurrent_layer_is_flattened_and_matches_the_fil
     model = load_model(path)
     graph = model.graph
     assert graph.num_subgraphs == 1 and model.card.intake_route == routes.WHILE_FLATTENED
-    assert not {op.opcode for op in graph.operators} & {"WHILE", "LESS", "LOGICAL_AND"}
+    opcodes = [op.opcode for op in graph.operators]
+    assert not set(opcodes) & {"WHILE", "LESS", "LOGICAL_AND", "GATHER"}
+    assert opcodes.count("UNPACK") == 1  # the steps' rows of the input: one op, not a GATHER per step
     window = np.random.default_rng(8).standard_normal((1, WINDOW, FEATURES)).astype(np.float32)
     flat_out = run_tflite(model.tflite_path, window)
     assert float(np.max(np.abs(flat_out - run_tflite(path, window)))) <= 1e-5
@@ -91,6 +93,12 @@ def test_stacked_loops_with_a_sequence_output_are_flattened_and_match_the_file(r
     # Step t writes row t of the lower layer's sequence by slicing the list around it: at t = 0 the slice
     # before it is empty. Each step's shapes are written as they are, and no empty tensor is left.
     assert all(all(d > 0 for d in t.shape) for t in graph.tensors)
+    # The chain of list writes is rebuilt as what it ends in: one CONCATENATION of the 8 steps' rows,
+    # which the upper layer reads through one UNPACK.
+    opcodes = [op.opcode for op in graph.operators]
+    assert "SLICE" not in opcodes and opcodes.count("CONCATENATION") == 1 and opcodes.count("UNPACK") == 2
+    (concatenation,) = [op for op in graph.operators if op.opcode == "CONCATENATION"]
+    assert len(concatenation.inputs) == WINDOW
     window = np.random.default_rng(9).standard_normal((1, WINDOW, FEATURES)).astype(np.float32)
     flat_out = run_tflite(model.tflite_path, window)
     assert float(np.max(np.abs(flat_out - run_tflite(path, window)))) <= 1e-5
