@@ -113,7 +113,11 @@ def flatten_while_loops(tflite: bytes, path: Path | str) -> tuple[bytes, list[in
         trips = _Flattener(model).run()
     except _Refused as why:
         raise EdgeTQSError(f"{path} has control flow edgetqs cannot flatten: {why}", RE_EXPORT_FLAT) from None
-    _settle_with_litert(model)
+    try:
+        _settle_with_litert(model)
+    except Exception as exc:  # LiteRT's own diagnostics for a flat graph it cannot run
+        raise EdgeTQSError(f"{path}: its WHILE loops, copied step by step, do not run in LiteRT "
+                           f"({type(exc).__name__}: {str(exc)[:200]})", RE_EXPORT_FLAT) from exc
     _join_sequence_writes(model)
     _gathers_to_unpack(model)
     _collect_garbage(model)
