@@ -40,6 +40,20 @@ def _keras(kind, tmp):
     return path, lambda x: np.asarray(model(x))
 
 
+def _tflite_while(kind, tmp):
+    """The same Keras forecaster (default unroll=False) through the plain TFLiteConverter at batch 1: a float
+    .tflite holding a WHILE loop, which intake flattens."""
+    import keras
+    import tensorflow as tf
+
+    model = suite._keras_forecaster(kind)
+    batch1 = keras.models.clone_model(model, input_tensors=keras.Input((W, F), batch_size=1))
+    batch1.set_weights(model.get_weights())
+    path = tmp / f"{kind}-while.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(batch1).convert())
+    return path, lambda x: np.asarray(model(x))
+
+
 def _torch_pt2(kind, tmp):
     import torch
 
@@ -69,7 +83,7 @@ def _state_onnx(tmp):
 
 def _savedmodel(tmp, recurrent):
     """The suite's tf.function SavedModels: a residual tanh MLP over the flattened window (converts flat), or a
-    Keras LSTM traced rolled into the tf.function (refused: its loop lowers to TensorList ops)."""
+    Keras LSTM traced rolled into the tf.function (its TensorList loop is lowered to a WHILE and flattened)."""
     path = tmp / ("tf-function-lstm" if recurrent else "tf-function")
     forward = suite._tf_function_savedmodel(path, recurrent=recurrent)
     return path, lambda x: np.asarray(forward(x))
@@ -78,7 +92,9 @@ def _savedmodel(tmp, recurrent):
 ROWS = {
     **{f"keras {k}": (lambda t, k=k: _keras(k, t)) for k in suite.KERAS_RECURRENT},
     "savedmodel tf.function MLP": lambda t: _savedmodel(t, recurrent=False),
-    "savedmodel tf.function LSTM": lambda t: _savedmodel(t, recurrent=True),  # refused by design, with how to re-export
+    "savedmodel tf.function LSTM": lambda t: _savedmodel(t, recurrent=True),  # a rolled loop, flattened at intake
+    "tflite conv-gru (WHILE)": lambda t: _tflite_while("conv-gru", t),
+    "tflite lstm (WHILE)": lambda t: _tflite_while("lstm", t),
     "torch gru (nn.Module)": None,  # built through load_torch_module below
     "torch lstm (.pt2)": lambda t: _torch_pt2("lstm", t),
     "torch patch-encoder (.pt2)": lambda t: _torch_pt2("patch-encoder", t),
@@ -93,7 +109,8 @@ def exporter(name: str) -> str:
     """How the row's source was written (the table's exporter column)."""
     for marker, how in (("keras ", "keras Model.save (.keras)"), ("savedmodel ", "tf.saved_model.save (tf.function)"),
                         ("(nn.Module)", "torch.export in load_torch_module"), ("(.pt2)", "torch.export.save (.pt2)"),
-                        ("(torch.onnx)", "torch.onnx.export"), ("onnx ", "onnx.helper (hand-built)")):
+                        ("(torch.onnx)", "torch.onnx.export"), ("onnx ", "onnx.helper (hand-built)"),
+                        ("(WHILE)", "tf.lite.TFLiteConverter.from_keras_model (.tflite)")):
         if marker in name:
             return how
     raise ValueError(name)
