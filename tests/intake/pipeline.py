@@ -36,3 +36,11 @@ def through_pipeline(model, out_dir: Path, mode: str = "dynamic", data: str | No
                      overwrite=True)
     return {"units": len(scores.units), "budget": budget, "result": result,
             "seconds": time.perf_counter() - started}
+
+
+def assert_verified_smaller_bundle(trip: dict) -> None:
+    """What every foreign model's trip must show: the export verified (convert() raises when verification
+    fails, so this checks the recorded numbers) and a quantized bundle smaller than the float model."""
+    verification = trip["result"].verification
+    assert verification.simulation_rel_error <= verification.tolerance
+    assert trip["result"].model_bytes < trip["result"].float_bytes

@@ -18,7 +18,7 @@ from edgetqs.cli.app import main
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model import card as routes
 from edgetqs.model.intake import load_model, run_tflite
-from tests.intake.pipeline import through_pipeline
+from tests.intake.pipeline import assert_verified_smaller_bundle, through_pipeline
 
 WINDOW, FEATURES = 8, 3
 
@@ -104,10 +104,8 @@ def test_unrolled_steps_share_one_weight_tensor_and_names_stay_short(keras_recur
 def test_keras_recurrent_models_reach_a_verified_bundle(kind, keras_recurrent, tmp_path):
     model = load_model(keras_recurrent(kind)[0])
     trip = through_pipeline(model, tmp_path)
-    verification = trip["result"].verification  # convert() raises when verification fails
-    assert verification.simulation_rel_error <= verification.tolerance
-    assert verification.size_bytes == trip["result"].model_bytes
-    assert trip["result"].model_bytes < trip["result"].float_bytes
+    assert_verified_smaller_bundle(trip)
+    assert trip["result"].verification.size_bytes == trip["result"].model_bytes
 
 
 def _fused_lstm_tflite(tmp_path):

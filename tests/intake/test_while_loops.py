@@ -17,7 +17,7 @@ from edgetqs.errors import EdgeTQSError
 from edgetqs.model import card as routes
 from edgetqs.model.intake import load_model, run_tflite
 from edgetqs.model.tflite_graph import TFLiteGraph
-from tests.intake.pipeline import through_pipeline
+from tests.intake.pipeline import assert_verified_smaller_bundle, through_pipeline
 
 WINDOW, FEATURES, UNITS = 8, 3, 8
 
@@ -112,10 +112,7 @@ def test_stacked_loops_with_a_sequence_output_are_flattened_and_match_the_file(r
 @pytest.mark.parametrize("kind", ["gru", "stacked-gru"])
 def test_flattened_while_loop_reaches_a_verified_bundle(kind, rolled_tflite, tmp_path):
     model = load_model(rolled_tflite(kind)[0])
-    trip = through_pipeline(model, tmp_path)
-    verification = trip["result"].verification  # convert() raises when verification fails
-    assert verification.simulation_rel_error <= verification.tolerance
-    assert trip["result"].model_bytes < trip["result"].float_bytes
+    assert_verified_smaller_bundle(through_pipeline(model, tmp_path))
 
 
 def test_while_loop_whose_trip_count_depends_on_the_input_is_refused_with_how_to_re_export(tmp_path):
