@@ -34,7 +34,7 @@ QUICK = {"models": ["mlp-sunspots", "mlp-lorenz96"], "budgets": [4.0, 6.0], "see
 def main(argv: list[str] | None = None) -> int:
     from edgetqs import zoo
     from edgetqs.evaluation import EvaluationSettings, evaluate, methods, report
-    from edgetqs.evaluation.run import NoModeAvailable
+    from edgetqs.evaluation.run import SCORE_CONTEXTS, NoModeAvailable
     from edgetqs.quant.modes import MODE_NAMES, Mode
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search-evaluations", type=int, default=None, help="plan rollouts per search (budget)")
     parser.add_argument("--mode", default=str(Mode.DYNAMIC),
                         help=f"activation modes, comma-separated, of: {', '.join(MODE_NAMES)} (default dynamic)")
-    parser.add_argument("--score-contexts", default="free-run", choices=["free-run", "training-series"],
+    parser.add_argument("--score-contexts", default=SCORE_CONTEXTS[0], choices=list(SCORE_CONTEXTS),
                         help="what scoring and the search roll out from: a data-free free run or the zoo's training series")
     parser.add_argument("--no-ablations", action="store_true")
     parser.add_argument("--out", default=None, help="results name under benchmarks/results")

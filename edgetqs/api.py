@@ -159,6 +159,7 @@ def verify_plan(model, scores: ScoreFile | str | os.PathLike, problem: Problem, 
     within its budget, from the scores' own contexts (or ``data``), when ``verify`` says so — None: where
     it pays (:func:`edgetqs.planner.search.search_by_default`)."""
     from edgetqs.planner.search import SearchSettings, search_by_default, verified_search
+    from edgetqs.tqs.contexts import data_file_named
     from edgetqs.tqs.scorefile import load_scores
 
     if verify is None:
@@ -169,10 +170,9 @@ def verify_plan(model, scores: ScoreFile | str | os.PathLike, problem: Problem, 
         return chosen, None, why
     model = load(model)
     scored = (scores if isinstance(scores, ScoreFile) else load_scores(scores)).settings
-    contexts = str(scored.get("contexts", ""))
     settings = SearchSettings(evaluations=evaluations, seconds=seconds, horizon=int(scored.get("horizon") or 32),
                               windows=int(scored.get("windows") or 16), seed=int(scored.get("seed") or 0),
-                              data=data or (contexts.removeprefix("data:") if contexts.startswith("data:") else None))
+                              data=data or data_file_named(str(scored.get("contexts", ""))))
     result = verified_search(problem, model.canonical.card, chosen.budget_bytes, settings,
                              tflite_path=model.canonical.tflite_path)
     return result.plan, result, why

@@ -28,8 +28,8 @@ def _settings(args):
     from edgetqs.evaluation import EvaluationSettings
 
     settings = EvaluationSettings(budgets_bytes=_numbers(args.budget_bytes, int, "--budget-bytes"),
-                                  data=args.data, score_contexts=args.score_contexts, seed=args.seed, search_evaluations=args.search_evaluations,
-                                  search_seconds=args.search_seconds)
+                                  data=args.data, score_contexts=args.score_contexts, seed=args.seed,
+                                  search_evaluations=args.search_evaluations, search_seconds=args.search_seconds)
     if args.budgets is not None:
         settings.budgets_bits = _numbers(args.budgets, float, "--budgets")
     elif args.budget_bytes:  # byte budgets alone replace the default average bits
@@ -104,7 +104,7 @@ def register(subparsers) -> None:
     parser.add_argument("--data", default=None,
                         help="the model's series (CSV/NPY, raw units): scoring/search on its first 70%%, judging on "
                              "the rest; default data-free (zoo models: judged on their test series)")
-    parser.add_argument("--score-contexts", default="free-run", choices=list(SCORE_CONTEXTS),
+    parser.add_argument("--score-contexts", default=SCORE_CONTEXTS[0], choices=list(SCORE_CONTEXTS),
                         help="zoo models: what scoring and the verified search roll out from — the model's own free "
                              "run (data-free, default) or the zoo's training series; judged on the test series either way")
     parser.add_argument("--mode", default=None,

@@ -69,7 +69,7 @@ class EvaluationSettings:
     search_evaluations: int | None = None  # per budget; None: the search's default (2 per unit)
     search_seconds: float | None = None
     data: str | None = None  # the user's series (CSV/NPY, raw units)
-    score_contexts: str = "free-run"  # zoo models: one of SCORE_CONTEXTS
+    score_contexts: str = SCORE_CONTEXTS[0]  # zoo models: one of SCORE_CONTEXTS
     seed: int = 0
     ablations: bool = False
     modes: list[Mode] = field(default_factory=lambda: [Mode.DYNAMIC])  # activation modes, each its own cells
@@ -230,12 +230,10 @@ def _windows(canonical, settings: EvaluationSettings, tmp: Path) -> _Windows:
                                                 count=settings.judge_windows, seed=entry.seed)
         given = truth[..., spec.covariates] if spec.covariates else None
         # a covariate model scores on its training series (data-free cannot feed it); judged on the test series
-        score_data = zoo.data_for(entry.name, entry.seed)
-        if settings.score_contexts == "training-series":
-            score_data = str(zoo.series_file(entry.name, entry.seed))
+        training = str(zoo.series_file(entry.name, entry.seed))
+        score_data = training if settings.score_contexts == "training-series" else zoo.data_for(entry.name, entry.seed)
         return _Windows(score_data, contexts, truth[..., spec.fed_back], calls,
-                        "zoo test series (held out)", given, str(zoo.series_file(entry.name, entry.seed)),
-                        "zoo training series")
+                        "zoo test series (held out)", given, training, "zoo training series")
     from edgetqs.tqs.score import model_contexts
 
     calls = -(-steps // spec.patch)

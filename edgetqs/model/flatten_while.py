@@ -35,6 +35,7 @@ from ai_edge_litert.tools import flatbuffer_utils
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.compact import compact_tensor_names
 from edgetqs.model.tflite_graph import _OPCODE_NAMES, _TENSOR_TYPES
+from edgetqs.model.window_input import add_tensor, opcode_index
 
 RE_EXPORT_FLAT = ("give edgetqs the source model instead (.keras, .pt2 or .onnx: intake unrolls recurrent layers over "
                   "the fixed window), or re-export a flat graph (Keras: unroll=True on every GRU/LSTM/SimpleRNN; "
@@ -89,12 +90,6 @@ def _constant_value(model: schema.ModelT, tensor) -> np.ndarray | None:
 def _is_counter_type(tensor) -> bool:
     dtype = _dtype(tensor)
     return dtype is not None and np.dtype(dtype).kind in "iub"
-
-
-def has_while_loops(tflite: bytes) -> bool:
-    """Whether the main subgraph of ``tflite`` holds a WHILE op."""
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
-    return any(_op_name(model, op) == "WHILE" for op in model.subgraphs[0].operators)
 
 
 class _Refused(Exception):
@@ -389,23 +384,12 @@ def _settle_with_litert(model: schema.ModelT) -> None:
 
 # -- after settling: what the TFLite converter writes for an unrolled layer --------------------------
 def _new_tensor(model: schema.ModelT, shape, type_code: int, name: str, data: bytes | None = None) -> int:
-    main = model.subgraphs[0]
-    tensor = schema.TensorT()
-    tensor.name, tensor.shape, tensor.type, tensor.buffer = name.encode(), [int(d) for d in shape], type_code, 0
-    if data is not None:
-        buffer = schema.BufferT()
-        buffer.data = np.frombuffer(data, np.uint8)
-        model.buffers.append(buffer)
-        tensor.buffer = len(model.buffers) - 1
-    main.tensors.append(tensor)
-    return len(main.tensors) - 1
+    return add_tensor(model, model.subgraphs[0], name, shape, type_code, data)
 
 
 def _new_op(model: schema.ModelT, builtin: int, inputs, outputs, options_type: int = 0, options=None):
-    from edgetqs.model.window_input import _opcode
-
     op = schema.OperatorT()
-    op.opcodeIndex = _opcode(model, builtin)
+    op.opcodeIndex = opcode_index(model, builtin)
     op.inputs, op.outputs = [int(i) for i in inputs], [int(o) for o in outputs]
     op.builtinOptionsType, op.builtinOptions = options_type, options
     return op

@@ -34,9 +34,9 @@ def _feed_input(tflite: bytes, new_shape, builtin: int, operand) -> bytes:
     old_input = graph.inputs[0]
     old_shape = [int(d) for d in graph.tensors[old_input].shape]
     operand_tensor = _constant(model, graph, "window_input/operand", operand(old_shape))
-    new_input = _tensor(model, graph, "window", new_shape(old_shape), schema.TensorType.FLOAT32)
+    new_input = add_tensor(model, graph, "window", new_shape(old_shape), schema.TensorType.FLOAT32)
     feed = schema.OperatorT()
-    feed.opcodeIndex = _opcode(model, builtin)
+    feed.opcodeIndex = opcode_index(model, builtin)
     feed.inputs, feed.outputs = [new_input, operand_tensor], [old_input]
     graph.operators.insert(0, feed)
     graph.inputs = [new_input]
@@ -47,24 +47,26 @@ def _feed_input(tflite: bytes, new_shape, builtin: int, operand) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def _tensor(model, graph, name: str, shape: list[int], type_code: int, data: bytes | None = None) -> int:
+def add_tensor(model, graph, name: str, shape, type_code: int, data: bytes | None = None) -> int:
+    """A new tensor of ``graph`` (a subgraph of ``model``), constant when ``data`` is given; its index."""
     buffer_index = 0  # activations share the empty buffer 0, as the TFLite converter writes them
     if data is not None:
         buffer = schema.BufferT()
-        buffer.data = data
+        buffer.data = np.frombuffer(data, np.uint8)  # as ModelT holds the buffers it reads
         model.buffers.append(buffer)
         buffer_index = len(model.buffers) - 1
     tensor = schema.TensorT()
-    tensor.name, tensor.shape, tensor.type, tensor.buffer = name.encode(), shape, type_code, buffer_index
+    tensor.name, tensor.shape, tensor.type, tensor.buffer = name.encode(), [int(d) for d in shape], type_code, buffer_index
     graph.tensors.append(tensor)
     return len(graph.tensors) - 1
 
 
 def _constant(model, graph, name: str, values: np.ndarray) -> int:
-    return _tensor(model, graph, name, list(values.shape), schema.TensorType.INT32, values.tobytes())
+    return add_tensor(model, graph, name, list(values.shape), schema.TensorType.INT32, values.tobytes())
 
 
-def _opcode(model, builtin: int) -> int:
+def opcode_index(model, builtin: int) -> int:
+    """The index of ``builtin`` in ``model``'s operator codes, added when missing."""
     for index, code in enumerate(model.operatorCodes):
         if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
             return index

@@ -36,10 +36,18 @@ NOISE_SCALE = 1.0
 MIN_BURN_IN = 64
 
 
+DATA_SOURCE = "data:"  # a Contexts.source (a score file's "contexts") read from a series: "data:<file name>"
+
+
+def data_file_named(source: str) -> str | None:
+    """The series file name a contexts source names ("data:<file name>"), or None for a free run."""
+    return source.removeprefix(DATA_SOURCE) if source.startswith(DATA_SOURCE) else None
+
+
 @dataclass
 class Contexts:
     windows: np.ndarray  # [K, window, features], model-input space
-    source: str  # "data:<path>" or "free-run"
+    source: str  # DATA_SOURCE + the series file's name, or "free-run"
     truth: np.ndarray | None = None  # [K, horizon*patch, fed-back features] continuation, when the data has it
     covariates: np.ndarray | None = None  # [K, horizon*patch, covariates] given values (covariate models only)
 
@@ -165,7 +173,7 @@ def from_series(series: np.ndarray, spec: RolloutSpec, windows: int, horizon: in
 
 
 def from_file(path: str | Path, spec: RolloutSpec, windows: int, horizon: int) -> Contexts:
-    return from_series(load_series(path), spec, windows, horizon, source=f"data:{Path(path).name}")
+    return from_series(load_series(path), spec, windows, horizon, source=f"{DATA_SOURCE}{Path(path).name}")
 
 
 def free_run(backend, spec: RolloutSpec, windows: int, seed: int, horizon: int = 1, first: int = 0) -> Contexts:

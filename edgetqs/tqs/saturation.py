@@ -38,6 +38,7 @@ import math
 import numpy as np
 
 from edgetqs.errors import EdgeTQSError
+from edgetqs.tqs.contexts import data_file_named
 from edgetqs.tqs.score import ScoreSettings, backend_for, make_contexts
 from edgetqs.tqs.scorefile import ScoreFile
 
@@ -109,8 +110,9 @@ def scored_reference(graph, card, scores: ScoreFile, data: str | None = None) ->
 
     A sweep on data records only the file's name: the path must be given again (``data``)."""
     s = scores.settings
-    if data is None and str(s.get("contexts", "")).startswith("data:"):
-        raise EdgeTQSError(f"the TQS sweep read its contexts from {s['contexts'].removeprefix('data:')}, "
+    scored_on = data_file_named(str(s.get("contexts", "")))
+    if data is None and scored_on:
+        raise EdgeTQSError(f"the TQS sweep read its contexts from {scored_on}, "
                            "and the saturation level needs the same windows",
                            "pass the same --data file to the saturation-aware score")
     settings = ScoreSettings(horizon=int(s["horizon"]), windows=int(s["windows"]), seed=int(s.get("seed", 0)), data=data)

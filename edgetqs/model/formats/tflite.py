@@ -9,7 +9,7 @@ import numpy as np
 
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.card import AS_GIVEN, WHILE_FLATTENED, RolloutSpec
-from edgetqs.model.flatten_while import flatten_while_loops, has_while_loops
+from edgetqs.model.flatten_while import flatten_while_loops
 from edgetqs.model.formats.base import Converted, random_window
 from edgetqs.model.litert import run_tflite
 from edgetqs.model.tflite_graph import TFLiteGraph
@@ -23,7 +23,7 @@ def convert(path: Path, rollout: RolloutSpec | None) -> Converted:
     except Exception as exc:
         raise EdgeTQSError(f"{path} does not run in the LiteRT interpreter ({type(exc).__name__}: {str(exc)[:200]})",
                            "re-export the model; the file may be damaged") from exc
-    if not has_while_loops(tflite):
+    if not any(op.opcode == "WHILE" for op in graph.operators):  # the main subgraph's ops
         return Converted(tflite, None, None, AS_GIVEN)  # nothing to compare against: the file is its own source
     flat, trips = flatten_while_loops(tflite, path)
     window = random_window(graph.input_shapes()[0])
