@@ -162,17 +162,23 @@ def verify_plan(model, scores: ScoreFile | str | os.PathLike, problem: Problem, 
     from edgetqs.tqs.contexts import data_file_named
     from edgetqs.tqs.scorefile import load_scores
 
-    if verify is None:
+    asked = verify is not None
+    if not asked:
         verify, why = search_by_default(problem)
     else:
         why = "asked for" if verify else "turned off"
     if not verify:
         return chosen, None, why
-    model = load(model)
     scored = (scores if isinstance(scores, ScoreFile) else load_scores(scores)).settings
+    data = data or data_file_named(str(scored.get("contexts", "")))  # a score file keeps the series' name only
+    if data and not Path(data).exists():
+        if not asked:
+            return chosen, None, f"the scores come from {data}, which is not here: pass it with --data to check plans"
+        raise EdgeTQSError(f"the scores' windows came from {data}, which is not in {Path.cwd()}",
+                           "pass the same series with --data: the search rolls plans out from the scores' windows")
+    model = load(model)
     settings = SearchSettings(evaluations=evaluations, seconds=seconds, horizon=int(scored.get("horizon") or 32),
-                              windows=int(scored.get("windows") or 16), seed=int(scored.get("seed") or 0),
-                              data=data or data_file_named(str(scored.get("contexts", ""))))
+                              windows=int(scored.get("windows") or 16), seed=int(scored.get("seed") or 0), data=data)
     result = verified_search(problem, model.canonical.card, chosen.budget_bytes, settings,
                              tflite_path=model.canonical.tflite_path)
     return result.plan, result, why

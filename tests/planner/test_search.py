@@ -182,3 +182,23 @@ def test_the_python_api_plans_with_the_same_search(tmp_path):
     searched = model.plan(scores, budget="12KiB", verify=True, search_evaluations=6)
     assert searched.allocator == "verified-search" and searched.predicted["memory_bytes"] <= 12 * 1024
     assert model.plan(scores, budget="12KiB").allocator == "mckp"
+
+
+def test_a_search_whose_scores_came_from_a_series_not_given_is_skipped_or_refused(problem):
+    """A score file keeps only its series' name. Planning elsewhere without --data: the default search is
+    skipped with why (before, it failed looking for the file); an explicit --verify names the fix."""
+    from dataclasses import replace
+
+    from edgetqs.api import verify_plan
+    from edgetqs.planner.plan import make_plan
+    from edgetqs.planner.search import AUTO_MIN_UNITS
+
+    model, small = problem
+    many = replace(small, units=small.units * (AUTO_MIN_UNITS // len(small.units) + 1))
+    scores = replace(small.scores, settings={**small.scores.settings, "contexts": "data:not-here.npy"})
+    chosen, _ = make_plan(model.graph, small.scores, budget_bytes=_budget(small, 0.5), model=model)
+    plan, search, why = verify_plan(model, scores, many, chosen)
+    assert plan is chosen and search is None and "not-here.npy" in why and "--data" in why
+    with pytest.raises(EdgeTQSError, match="not-here.npy") as info:
+        verify_plan(model, scores, small, chosen, verify=True)
+    assert "--data" in info.value.fix
