@@ -49,6 +49,7 @@ QUICK = (
     Benchmark("tqs_claims", (QUICK_MODEL,)),
     Benchmark("engine_speed", (QUICK_MODEL, "--windows", "4", "--horizon", "8", "--no-blackbox", "--repeats", "1")),
     Benchmark("engine_agreement", (QUICK_MODEL, "--horizon", "100", "--windows", "2")),
+    Benchmark("adaptive_front", (QUICK_MODEL, "--budgets", "8")),
     Benchmark("plan_rollouts", (QUICK_MODEL, "--plans", "8", "--windows", "4", "--horizon", "8")),
     Benchmark("planner_allocators", ("--synthetic-only",)),
     Benchmark("ranges_compare", (f"zoo:{QUICK_MODEL}", "--horizon", "10", "--contexts", "2",
