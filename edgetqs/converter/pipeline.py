@@ -87,7 +87,10 @@ def convert(model, plan, out: str | Path, *, mode: str | None = None, calibratio
 
     on_step("quantizing with AI Edge Quantizer")
     recipe = aeq.build_recipe(graph, plan.formats(), mode)
-    exported = quantize(canonical.tflite_path, recipe, mode, contexts.windows, activation_ranges)
+    # The graph's own bytes, not the path: AEQ and LiteRT read them in place, where a path is read or mapped
+    # again (another float copy in memory, beside the graph's).
+    float_model = graph.content
+    exported = quantize(float_model, recipe, mode, contexts.windows, activation_ranges)
 
     on_step("verifying the export")
     targets = aeq.op_targets(graph, plan.formats())
@@ -98,7 +101,7 @@ def convert(model, plan, out: str | Path, *, mode: str | None = None, calibratio
 
     on_step("host reference rollouts")
     given = contexts.covariates_for(horizon, spec.patch)
-    reference_float = LiteRTRunner(canonical.tflite_path, spec, num_threads=1).rollout(contexts.windows, horizon, given)
+    reference_float = LiteRTRunner(float_model, spec, num_threads=1).rollout(contexts.windows, horizon, given)
     exported_runner = LiteRTRunner(exported, spec, num_threads=1)
     reference_host = exported_runner.rollout(contexts.windows, horizon, given)
     probe_outputs = exported_runner.forward(probes)
@@ -150,12 +153,12 @@ def truth_for(contexts: ctx.Contexts, reference: np.ndarray) -> np.ndarray | Non
     return truth if truth is not None and truth.shape == reference.shape else None
 
 
-def quantize(float_path: str | Path, recipe: list[dict], mode: Mode | str, windows: np.ndarray,
+def quantize(float_model: aeq.Model, recipe: list[dict], mode: Mode | str, windows: np.ndarray,
              activation_ranges: dict | None) -> bytes:
     """AEQ's export with ``recipe``; static mode calibrates on ``windows`` first (``activation_ranges`` over them)."""
     calibration = None
     if Mode.parse(mode).quantizes_activations:
-        calibration = aeq.calibrate_windows(float_path, recipe, windows)
+        calibration = aeq.calibrate_windows(float_model, recipe, windows)
         if activation_ranges:
             calibration = aeq.calibration_from_ranges(activation_ranges, calibration)
-    return aeq.export(float_path, recipe, mode, calibration)
+    return aeq.export(float_model, recipe, mode, calibration)

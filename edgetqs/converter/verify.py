@@ -153,14 +153,30 @@ def simulate(float_graph: TFLiteGraph, exported: TFLiteGraph, names: list[str], 
     into a float copy that LiteRT runs.
     """
     deltas = {}
+    in_gemm_layout = gemm_weights(float_graph)
     for name in names:
         original = float_graph.float_constant(float_graph.tensor_by_name(name))
-        deltas[name] = exported.float_constant(constant_named(exported, name)) - original
+        # A FULLY_CONNECTED weight's delta is made in the engine's GEMM layout, [fan_in, out] contiguous, and
+        # handed over as its transpose (the weight's shape): the engine multiplies with it where it lies instead
+        # of keeping a transposed copy of every delta for the run (1x the float weights). Same values either way.
+        delta = np.empty(original.shape, np.float32, order="F" if name in in_gemm_layout else "C")
+        deltas[name] = np.subtract(exported.float_constant(constant_named(exported, name)), original, out=delta)
     try:
-        return Engine(float_graph, spec).rollout_probes(probes, 1, [deltas])[0]
+        # One model call: no weight's transpose is kept past its op (they would add up to 1x the weights).
+        return Engine(float_graph, spec, keep_transposed=False).rollout_probes(probes, 1, [deltas])[0]
     except EdgeTQSError:  # an op the engine lacks
         patched = {name: float_graph.float_constant(float_graph.tensor_by_name(name)) + d for name, d in deltas.items()}
         return run_litert(replace_constants(float_graph, patched), spec, probes, "the simulation")
+
+
+def gemm_weights(graph: TFLiteGraph) -> set[str]:
+    """2-D weights read only as a FULLY_CONNECTED weight (input 1), which the engine multiplies as [fan_in, out]."""
+    readers: dict[int, set[tuple[str, int]]] = {}
+    for op in graph.operators:
+        for position, index in enumerate(op.inputs):
+            readers.setdefault(index, set()).add((op.opcode, position))
+    return {graph.tensors[i].name for i, read in readers.items()
+            if i >= 0 and read == {("FULLY_CONNECTED", 1)} and len(graph.tensors[i].shape) == 2}
 
 
 def run_litert(model: bytes, spec: RolloutSpec, inputs: np.ndarray, what: str) -> np.ndarray:

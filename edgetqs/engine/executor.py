@@ -64,13 +64,16 @@ class Engine:
     name = "numba"
 
     def __init__(self, graph: TFLiteGraph, spec: RolloutSpec, gemm_kernel: str = "numba",
-                 on_output: OutputHook | None = None, hooks: OpHooks | None = None):
+                 on_output: OutputHook | None = None, hooks: OpHooks | None = None, keep_transposed: bool = True):
         """``gemm_kernel``: "numba" (row-exact kernel) or "blas" (one BLAS call per probe group); see gemm.py.
-        ``on_output``: the per-op hook, see ``run_op``; ``hooks``: a wrapper's input and op hooks (OpHooks)."""
+        ``on_output``: the per-op hook, see ``run_op``; ``hooks``: a wrapper's input and op hooks (OpHooks).
+        ``keep_transposed=False``: for an engine that makes one model call: each weight's [fan_in, out]
+        copy for the GEMM is made at its op and dropped after it, not kept for the next call (same numbers)."""
         if gemm_kernel not in gemm.KERNELS:
             raise EdgeTQSError(f"unknown GEMM kernel '{gemm_kernel}'", f"use one of: {', '.join(gemm.KERNELS)}")
         self.graph, self.spec = graph, spec.validate()
         self.gemm_kernel, self.on_output, self.hooks = gemm_kernel, on_output, hooks
+        self.keep_transposed = keep_transposed
         self._check_io()
         self._nodes = [self._node(op) for op in graph.operators]
         missing = sorted({n.opcode for n in self._nodes if lookup(n.opcode) is None})
@@ -198,11 +201,13 @@ class Engine:
     def _run(self, x: np.ndarray, perturbations: dict[int, list[Perturbation]], group_rows: int = 0,
              shared_rows: int = 0) -> np.ndarray:
         kernel, rows = gemm.KERNEL.set(self.gemm_kernel), gemm.GROUP_ROWS.set(group_rows)
+        keep = gemm.KEEP_TRANSPOSED.set(self.keep_transposed)
         try:
             return self._run_nodes(x, perturbations, shared_rows)
         finally:
             gemm.KERNEL.reset(kernel)
             gemm.GROUP_ROWS.reset(rows)
+            gemm.KEEP_TRANSPOSED.reset(keep)
 
     def _run_nodes(self, x: np.ndarray, perturbations: dict[int, list[Perturbation]], shared_rows: int = 0) -> np.ndarray:
         """Run every op. ``shared_rows`` > 0: x is the same ``shared_rows`` windows tiled once per

@@ -18,7 +18,8 @@ chaotic rollout amplifies into a fake sensitivity. Two ways around it:
 from __future__ import annotations
 
 import contextvars
-from collections import OrderedDict
+import functools
+import weakref
 
 import numba
 import numpy as np
@@ -94,25 +95,32 @@ def _blas_by_group(a: np.ndarray, w_t: np.ndarray) -> np.ndarray:
     return np.matmul(stacked, w_t).reshape(*a.shape[:-1], w_t.shape[1])
 
 
-_TRANSPOSED: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
-_TRANSPOSED_KEEP = 512
+_TRANSPOSED: dict[int, tuple[weakref.ref, np.ndarray]] = {}
 
 
 def transposed(w: np.ndarray, out_dim: int) -> np.ndarray:
     """A weight [out_dim, ...] as a contiguous [fan_in, out_dim], made once per weight array.
 
-    (Copying per call cost a fifth of a rollout.) Keyed by the identity of the
-    array the engine holds; the entry keeps ``w`` alive so its id stays unique.
+    (Copying per call cost a fifth of a rollout.) Kept for as long as the array
+    the engine holds lives, keyed by its identity: the transposes go when their
+    engine does. (Entries that kept their arrays alive held a float copy of every
+    model an earlier engine of the process had run: 2x the weights by the end of
+    `edgetqs convert`, which runs two engines.)
     """
-    entry = _TRANSPOSED.get(id(w))
-    if entry is not None and entry[0] is w:
-        _TRANSPOSED.move_to_end(id(w))
+    key = id(w)
+    entry = _TRANSPOSED.get(key)
+    if entry is not None and entry[0]() is w:
         return entry[1]
     w_t = np.ascontiguousarray(w.reshape(out_dim, -1).T, dtype=np.float32)
-    _TRANSPOSED[id(w)] = (w, w_t)
-    if len(_TRANSPOSED) > _TRANSPOSED_KEEP:
-        _TRANSPOSED.popitem(last=False)
+    if KEEP_TRANSPOSED.get():
+        _TRANSPOSED[key] = (weakref.ref(w, functools.partial(_forget, key)), w_t)
     return w_t
+
+
+def _forget(key: int, ref: weakref.ref) -> None:
+    """``w`` died (its weak reference's callback): drop its transpose, unless the key is already another's."""
+    if key in _TRANSPOSED and _TRANSPOSED[key][0] is ref:
+        del _TRANSPOSED[key]
 
 
 KERNELS = ("blas", "numba")
@@ -120,6 +128,9 @@ KERNELS = ("blas", "numba")
 # batch rows (trajectories) make one probe group.
 KERNEL: contextvars.ContextVar[str] = contextvars.ContextVar("gemm_kernel", default="numba")
 GROUP_ROWS: contextvars.ContextVar[int] = contextvars.ContextVar("gemm_group_rows", default=0)
+# And whether ``transposed`` keeps what it makes for the weight's next call (False: an engine
+# that makes one model call, where keeping every weight's transpose to the end is 1x the weights).
+KEEP_TRANSPOSED: contextvars.ContextVar[bool] = contextvars.ContextVar("gemm_keep_transposed", default=True)
 
 
 def matmul(a: np.ndarray, w_t: np.ndarray) -> np.ndarray:

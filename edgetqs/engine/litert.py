@@ -5,8 +5,15 @@ engine cannot run (patch weights with ``replace_constants``, then run here).
 
 The converter bakes batch 1 into some graphs (a GRU's time-major reshape, for
 instance), so resizing the input to a batch can fail or, worse, run with
-wrong shapes. The runner therefore checks the batched interpreter once
-against batch-1 calls and, if it fails or disagrees, runs row by row.
+wrong shapes. The runner therefore checks its first batched call against
+batch-1 calls and, if the resize fails or disagrees, runs row by row.
+
+Memory: one interpreter, resized between batch 1 and the batch, not one per
+batch size: XNNPACK packs its own float copy of every weight into each
+interpreter it prepares (1x the float bytes; a second interpreter whose resize
+then failed still held its copy). The interpreter runs on the model bytes it
+is given without copying them, so a caller that already holds the file (a
+TFLiteGraph's ``content``) passes those and the runner adds no copy of its own.
 """
 
 from __future__ import annotations
@@ -33,44 +40,63 @@ def load_interpreter(content: bytes, num_threads: int | None = None) -> Interpre
 
 
 class LiteRTRunner:
-    def __init__(self, model: bytes | str | Path, spec: RolloutSpec, num_threads: int | None = None):
+    def __init__(self, model: bytes | bytearray | str | Path, spec: RolloutSpec, num_threads: int | None = None):
+        """``model``: the .tflite's bytes (used as they are: bytes are never copied) or its path (read once)."""
         self.spec = spec.validate()
         self._content = bytes(model) if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
         self._threads = num_threads
-        self._single = self._interpreter()  # batch 1, as converted
-        self._batched: Interpreter | None = None
-        self._batch = None
+        self._interpreter = load_interpreter(self._content, self._threads)
+        self._batch_one = list(self._interpreter.get_input_details()[0]["shape"])  # as converted
+        self._batch = 1
         self.batched_ok: bool | None = None  # None until tried; False: the graph only runs at batch 1
 
-    def _interpreter(self) -> Interpreter:
-        return load_interpreter(self._content, self._threads)
+    def _resize(self, batch: int) -> bool:
+        """Make the interpreter take ``batch`` windows; False (and back at batch 1) if the graph refuses."""
+        if batch == self._batch:
+            return True
+        shape = self._batch_one if batch == 1 else [batch, self.spec.window, self.spec.features]
+        try:
+            self._interpreter.resize_tensor_input(self._interpreter.get_input_details()[0]["index"], shape)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError):
+            if batch == 1:
+                raise
+            self._batch = None
+            self._resize_back()
+            return False
+        self._batch = batch
+        return True
 
-    @staticmethod
-    def _invoke(interpreter: Interpreter, x: np.ndarray) -> np.ndarray:
+    def _resize_back(self) -> None:
+        """Batch 1 again after a refused resize; a fresh interpreter if this one will not go back
+        (the old one released first, so two never hold packed weights at once)."""
+        try:
+            self._resize(1)
+        except (ValueError, RuntimeError):
+            self._interpreter = None
+            self._interpreter = load_interpreter(self._content, self._threads)
+            self._batch = 1
+
+    def _invoke(self, x: np.ndarray) -> np.ndarray:
+        interpreter = self._interpreter
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
         interpreter.invoke()
         return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
 
     def _forward_rows(self, x: np.ndarray) -> np.ndarray:
-        return np.concatenate([self._invoke(self._single, x[i : i + 1]) for i in range(x.shape[0])])
+        self._resize(1)
+        return np.concatenate([self._invoke(x[i : i + 1]) for i in range(x.shape[0])])
 
     def _forward_batched(self, x: np.ndarray) -> np.ndarray | None:
         batch = x.shape[0]
-        if batch != self._batch:
-            try:
-                if self._batched is None:
-                    self._batched = self._interpreter()
-                details = self._batched.get_input_details()[0]
-                self._batched.resize_tensor_input(details["index"], [batch, self.spec.window, self.spec.features])
-                self._batched.allocate_tensors()
-            except (ValueError, RuntimeError):
-                self.batched_ok = False
-                return None
-            self._batch = batch
-        y = self._invoke(self._batched, x)
-        if self.batched_ok is None:  # first batched call: check the edge rows against batch-1 calls
-            rows = [0, batch - 1]
-            reference = self._forward_rows(x[rows])
+        rows = [0, batch - 1]
+        # First batched call: the edge rows at batch 1 (before resizing) to check the batched outputs against.
+        reference = self._forward_rows(x[rows]) if self.batched_ok is None else None
+        if not self._resize(batch):
+            self.batched_ok = False
+            return None
+        y = self._invoke(x)
+        if self.batched_ok is None:
             self.batched_ok = y.size == x.shape[0] * reference[0].size and np.allclose(
                 y.reshape(batch, -1)[rows], reference.reshape(len(rows), -1), rtol=1e-5, atol=1e-6)
             if not self.batched_ok:

@@ -82,6 +82,9 @@ class TFLiteGraph:
     def __init__(self, model: schema.ModelT, path: Path | None, raw: bytes):
         self.model = model
         self.path = path
+        # The model's bytes; every constant is a view into them. Loaded from a file they are
+        # ``bytes``, which LiteRT's interpreter and AEQ read in place: pass them, not the path.
+        self.content = raw
         self.sha256 = hashlib.sha256(raw).hexdigest()
         self.size_bytes = len(raw)
         subgraph = model.subgraphs[0]
@@ -97,10 +100,8 @@ class TFLiteGraph:
         path = Path(path)
         if not path.exists():
             raise EdgeTQSError(f"no such model file: {path}", "check the path (or use zoo:NAME; `edgetqs zoo` lists them)")
-        raw = bytearray(path.stat().st_size)  # read once into the buffer the flatbuffer reader keeps (no copies)
-        with open(path, "rb") as handle:
-            handle.readinto(raw)
-        return cls.from_bytes(raw, path)
+        # Read once, as immutable bytes: the flatbuffer reader keeps them, and so can an interpreter.
+        return cls.from_bytes(path.read_bytes(), path)
 
     @classmethod
     def from_bytes(cls, raw: bytes | bytearray, path: Path | None = None) -> "TFLiteGraph":

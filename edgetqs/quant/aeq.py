@@ -173,11 +173,20 @@ def _quantizer(model: Model, recipe: list[dict], mode: Mode) -> quantizer.Quanti
     """A Quantizer with ``recipe`` loaded; AEQ checks the recipe here, and its refusals are EdgeTQSError."""
     try:
         with _quiet():
-            q = quantizer.Quantizer(bytearray(model) if isinstance(model, (bytes, bytearray)) else str(model))
+            q = quantizer.Quantizer(_aeq_source(model))
             q.load_quantization_recipe(recipe)
     except (ValueError, KeyError, RuntimeError) as exc:
         raise _refusal(exc, mode) from exc
     return q
+
+
+def _aeq_source(model: Model) -> bytes | str:
+    """What AEQ reads: bytes as they are (it reads the float model in place, without a copy; immutable,
+    so no transformation can write into the caller's model), a bytearray as bytes, a path as a path
+    (AEQ maps the file)."""
+    if isinstance(model, bytearray):
+        return bytes(model)
+    return model if isinstance(model, bytes) else str(model)
 
 
 def _refusal(exc: Exception, mode: Mode) -> EdgeTQSError:
