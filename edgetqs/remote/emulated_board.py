@@ -25,10 +25,11 @@ What is charged, and why it matches the board: a board's RSS (what its budget
 and the planner's runtime overhead count) holds the anonymous memory (heap,
 arena, the delegate's packed weights), the model file LiteRT maps and the
 shared libraries' pages. A cgroup charges anonymous memory and every page
-cache page to whoever first reads it. So the shim reads qemu and the whole
-root before it joins (the libraries are then charged elsewhere, cold cache or
-warm, and the calibration's native RSS stands for them) and evicts the
-bundle's files (so the model is always charged to the board). Without that,
+cache page to whoever first reads it. So the shim reads qemu, the whole root
+and the bundle before it joins (they are then charged elsewhere, cold cache or
+warm; the calibration's native RSS stands for the libraries) and, once in,
+copies the bundle to a tmpfs the run reads (so the model is always charged to
+the board, and cannot be reclaimed at the limit). Without that,
 after a dropped page cache the libraries (~80 MiB) were charged to the board
 and the fitting plan thrashed at the limit.
 
@@ -124,7 +125,7 @@ def make_board_python(install_dir: Path, runtime: tuple[str, str, str] = DEFAULT
 CALIBRATION_MODEL = Path(__file__).with_name("data") / "calibration.tflite"  # float MLP, window 8 x 3 features
 MiB = 2**20
 # How the shim charges the cgroup (_write_limited_shim); a calibration made another way is not reused.
-CHARGING = "libraries-outside-model-inside"
+CHARGING = "libraries-outside-bundle-in-tmpfs"
 
 
 @dataclass
@@ -142,14 +143,6 @@ class RamLimit:
 
     def oom_kills(self) -> int:
         return _oom_kills(self.cgroup)
-
-    def file_bytes(self) -> int:
-        """The page cache charged to the cgroup now (v1's cache, v2's file): the files its runs read first."""
-        for line in _read(self.cgroup / "memory.stat").splitlines():
-            key, _, value = line.partition(" ")
-            if key in ("cache", "file"):
-                return int(value)
-        raise EdgeTQSError(f"{self.cgroup} reports no page cache in memory.stat", "use cgroup v1 or v2's memory controller")
 
     def peak_bytes(self) -> int:
         """The most memory charged to the cgroup so far (v1, or v2's memory.peak)."""
@@ -308,10 +301,10 @@ def _write_limited_shim(shim: Path, root: Path, cpu: str, limit: RamLimit, why: 
     shim.write_text(
         "#!/bin/sh\n"
         f"# The emulated Raspberry Pi 4's Python in the board's RAM: {why} (edgetqs.remote.emulated_board)\n"
+        'bundle=; take=; for a in "$@"; do [ -n "$take" ] && bundle=$a; take=; [ "$a" = --bundle ] && take=1; done\n'
         f"{_read_outside_command(root)}\n"
         f'echo $$ > {procs} || {{ echo "emulated board: cannot join the memory cgroup" >&2; exit 70; }}\n'
-        'bundle=; take=; for a in "$@"; do [ -n "$take" ] && bundle=$a; take=; [ "$a" = --bundle ] && take=1; done\n'
-        f"{_EVICT_BUNDLE}\n"
+        f"{_STAGE_BUNDLE}\n"
         f"before=$({kills})\n"
         f'{command} "$@"\n'
         "status=$?\n"
@@ -325,22 +318,31 @@ def _write_limited_shim(shim: Path, root: Path, cpu: str, limit: RamLimit, why: 
 
 
 def _read_outside_command(root: Path) -> str:
-    """Shell that reads qemu and every file of the root before the shim joins the
-    cgroup: their pages are then cached and charged to the caller's cgroup, so
-    the board's is never charged for them, however cold the cache was. (0.2 s
-    warm, 0.6 s cold for the 164 MB root.)"""
+    """Shell that reads qemu, every file of the root and the bundle's (--bundle
+    DIR) before the shim joins the cgroup: their pages are then cached and
+    charged to the caller's cgroup, so the board's is never charged for them,
+    however cold the cache was. (0.2 s warm, 0.6 s cold for the 164 MB root.)"""
     qemu = shutil.which(QEMU) or QEMU
     return (f"find {shlex.quote(str(root))} -type f -exec cat {{}} + > /dev/null 2>&1; "
-            f"cat {shlex.quote(qemu)} > /dev/null")
+            f"cat {shlex.quote(qemu)} > /dev/null; "
+            '[ -n "$bundle" ] && find "$bundle" -type f -exec cat {} + > /dev/null 2>&1')
 
 
-# The bundle's files (--bundle DIR) leave the page cache so the run's own reads
-# (LiteRT maps the model) charge them to the board, as its RAM holds them. A
-# file not yet written back (the calibration's fresh bundle; flash syncs its
-# own) is dirty, would stay cached and charged to its writer, so each is
-# written back first.
-_EVICT_BUNDLE = ('if [ -n "$bundle" ]; then for f in "$bundle"/*; do '
-                 '[ -f "$f" ] && sync "$f" && dd if="$f" iflag=nocache count=0 status=none; done; fi')
+# Inside the cgroup, the bundle is copied to a tmpfs (/dev/shm) and the run
+# reads that copy: the model LiteRT maps is then charged to the board whole,
+# as the planner and a board's RSS count it, and cannot be reclaimed (no swap).
+# From a disk's page cache it could: at the limit the kernel evicted the
+# mapped model and faulted it back in for up to a minute before the OOM kill.
+_STAGE_BUNDLE = (
+    'stage=\n'
+    'trap \'[ -n "$stage" ] && rm -rf "$stage"\' EXIT; trap "exit 129" HUP; trap "exit 130" INT; trap "exit 143" TERM\n'
+    'if [ -n "$bundle" ]; then\n'
+    '  stage=$(mktemp -d /dev/shm/edgetqs-board.XXXXXX) && cp -R "$bundle"/. "$stage"/ || '
+    '{ echo "emulated board: cannot copy the bundle to /dev/shm" >&2; exit 70; }\n'
+    '  n=$#; take=\n'
+    '  for a in "$@"; do [ -n "$take" ] && a=$stage; take=; [ "$a" = --bundle ] && take=1; set -- "$@" "$a"; done\n'
+    '  shift "$n"\n'
+    'fi')
 
 
 def _oom_kills_command(cgroup: Path) -> str:
