@@ -25,13 +25,16 @@ What is charged, and why it matches the board: a board's RSS (what its budget
 and the planner's runtime overhead count) holds the anonymous memory (heap,
 arena, the delegate's packed weights), the model file LiteRT maps and the
 shared libraries' pages. A cgroup charges anonymous memory and every page
-cache page to whoever first reads it. So the shim reads qemu, the whole root
-and the bundle before it joins (they are then charged elsewhere, cold cache or
-warm; the calibration's native RSS stands for the libraries) and, once in,
-copies the bundle to a tmpfs the run reads (so the model is always charged to
-the board, and cannot be reclaimed at the limit). Without that,
-after a dropped page cache the libraries (~80 MiB) were charged to the board
-and the fitting plan thrashed at the limit.
+cache page to whoever first reads it. So the shim (through board_ram.py) reads
+qemu, the whole root and the bundle before it joins (they are then charged
+elsewhere, cold cache or warm; the calibration's native RSS stands for the
+libraries) and, once in, copies the bundle to a tmpfs the run reads (so the
+model is always charged to the board, and cannot be reclaimed at the limit,
+where the kernel used to evict and re-fault it for up to a minute before the
+OOM kill). Without that, after a dropped page cache the libraries (~77 MiB)
+were charged to the board and the fitting plan thrashed at the limit. It also
+turns transparent huge pages off for qemu, whose share of them varies with
+the host's memory fragmentation.
 
 An address-space limit (prlimit --as / ulimit -v) cannot stand in: qemu-user
 reserves ~400 MB of address space before the guest runs, and under a tight
@@ -49,7 +52,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgetqs.errors import EdgeTQSError
@@ -124,8 +127,11 @@ def make_board_python(install_dir: Path, runtime: tuple[str, str, str] = DEFAULT
 
 CALIBRATION_MODEL = Path(__file__).with_name("data") / "calibration.tflite"  # float MLP, window 8 x 3 features
 MiB = 2**20
+# The emulated charge is the least of this many runs: now and then one takes ~5 MiB more (71 -> 76 MiB for
+# the calibration model, 1 run in ~10), which would loosen every limit by as much.
+CALIBRATION_RUNS = 3
 # How the shim charges the cgroup (_write_limited_shim); a calibration made another way is not reused.
-CHARGING = "libraries-outside-bundle-in-tmpfs"
+CHARGING = "libraries-outside-bundle-in-tmpfs-no-thp"
 
 
 @dataclass
@@ -136,6 +142,7 @@ class RamLimit:
     cgroup: Path
     board_bytes: int
     qemu_overhead_bytes: int
+    _peak_fd: int | None = field(default=None, repr=False)  # v2's memory.peak as reset by reset_peak
 
     @property
     def limit_bytes(self) -> int:
@@ -145,7 +152,9 @@ class RamLimit:
         return _oom_kills(self.cgroup)
 
     def peak_bytes(self) -> int:
-        """The most memory charged to the cgroup so far (v1, or v2's memory.peak)."""
+        """The most memory charged to the cgroup so far, or since reset_peak (v1, or v2's memory.peak)."""
+        if self._peak_fd is not None:
+            return int(os.pread(self._peak_fd, 64, 0))
         for name in ("memory.max_usage_in_bytes", "memory.peak"):
             text = _read(self.cgroup / name).strip()
             if text.isdigit():
@@ -154,15 +163,30 @@ class RamLimit:
 
     def reset_peak(self) -> None:
         """Start peak_bytes afresh (before the next run)."""
-        for name in ("memory.max_usage_in_bytes", "memory.peak"):
-            try:
-                (self.cgroup / name).write_text("0")
-                return
-            except OSError:
-                continue
+        v1 = self.cgroup / "memory.max_usage_in_bytes"
+        if v1.exists():
+            v1.write_text("0")
+            return
+        # v2 (Linux >= 6.12): a write resets memory.peak only as read through the same open file.
+        self._close_peak()
+        try:
+            fd = os.open(self.cgroup / "memory.peak", os.O_RDWR)
+        except OSError:
+            return
+        try:
+            os.write(fd, b"reset")
+            self._peak_fd = fd
+        except OSError:  # older kernels: read-only, the peak since creation
+            os.close(fd)
+
+    def _close_peak(self) -> None:
+        if self._peak_fd is not None:
+            os.close(self._peak_fd)
+            self._peak_fd = None
 
     def remove(self) -> None:
         """Delete the cgroup (its processes have ended)."""
+        self._close_peak()
         try:
             self.cgroup.rmdir()
         except OSError:
@@ -177,18 +201,58 @@ class RamLimit:
 
 def memory_cgroup_parent() -> Path | None:
     """A memory cgroup this process may create children in (v2, else v1), or None."""
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        v2 = Path("/sys/fs/cgroup") / path.lstrip("/")
-        if controllers == "" and "memory" in _read(v2 / "cgroup.subtree_control").split():
-            candidate = v2  # v2: its children get memory.max only if the controller is delegated to them
-        elif "memory" in controllers.split(","):
-            candidate = Path("/sys/fs/cgroup/memory") / path.lstrip("/")
-        else:
-            continue
+    for candidate in memory_cgroup_candidates(_read(Path("/proc/self/cgroup")), _read(Path("/proc/self/mountinfo"))):
         if os.access(candidate, os.W_OK):
             return candidate
     return None
+
+
+def memory_cgroup_candidates(cgroups: str, mountinfo: str) -> list[Path]:
+    """Where a memory cgroup of this process's could be made, best first, from
+    /proc/self/cgroup and /proc/self/mountinfo. v2 (the cgroup2 mount, which a
+    hybrid layout puts at /sys/fs/cgroup/unified): its own cgroup if that
+    hands the memory controller to children (only the root does: v2 keeps
+    processes out of inner cgroups), else its parent if the controller reaches
+    its own (the board's cgroup is then a sibling). v1: its cgroup in the
+    memory hierarchy. (A hybrid machine whose memory controller is bound to v1
+    lists it in no v2 cgroup.controllers, so v2 gives nothing there.)"""
+    mounts = _cgroup_mounts(mountinfo)
+    v2, v1 = [], []
+    for line in cgroups.splitlines():
+        hierarchy, controllers, path = line.split(":", 2)
+        if hierarchy == "0" and controllers == "" and "cgroup2" in mounts:
+            mount_point, own = _in_mount(mounts["cgroup2"], path)
+            if "memory" in _read(own / "cgroup.subtree_control").split():
+                v2.append(own)
+            elif "memory" in _read(own / "cgroup.controllers").split() and own != mount_point:
+                v2.append(own.parent)
+        elif "memory" in controllers.split(",") and "memory" in mounts:
+            v1.append(_in_mount(mounts["memory"], path)[1])
+    return v2 + v1
+
+
+def _cgroup_mounts(mountinfo: str) -> dict[str, tuple[Path, str]]:
+    """{"cgroup2" | "memory": (mount point, the cgroup path mounted there)} from /proc/self/mountinfo."""
+    mounts: dict[str, tuple[Path, str]] = {}
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if "-" not in fields:
+            continue
+        tail = fields[fields.index("-") + 1:]
+        if len(fields) < 5 or len(tail) < 3:
+            continue
+        if tail[0] == "cgroup2":
+            mounts.setdefault("cgroup2", (Path(fields[4]), fields[3]))
+        elif tail[0] == "cgroup" and "memory" in tail[2].split(","):
+            mounts.setdefault("memory", (Path(fields[4]), fields[3]))
+    return mounts
+
+
+def _in_mount(mount: tuple[Path, str], path: str) -> tuple[Path, Path]:
+    """(mount point, the directory of cgroup ``path`` under it): a container's mount may start below the root."""
+    mount_point, mounted = mount
+    relative = os.path.relpath(path, mounted) if path.startswith(mounted) else path.lstrip("/")
+    return mount_point, mount_point if relative == "." else mount_point / relative
 
 
 def _read(path: Path) -> str:
@@ -232,7 +296,7 @@ def _make_cgroup(limit_bytes: int | None) -> Path:
 
 def qemu_overhead_bytes(root: Path, cpu: str = CPU) -> int:
     """What the cgroup must allow beyond the board's RAM: the tiny calibration
-    run's cgroup charge under qemu minus the same run's peak RSS natively
+    run's cgroup charge under qemu (the least of CALIBRATION_RUNS) minus the same run's peak RSS natively
     (RSS is what the board's budget and the planner's runtime overhead count).
     Cached per root, CPU and way of charging (CHARGING).
 
@@ -245,13 +309,16 @@ def qemu_overhead_bytes(root: Path, cpu: str = CPU) -> int:
     with tempfile.TemporaryDirectory(prefix="edgetqs-calibrate-") as work:
         bundle = calibration_bundle(Path(work) / "bundle")
         native_rss = _runner_peak_rss([sys.executable], bundle, Path(work) / "native")
+        charges = []
         with RamLimit(_make_cgroup(None), 0, 0) as unlimited:
             shim = _write_limited_shim(Path(work) / "python", root, cpu, unlimited, "calibration")
-            _runner_peak_rss([str(shim)], bundle, Path(work) / "emulated")
-            emulated_charge = unlimited.peak_bytes()
-    overhead = emulated_charge - native_rss
+            for run in range(CALIBRATION_RUNS):
+                unlimited.reset_peak()
+                _runner_peak_rss([str(shim)], bundle, Path(work) / f"emulated-{run}")
+                charges.append(unlimited.peak_bytes())
+    overhead = min(charges) - native_rss
     cache.write_text(json.dumps({"overhead_bytes": overhead, "native_peak_rss_bytes": native_rss,
-                                 "emulated_peak_charge_bytes": emulated_charge, "cpu": cpu}))
+                                 "emulated_peak_charge_bytes": charges, "cpu": cpu}))
     return overhead
 
 
@@ -294,19 +361,22 @@ def limit_ram(install_dir: Path, root: Path, board_bytes: int, cpu: str = CPU) -
 
 
 def _write_limited_shim(shim: Path, root: Path, cpu: str, limit: RamLimit, why: str) -> Path:
-    """A shim that charges the board's cgroup the same whatever the page cache
-    holds (the module's docstring says how), runs qemu in it, and reports an OOM kill on stderr."""
+    """A shim that starts qemu in ``limit``'s cgroup through board_ram.py (which
+    charges it the same whatever the page cache holds), removes the bundle's
+    tmpfs copy afterwards, and reports an OOM kill on stderr."""
+    from edgetqs.remote import board_ram
+
+    launch = " ".join(shlex.quote(part) for part in [
+        sys.executable, "-I", "-S", board_ram.__file__, "--cgroup", str(limit.cgroup), "--root", str(root), "--stage"])
     command = " ".join(shlex.quote(part) for part in python_command(root, cpu))
-    procs, kills = shlex.quote(str(limit.cgroup / "cgroup.procs")), _oom_kills_command(limit.cgroup)
+    kills = _oom_kills_command(limit.cgroup)
     shim.write_text(
         "#!/bin/sh\n"
         f"# The emulated Raspberry Pi 4's Python in the board's RAM: {why} (edgetqs.remote.emulated_board)\n"
-        'bundle=; take=; for a in "$@"; do [ -n "$take" ] && bundle=$a; take=; [ "$a" = --bundle ] && take=1; done\n'
-        f"{_read_outside_command(root)}\n"
-        f'echo $$ > {procs} || {{ echo "emulated board: cannot join the memory cgroup" >&2; exit 70; }}\n'
-        f"{_STAGE_BUNDLE}\n"
+        "stage=/dev/shm/edgetqs-board-$$\n"
+        'trap \'rm -rf "$stage"\' EXIT; trap "exit 129" HUP; trap "exit 130" INT; trap "exit 143" TERM\n'
         f"before=$({kills})\n"
-        f'{command} "$@"\n'
+        f'{launch} "$stage" -- {command} "$@"\n'
         "status=$?\n"
         f'if [ "$({kills})" -gt "$before" ]; then\n'
         f'  echo "emulated board: out of memory: the process outgrew the board\'s RAM '
@@ -315,34 +385,6 @@ def _write_limited_shim(shim: Path, root: Path, cpu: str, limit: RamLimit, why: 
         "exit $status\n")
     shim.chmod(0o755)
     return shim
-
-
-def _read_outside_command(root: Path) -> str:
-    """Shell that reads qemu, every file of the root and the bundle's (--bundle
-    DIR) before the shim joins the cgroup: their pages are then cached and
-    charged to the caller's cgroup, so the board's is never charged for them,
-    however cold the cache was. (0.2 s warm, 0.6 s cold for the 164 MB root.)"""
-    qemu = shutil.which(QEMU) or QEMU
-    return (f"find {shlex.quote(str(root))} -type f -exec cat {{}} + > /dev/null 2>&1; "
-            f"cat {shlex.quote(qemu)} > /dev/null; "
-            '[ -n "$bundle" ] && find "$bundle" -type f -exec cat {} + > /dev/null 2>&1')
-
-
-# Inside the cgroup, the bundle is copied to a tmpfs (/dev/shm) and the run
-# reads that copy: the model LiteRT maps is then charged to the board whole,
-# as the planner and a board's RSS count it, and cannot be reclaimed (no swap).
-# From a disk's page cache it could: at the limit the kernel evicted the
-# mapped model and faulted it back in for up to a minute before the OOM kill.
-_STAGE_BUNDLE = (
-    'stage=\n'
-    'trap \'[ -n "$stage" ] && rm -rf "$stage"\' EXIT; trap "exit 129" HUP; trap "exit 130" INT; trap "exit 143" TERM\n'
-    'if [ -n "$bundle" ]; then\n'
-    '  stage=$(mktemp -d /dev/shm/edgetqs-board.XXXXXX) && cp -R "$bundle"/. "$stage"/ || '
-    '{ echo "emulated board: cannot copy the bundle to /dev/shm" >&2; exit 70; }\n'
-    '  n=$#; take=\n'
-    '  for a in "$@"; do [ -n "$take" ] && a=$stage; take=; [ "$a" = --bundle ] && take=1; set -- "$@" "$a"; done\n'
-    '  shift "$n"\n'
-    'fi')
 
 
 def _oom_kills_command(cgroup: Path) -> str:
