@@ -14,7 +14,7 @@ or the whole page cache dropped (--drop-caches; root only, and it slows
 everything else on the machine). A run's charge minus the tiny model's should
 equal its native RSS minus the tiny model's, cold or warm: that is what makes
 the limit the board's. ~3 min on 2 idle cores; writes
-benchmarks/results/emulated_ram.json.
+benchmarks/results/emulated_ram.json (emulated_ram_drop_caches.json).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
               "native_peak_rss_mib": {k: round(v, 1) for k, v in native.items()},
               "growth_over_tiny": growth, "runs": rows, "machine": machine()}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "emulated_ram.json").write_text(json.dumps(result, indent=1))
+    (RESULTS / f"emulated_ram{'_drop_caches' if args.drop_caches else ''}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k not in ("runs", "machine")}, indent=1))
     return 0
 

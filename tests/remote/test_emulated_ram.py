@@ -10,10 +10,12 @@ planner's budget for that board, int8 (12 MiB) does. qemu is slow and the
 models are tens of MB, so these are slow tests (~40 s for the module).
 
 Cold caches: a cgroup charges a page cache page to whoever reads it first, so
-before the shim read the root outside the cgroup, a dropped page cache put
-the root's libraries (~80 MiB) on the board's bill and the fitting int8 run
-thrashed at the limit; test_a_cold_page_cache_is_charged_like_a_warm_one
-evicts the root and qemu (posix_fadvise) to check that cannot come back.
+before the shim's launcher (remote/board_ram.py) read the root outside the
+cgroup, a dropped page cache put the root's libraries (~77 MiB) on the
+board's bill and the fitting int8 run thrashed at the limit;
+test_a_cold_page_cache_is_charged_like_a_warm_one evicts the root and qemu
+(posix_fadvise) to check that cannot come back. The currency: the fitting
+run's charge less qemu's calibrated overhead is its native peak RSS.
 """
 
 from __future__ import annotations
