@@ -96,7 +96,7 @@ class Phases:
         """``convert``'s on_step: ends the previous top-level step, starts the next."""
         if self._open and self._open[-1]["depth"] == 1:
             self._close_step()
-        self._step = self.phase(text)
+        self._step = self.phase("writing the output" if text.startswith("writing ") else text)  # (a temporary path)
         self._step.__enter__()
 
     def _close_step(self) -> None:
