@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 ROOT = Path(__file__).resolve().parent.parent
 
-from tqs_common import RESULTS, forward_flops, gemm_gflops, machine  # noqa: E402
+from tqs_common import RESULTS, forward_flops, gemm_gflops, gemm_gflops_per_cpu_second, machine  # noqa: E402
 
 STAGES = ("build", "intake", "score", "score_full", "plan", "convert")
 PY = sys.executable
@@ -81,27 +81,6 @@ def run_stage(command: list[str], log: Path) -> dict:
     # CPU seconds say more than wall time on a shared machine: they do not count waiting for a core.
     return {"seconds": float(seconds), "cpu_seconds": float(user) + float(system), "peak_rss_bytes": int(kib) * 1024,
             "exit": code, "load_avg_1min": load, "log": str(log)}
-
-
-GEMM_PER_CPU_SECOND = """
-import time, numpy as np
-n, repeats = 512, 20
-rng = np.random.default_rng(0)
-a, b = rng.standard_normal((n, n), np.float32), rng.standard_normal((n, n), np.float32)
-a @ b
-start = time.process_time()
-for _ in range(repeats):
-    a @ b
-print(2 * n**3 * repeats / (time.process_time() - start) / 1e9)
-"""
-
-
-def gemm_gflops_per_cpu_second() -> float:
-    """numpy float32 GEMM FLOPs per CPU-second on one thread (OpenBLAS single-threaded, in a
-    child process: its spinning threads would count as CPU time). On a shared machine a
-    stage's CPU seconds, unlike its wall time, do not count waiting for a core."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    return float(subprocess.check_output([PY, "-c", GEMM_PER_CPU_SECOND], env=env, text=True).split()[-1])
 
 
 def engine_rate(work: Path, name: str, facts: dict, row: dict) -> dict:

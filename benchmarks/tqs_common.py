@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -38,6 +40,27 @@ def gemm_gflops(n: int = 512, repeats: int = 20) -> float:
         a @ b
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
+
+
+GEMM_PER_CPU_SECOND = """
+import time, numpy as np
+n, repeats = 512, 20
+rng = np.random.default_rng(0)
+a, b = rng.standard_normal((n, n), np.float32), rng.standard_normal((n, n), np.float32)
+a @ b
+start = time.process_time()
+for _ in range(repeats):
+    a @ b
+print(2 * n**3 * repeats / (time.process_time() - start) / 1e9)
+"""
+
+
+def gemm_gflops_per_cpu_second() -> float:
+    """numpy float32 GEMM FLOPs per CPU-second on one thread (OpenBLAS single-threaded, in a
+    child process: its spinning threads would count as CPU time). On a shared machine a
+    stage's CPU seconds, unlike its wall time, do not count waiting for a core."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    return float(subprocess.check_output([sys.executable, "-c", GEMM_PER_CPU_SECOND], env=env, text=True).split()[-1])
 
 
 def forward_flops(graph) -> int:
