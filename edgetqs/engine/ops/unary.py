@@ -1,14 +1,12 @@
 """Activations (also as fused epilogues) and unary math.
 
 numpy's SIMD loops where numpy has the function (tanh, exp: far faster than a
-numba loop calling scalar libm); exact GELU needs erf, a numba kernel. They
+numba loop calling scalar libm); exact GELU needs erfc, a vectorised numba kernel. They
 run on one core: cheap next to the GEMMs, and a thread hand-off costs more
 than it saves at these sizes.
 """
 
 from __future__ import annotations
-
-import math
 
 import numba
 import numpy as np
@@ -18,11 +16,38 @@ from edgetqs.engine.registry import register
 NONE, RELU, RELU_N1_TO_1, RELU6, TANH, SIGN_BIT = 0, 1, 2, 3, 4, 5
 
 
-@numba.njit(cache=True)
+# Exact GELU, x * Phi(x) = 0.5 x erfc(-x / sqrt 2), in float64 with vectorisable arithmetic only
+# (libm's erf is a scalar call: 1.0 + erf(x) also rounded the negative tail to 0 where float32
+# still holds it). erfc(z), z >= 0: Numerical Recipes' erfcc, t exp(-z^2 + P(t)) with
+# t = 1 / (1 + z/2), relative error < 1.2e-7 for every z; exp(y), y in [-146, 0]: a Taylor
+# polynomial at y/256 squared 8 times. z stops at 12, where erfc is below float32's smallest
+# number. Within ~2 float32 ulps of the exact value everywhere; ~4x the old erf loop's speed
+# (GELU was 8% of a patchtf-118m sweep's CPU time). error_model="numpy": no division-by-zero
+# branch, which kept the loop from vectorising.
+@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _gelu_exact(flat, out):
     for i in range(flat.size):
         v = np.float64(flat[i])
-        out[i] = 0.5 * v * (1.0 + math.erf(v * 0.7071067811865476))
+        z = abs(v) * 0.7071067811865476
+        z = 12.0 if z > 12.0 else z
+        t = 1.0 / (1.0 + 0.5 * z)
+        y = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (
+            0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))))
+        u = y * 0.00390625  # y / 256
+        e = 1.0 + u * (1.0 + u * (1 / 2 + u * (1 / 6 + u * (1 / 24 + u * (1 / 120 + u * (1 / 720 + u * (1 / 5040 + u * (
+            1 / 40320 + u * (1 / 362880 + u * (1 / 3628800 + u * (1 / 39916800 + u * (1 / 479001600 + u * (
+            1 / 6227020800 + u * (1 / 87178291200 + u / 1307674368000))))))))))))))
+        e = e * e  # e^(u * 2^8), written out: a loop here stops LLVM vectorising the outer one
+        e = e * e
+        e = e * e
+        e = e * e
+        e = e * e
+        e = e * e
+        e = e * e
+        e = e * e
+        erfc = t * e  # erfc(|x| / sqrt 2)
+        half = 0.5 * v
+        out[i] = half * (2.0 - erfc) if v >= 0 else half * erfc
 
 
 def _unary(kernel, x: np.ndarray) -> np.ndarray:
