@@ -7,8 +7,9 @@ chaotic rollout amplifies into a fake sensitivity. Two ways around it:
 - ``numba`` (default): a numba kernel in which every output element is the
   same k-ordered chain of fused multiply-adds wherever its row sits, so a row
   never depends on the other rows at all (``rollout`` and ``rollout_probes``
-  agree bit for bit too). Rows go in tiles over both cores (``prange``); the
-  inner loop over output columns is vectorised. Steady on a busy machine.
+  agree bit for bit too). Rows are split into slices over both cores
+  (``prange``), each slice run by the serial kernel; the inner loop over
+  output columns is vectorised. Steady on a busy machine.
 - ``blas``: one BLAS call per probe group (``np.matmul`` over a [groups, rows,
   K] stack): every group's call has the same shape, so row r of any group is
   rounded exactly like row r of the reference group. As fast at best, but
@@ -24,29 +25,31 @@ import weakref
 import numba
 import numpy as np
 
-from edgetqs.engine.jit import serial_and_parallel
+TILE_ROWS = 4
+PARTS = 8  # slices of rows for the threads to share (at least the number of threads)
 
-TILE_ROWS = 8
 
-
-def _gemm(x, w_t, out):
+@numba.njit(cache=True, fastmath={"contract"})
+def _gemm_serial(x, w_t, out):
     m, k_dim = x.shape
     n = w_t.shape[1]
     k4 = k_dim - k_dim % 4
     tiles = (m + TILE_ROWS - 1) // TILE_ROWS
-    for t in numba.prange(tiles):
+    for t in range(tiles):
         i0 = t * TILE_ROWS
         rows = min(TILE_ROWS, m - i0)
         acc = np.zeros((TILE_ROWS, n), np.float32)
         # Four rows and four k steps per pass over the columns: each w_t load
-        # feeds four rows, each accumulator load four steps (1.4-1.8x over one
-        # row by eight steps). Written as a left-to-right sum, each step still
-        # contracts to one fused multiply-add in k order: whatever the
-        # grouping, every element is the same chain of FMAs, bit for bit.
-        rows4 = rows - rows % 4
-        for r in range(0, rows4, 4):
-            a0, a1, a2, a3 = acc[r], acc[r + 1], acc[r + 2], acc[r + 3]
-            x0, x1, x2, x3 = x[i0 + r], x[i0 + r + 1], x[i0 + r + 2], x[i0 + r + 3]
+        # feeds four rows, each accumulator load four steps. Written as a
+        # left-to-right sum, each step still contracts to one fused multiply-add
+        # in k order: whatever the grouping, every element is the same chain of
+        # FMAs (from 0, k = 0, 1, ...), bit for bit. The full tile names its rows
+        # as constants: with rows picked by a loop index (an 8-row tile walked 4
+        # rows at a time) the same arithmetic ran ~10-25% slower on
+        # patchtf-118m's shapes (benchmarks/engine_rate.py has the workload).
+        if rows == TILE_ROWS:
+            a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
+            x0, x1, x2, x3 = x[i0], x[i0 + 1], x[i0 + 2], x[i0 + 3]
             for k in range(0, k4, 4):
                 w0, w1, w2, w3 = w_t[k], w_t[k + 1], w_t[k + 2], w_t[k + 3]
                 p0, p1, p2, p3 = x0[k], x0[k + 1], x0[k + 2], x0[k + 3]
@@ -54,17 +57,19 @@ def _gemm(x, w_t, out):
                 s0, s1, s2, s3 = x2[k], x2[k + 1], x2[k + 2], x2[k + 3]
                 u0, u1, u2, u3 = x3[k], x3[k + 1], x3[k + 2], x3[k + 3]
                 for j in range(n):
-                    a0[j] = (((a0[j] + p0 * w0[j]) + p1 * w1[j]) + p2 * w2[j]) + p3 * w3[j]
-                    a1[j] = (((a1[j] + q0 * w0[j]) + q1 * w1[j]) + q2 * w2[j]) + q3 * w3[j]
-                    a2[j] = (((a2[j] + s0 * w0[j]) + s1 * w1[j]) + s2 * w2[j]) + s3 * w3[j]
-                    a3[j] = (((a3[j] + u0 * w0[j]) + u1 * w1[j]) + u2 * w2[j]) + u3 * w3[j]
-        for r in range(rows4, rows):  # the tile's last rows, one at a time
-            a0, x0 = acc[r], x[i0 + r]
-            for k in range(0, k4, 4):
-                w0, w1, w2, w3 = w_t[k], w_t[k + 1], w_t[k + 2], w_t[k + 3]
-                p0, p1, p2, p3 = x0[k], x0[k + 1], x0[k + 2], x0[k + 3]
-                for j in range(n):
-                    a0[j] = (((a0[j] + p0 * w0[j]) + p1 * w1[j]) + p2 * w2[j]) + p3 * w3[j]
+                    v0, v1, v2, v3 = w0[j], w1[j], w2[j], w3[j]
+                    a0[j] = (((a0[j] + p0 * v0) + p1 * v1) + p2 * v2) + p3 * v3
+                    a1[j] = (((a1[j] + q0 * v0) + q1 * v1) + q2 * v2) + q3 * v3
+                    a2[j] = (((a2[j] + s0 * v0) + s1 * v1) + s2 * v2) + s3 * v3
+                    a3[j] = (((a3[j] + u0 * v0) + u1 * v1) + u2 * v2) + u3 * v3
+        else:  # the last, partial tile: one row at a time, the same chain
+            for r in range(rows):
+                a0, x0 = acc[r], x[i0 + r]
+                for k in range(0, k4, 4):
+                    w0, w1, w2, w3 = w_t[k], w_t[k + 1], w_t[k + 2], w_t[k + 3]
+                    p0, p1, p2, p3 = x0[k], x0[k + 1], x0[k + 2], x0[k + 3]
+                    for j in range(n):
+                        a0[j] = (((a0[j] + p0 * w0[j]) + p1 * w1[j]) + p2 * w2[j]) + p3 * w3[j]
         for k in range(k4, k_dim):
             w = w_t[k]
             for r in range(rows):
@@ -80,12 +85,25 @@ def _gemm(x, w_t, out):
 # ~30-50 us, so below about 4M multiply-adds one core finishes first. Outputs
 # narrower than 32 columns run at a fraction of the speed per multiply-add, so
 # they count as 32 wide. (Tuned on whole sweeps on the 2-core box: a lower bar
-# made the TCN sweeps ~10% slower, a higher one the mlp-ks sweep.) Both
-# versions run the same loop body, so a row's rounding does not depend on
-# which one ran.
+# made the TCN sweeps ~10% slower, a higher one the mlp-ks sweep.) The
+# parallel version runs the serial kernel on slices of rows, so a row's
+# rounding does not depend on which one ran.
 PARALLEL_MIN_WORK = 1 << 22
 NARROW_COLUMNS = 32
-_gemm_serial, _gemm_parallel = serial_and_parallel(_gemm, fastmath={"contract"})
+
+
+@numba.njit(cache=True, parallel=True)
+def _gemm_parallel(x, w_t, out):
+    """The serial kernel on PARTS slices of rows, whole tiles each; prange hands each thread a
+    run of consecutive slices. (A prange over the tiles inside the kernel compiled its loop
+    worse: ~10-20% more CPU per FLOP, even on one thread.)"""
+    m = x.shape[0]
+    step = (m + PARTS * TILE_ROWS - 1) // (PARTS * TILE_ROWS) * TILE_ROWS
+    for part in numba.prange(PARTS):
+        start = min(part * step, m)
+        stop = min(start + step, m)
+        if stop > start:
+            _gemm_serial(x[start:stop], w_t, out[start:stop])
 
 
 def _blas_by_group(a: np.ndarray, w_t: np.ndarray) -> np.ndarray:

@@ -47,3 +47,33 @@ def test_keeps_leading_axes():
     for kernel in gemm.KERNELS:
         with gemm_setting(kernel):
             assert matmul(np.ones((2, 3, 4), np.float32), np.ones((4, 5), np.float32)).shape == (2, 3, 5)
+
+
+def _fma_chain(x: np.ndarray, w_t: np.ndarray) -> np.ndarray:
+    """Every element as one k-ordered chain of fused multiply-adds from 0: what the kernel promises."""
+    import numba
+
+    @numba.njit(fastmath={"contract"})
+    def chain(x, w_t, out):
+        for i in range(x.shape[0]):
+            for j in range(w_t.shape[1]):
+                acc = np.float32(0)
+                for k in range(x.shape[1]):
+                    acc += x[i, k] * w_t[k, j]
+                out[i, j] = acc
+
+    out = np.empty((x.shape[0], w_t.shape[1]), np.float32)
+    chain(x, w_t, out)
+    return out
+
+
+def test_numba_kernel_is_the_k_ordered_fma_chain_serial_and_parallel():
+    rng = np.random.default_rng(2)
+    # rows not a multiple of the tile, K not a multiple of the k step, N not a multiple of the vector width
+    for rows, k, n in [(37, 301, 70), (8, 64, 48), (3, 5, 17), (130, 258, 33)]:
+        x, w_t = rng.standard_normal((rows, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
+        want = _fma_chain(x, w_t)
+        for kernel in (gemm._gemm_serial, gemm._gemm_parallel):
+            out = np.empty_like(want)
+            kernel(x, w_t, out)
+            np.testing.assert_array_equal(out, want)
