@@ -1,7 +1,7 @@
 """The engine's rate on a large model's score workload, and where its CPU time goes.
 
     .venv/bin/python benchmarks/engine_rate.py [--model PATH.keras] [--chunks 2] [--windows 4] [--horizon 8]
-        [--profile] [--results engine_rate]
+        [--profile] [--label after] [--results engine_rate]
 
 Workload: what `edgetqs score --adaptive` runs on the model (both probes, layer
 units), for its first ``--chunks`` chunks of jobs: K=4 free-run windows, T=8
@@ -21,13 +21,16 @@ after the workload in this run (the better of the two).
 --profile: CPU and wall seconds per op type (through the engine's op hooks,
 so the perturbed ops count too), the GEMM calls on their own (per shape), and
 the share of CPU the numba worker threads used (process minus main thread).
-Writes benchmarks/results/<--results>.json.
+Writes benchmarks/results/<--results>.json, one entry per --label (kept across runs), e.g.
+the code before a change (``PYTHONPATH=<old checkout>`` runs this script on that engine) and after.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -36,7 +39,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from tqs_common import forward_flops, gemm_gflops_per_cpu_second, machine, write_results  # noqa: E402
+from tqs_common import RESULTS, forward_flops, gemm_gflops_per_cpu_second, machine, write_results  # noqa: E402
 
 DEFAULT_MODEL = Path.home() / ".cache" / "edgetqs" / "bench-large" / "patchtf-118m.keras"
 BUILD_HINT = ("build it with: benchmarks/large_models.py --models patchtf-118m --stages build,intake "
@@ -153,6 +156,7 @@ def main() -> int:
     parser.add_argument("--windows", type=int, default=4)
     parser.add_argument("--horizon", type=int, default=8)
     parser.add_argument("--profile", action="store_true", help="time every op type and GEMM shape")
+    parser.add_argument("--label", default="latest", help="this run's entry in the results file")
     parser.add_argument("--results", default="engine_rate", help="results file name in benchmarks/results")
     args = parser.parse_args()
     model_path = Path(args.model).expanduser()
@@ -179,7 +183,15 @@ def main() -> int:
         print(f"  (outside the sweep) {key}: {value['cpu_s']:.1f} CPU-s, {value['wall_s']:.1f} s wall")
     if row["profile"]:
         print_profile(row["profile"], row["sweep_cpu_s"])
-    path = write_results(args.results, {"machine": info, "rows": [row]})
+    import edgetqs
+
+    row["edgetqs"] = str(Path(edgetqs.__file__).parent)  # which checkout's engine ran, at which commit
+    row["commit"] = subprocess.run(["git", "-C", row["edgetqs"], "rev-parse", "--short", "HEAD"], capture_output=True,
+                                   text=True).stdout.strip()
+    path = RESULTS / f"{args.results}.json"
+    results = json.loads(path.read_text()) if path.exists() else {"runs": {}}
+    results["runs"].setdefault(args.label, []).append({"machine": info, **row})
+    path = write_results(args.results, results)
     print(f"results: {path}")
     return 0
 
