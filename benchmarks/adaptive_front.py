@@ -44,18 +44,6 @@ def score(model, **settings):
     return scores, time.perf_counter() - start
 
 
-def front_plans(problem, sizes: list[int]) -> list:
-    from edgetqs.planner.plan import solve_many
-
-    return solve_many(problem, sizes)
-
-
-def front_sizes(problem, budgets: int) -> list[int]:
-    from edgetqs.planner.front import pareto_front
-
-    return [p.budget_bytes for p in pareto_front(problem, budgets).points]
-
-
 def formats_of(plan) -> dict[str, str]:
     return {a.unit: a.format for a in plan.assignments}
 
@@ -85,15 +73,18 @@ def ratios(values: list[float], reference: list[float]) -> dict:
 
 
 def compare(model, sweeps: dict, budgets: int, judge_seed: int) -> dict:
-    from edgetqs.planner.plan import build_problem
+    from edgetqs.planner.front import pareto_front
+    from edgetqs.planner.plan import build_problem, solve_many
     from edgetqs.planner.search import PlanRollouts
     from edgetqs.runtimes import DEFAULT_HOST_RUNTIME
     from edgetqs.tqs.adaptive import spearman
     from edgetqs.tqs.score import model_contexts
 
     problems = {name: build_problem(model.graph, s, "-", DEFAULT_HOST_RUNTIME.spec) for name, (s, _) in sweeps.items()}
-    sizes = front_sizes(problems["full"], budgets)
-    plans = {name: front_plans(problem, sizes) for name, problem in problems.items()}
+    full_front = pareto_front(problems["full"], budgets).points
+    sizes = [point.budget_bytes for point in full_front]  # the others are planned at the full front's budgets
+    plans = {name: [point.plan for point in full_front] if name == "full" else solve_many(problem, sizes)
+             for name, problem in problems.items()}
     judge = model_contexts(model.graph, model.card, None, FULL_WINDOWS, FULL_HORIZON, judge_seed)
     rollouts = PlanRollouts(problems["full"], model.card.rollout, judge.windows, FULL_HORIZON)
     measured = {name: [rmse for rmse, _ in rollouts.measure([choice_in(problems["full"], p) for p in ps])]
