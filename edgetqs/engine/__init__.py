@@ -46,7 +46,8 @@ kernel (``gemm_kernel="numba"``, default; both cores via ``prange`` and
 NUMBA_NUM_THREADS) or on BLAS, one call per probe group (``gemm_kernel="blas"``).
 Softmax and exact GELU are numba; other elementwise ops use numpy's SIMD loops.
 numba kernels are ``cache=True``: compiled once per machine, reused across
-processes. OMP_WAIT_POLICY defaults to PASSIVE (see below).
+processes; the first engine of a process has a child process compile any
+that are not cached yet (precompile.py), so a run never holds the compiler's memory. OMP_WAIT_POLICY defaults to PASSIVE (see below).
 """
 
 import os

@@ -16,6 +16,7 @@ import numpy as np
 
 from edgetqs.engine import gemm
 from edgetqs.engine.ops.shape_arith import static_shape
+from edgetqs.engine.precompile import ensure_compiled
 from edgetqs.engine.registry import Node, Perturbation, UnsupportedOpError, lookup
 from edgetqs.engine.rollout import check_covariates, check_horizon, check_windows, roll_out
 from edgetqs.errors import EdgeTQSError
@@ -74,6 +75,7 @@ class Engine:
         self.graph, self.spec = graph, spec.validate()
         self.gemm_kernel, self.on_output, self.hooks = gemm_kernel, on_output, hooks
         self.keep_transposed = keep_transposed
+        ensure_compiled()  # the first run after install compiles numba's kernels in a child (precompile.py)
         self._check_io()
         self._nodes = [self._node(op) for op in graph.operators]
         missing = sorted({n.opcode for n in self._nodes if lookup(n.opcode) is None})

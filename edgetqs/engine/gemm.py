@@ -25,6 +25,8 @@ import weakref
 import numba
 import numpy as np
 
+from edgetqs.engine.jit import with_sample
+
 TILE_ROWS = 4
 PARTS = 8  # slices of rows for the threads to share (at least the number of threads)
 
@@ -104,6 +106,10 @@ def _gemm_parallel(x, w_t, out):
         stop = min(start + step, m)
         if stop > start:
             _gemm_serial(x[start:stop], w_t, out[start:stop])
+
+
+with_sample(lambda: (np.ones((5, 6), np.float32), np.ones((6, 3), np.float32), np.empty((5, 3), np.float32)),
+            _gemm_serial, _gemm_parallel)
 
 
 def _blas_by_group(a: np.ndarray, w_t: np.ndarray) -> np.ndarray:

@@ -6,13 +6,21 @@ same function, one ``parallel=True``, share one cache entry, and whichever
 compiled first is loaded for both. (That silently ran the engine's "parallel"
 GEMM on one thread.) Each build here wraps a copy of the function renamed
 ``<name>_serial`` / ``<name>_parallel``, so each caches its own machine code.
+
+Each kernel also registers a *sample*: arguments of the types the engine calls
+it with, so engine/precompile.py can compile (and cache) every kernel in a
+child process before the engine first runs.
 """
 
 from __future__ import annotations
 
 import types
+from typing import Callable
 
 import numba
+
+# (kernel, sample) pairs: sample() -> arguments typed as the engine's calls (see with_sample).
+SAMPLES: list[tuple[object, Callable[[], tuple]]] = []
 
 
 def _renamed(func, suffix: str):
@@ -28,3 +36,8 @@ def serial_and_parallel(func, **flags):
     serial = numba.njit(cache=True, **flags)(_renamed(func, "serial"))
     parallel = numba.njit(cache=True, parallel=True, **flags)(_renamed(func, "parallel"))
     return serial, parallel
+
+
+def with_sample(sample: Callable[[], tuple], *kernels) -> None:
+    """Register ``sample`` (-> small arguments of the types the engine passes) for each numba kernel."""
+    SAMPLES.extend((kernel, sample) for kernel in kernels)

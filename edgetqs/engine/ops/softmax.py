@@ -7,7 +7,7 @@ import math
 import numba
 import numpy as np
 
-from edgetqs.engine.jit import serial_and_parallel
+from edgetqs.engine.jit import serial_and_parallel, with_sample
 from edgetqs.engine.registry import register
 
 
@@ -29,6 +29,8 @@ def _softmax_rows(x, beta, out):
 # so the threads change no bit; below this many elements one core is faster.
 PARALLEL_MIN_ELEMENTS = 1 << 16
 _softmax_serial, _softmax_parallel = serial_and_parallel(_softmax_rows)
+with_sample(lambda: (np.ones((2, 3), np.float32), np.float32(1.0), np.empty((2, 3), np.float32)),
+            _softmax_serial, _softmax_parallel)
 
 
 @register("SOFTMAX")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from edgetqs.engine.jit import with_sample
 from edgetqs.engine.registry import register
 
 NONE, RELU, RELU_N1_TO_1, RELU6, TANH, SIGN_BIT = 0, 1, 2, 3, 4, 5
@@ -48,6 +49,9 @@ def _gelu_exact(flat, out):
         erfc = t * e  # erfc(|x| / sqrt 2)
         half = 0.5 * v
         out[i] = half * (2.0 - erfc) if v >= 0 else half * erfc
+
+
+with_sample(lambda: (np.ones(8, np.float32), np.empty(8, np.float32)), _gelu_exact)
 
 
 def _unary(kernel, x: np.ndarray) -> np.ndarray:
