@@ -22,6 +22,7 @@ import numpy as np
 
 from edgetqs.engine import Engine
 from edgetqs.engine.litert import LiteRTRunner
+from edgetqs.engine.ops.linear import gemm_layout_weights
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.card import RolloutSpec
 from edgetqs.model.tflite_graph import Tensor, TFLiteGraph, replace_constants
@@ -153,7 +154,7 @@ def simulate(float_graph: TFLiteGraph, exported: TFLiteGraph, names: list[str], 
     into a float copy that LiteRT runs.
     """
     deltas = {}
-    in_gemm_layout = gemm_weights(float_graph)
+    in_gemm_layout = gemm_layout_weights(float_graph)
     for name in names:
         original = float_graph.float_constant(float_graph.tensor_by_name(name))
         # A FULLY_CONNECTED weight's delta is made in the engine's GEMM layout, [fan_in, out] contiguous, and
@@ -167,16 +168,6 @@ def simulate(float_graph: TFLiteGraph, exported: TFLiteGraph, names: list[str], 
     except EdgeTQSError:  # an op the engine lacks
         patched = {name: float_graph.float_constant(float_graph.tensor_by_name(name)) + d for name, d in deltas.items()}
         return run_litert(replace_constants(float_graph, patched), spec, probes, "the simulation")
-
-
-def gemm_weights(graph: TFLiteGraph) -> set[str]:
-    """2-D weights read only as a FULLY_CONNECTED weight (input 1), which the engine multiplies as [fan_in, out]."""
-    readers: dict[int, set[tuple[str, int]]] = {}
-    for op in graph.operators:
-        for position, index in enumerate(op.inputs):
-            readers.setdefault(index, set()).add((op.opcode, position))
-    return {graph.tensors[i].name for i, read in readers.items()
-            if i >= 0 and read == {("FULLY_CONNECTED", 1)} and len(graph.tensors[i].shape) == 2}
 
 
 def run_litert(model: bytes, spec: RolloutSpec, inputs: np.ndarray, what: str) -> np.ndarray:

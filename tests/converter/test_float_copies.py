@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from edgetqs.converter.pipeline import quantize
-from edgetqs.converter.verify import gemm_weights, simulate
+from edgetqs.converter.verify import simulate
 from edgetqs.engine import Engine
+from edgetqs.engine.ops.linear import gemm_layout_weights
 from edgetqs.engine.registry import Perturbation
 from edgetqs.model.tflite_graph import TFLiteGraph, replace_constants
 from edgetqs.planner.planfile import as_plan
@@ -42,7 +43,7 @@ def test_aeq_exports_the_same_model_from_the_graphs_bytes(canonical_stand_in, ki
 def test_simulation_deltas_in_gemm_layout_give_the_same_outputs(mlp):
     graph = mlp.graph
     fc_weights = {graph.tensors[op.inputs[1]].name for op in graph.operators if op.opcode == "FULLY_CONNECTED"}
-    assert gemm_weights(graph) == fc_weights
+    assert gemm_layout_weights(graph) == fc_weights
     rng = np.random.default_rng(0)
     probes = rng.standard_normal((5, mlp.rollout.window, mlp.rollout.features)).astype(np.float32)
     engine = Engine(graph, mlp.rollout)

@@ -41,6 +41,18 @@ def fully_connected(node, inputs, perturbations=()):
     return [z]  # [B, rows, out]: the graph's 2-D [rows, out] per trajectory
 
 
+def gemm_layout_weights(graph) -> set[str]:
+    """2-D weights read only as a FULLY_CONNECTED weight: this kernel multiplies them as [fan_in, out]
+    (``gemm.transposed``), so a delta made in that layout (Fortran order in the weight's shape) is used
+    where it lies, with no transposed copy."""
+    readers: dict[int, set[tuple[str, int]]] = {}
+    for op in graph.operators:
+        for position, index in enumerate(op.inputs):
+            readers.setdefault(index, set()).add((op.opcode, position))
+    return {graph.tensors[i].name for i, read in readers.items()
+            if i >= 0 and read == {("FULLY_CONNECTED", FC_WEIGHT)} and len(graph.tensors[i].shape) == 2}
+
+
 def _maybe_adjoint(value, adjoint):
     return np.swapaxes(value, -1, -2) if adjoint else value
 
