@@ -77,3 +77,30 @@ def test_numba_kernel_is_the_k_ordered_fma_chain_serial_and_parallel():
             out = np.empty_like(want)
             kernel(x, w_t, out)
             np.testing.assert_array_equal(out, want)
+
+
+def test_register_tiles_meet_the_row_tile_loop_at_every_edge():
+    """The serial kernel splits a product into register tiles (PANEL, then LANES columns; K_BLOCK k steps
+    per pass, the sums carried through ``out`` between passes) and leaves the rest of the rows and
+    columns to the row-tile loop: every split must give the same chain, and fill every element."""
+    rng = np.random.default_rng(3)
+    p, lanes, kb = gemm.PANEL, gemm.LANES, gemm.K_BLOCK
+    shapes = [(8, 2 * kb + 3, 2 * p + lanes + 3),  # all three kinds of columns; K past two blocks, ragged
+              (6, kb, p),  # one full panel, K exactly one block, 2 leftover rows
+              (4, kb + 1, lanes),  # one vector tile, a block of one k step
+              (5, 3, p - 1),  # vector tiles and a rest, K below 4
+              (4, 0, p)]  # no k steps: zeros
+    for rows, k, n in shapes:
+        x, w_t = rng.standard_normal((rows, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
+        want = _fma_chain(x, w_t)
+        for kernel in (gemm._gemm_serial, gemm._gemm_parallel):
+            out = np.full_like(want, np.nan)
+            kernel(x, w_t, out)
+            np.testing.assert_array_equal(out, want, err_msg=f"{rows} x {k} x {n}")
+    # a row gives the same bits in a register tile (rows 0-3) and among the leftover rows (row 4)
+    x = rng.standard_normal((5, 2 * kb + 3)).astype(np.float32)
+    w_t = rng.standard_normal((2 * kb + 3, p)).astype(np.float32)
+    x[4] = x[1]
+    with gemm_setting("numba"):
+        out = matmul(x, w_t)
+    np.testing.assert_array_equal(out[4], out[1])
