@@ -106,6 +106,7 @@ PANEL = LANES * VECTORS
 # products (a 655 KB panel, evicted by the x rows streaming past) ran ~40% slower than its K = 640
 # ones in a micro-benchmark of the kernel.
 K_BLOCK = 256
+MIN_TILE_ROWS = 2 * TILE_ROWS  # fewer rows than this run the row-tile loop (_gemm_serial says why)
 
 
 def _register_tile(vectors: int):
@@ -196,7 +197,10 @@ def _gemm_serial(x, w_t, out):
     n = w_t.shape[1]
     m4 = m - m % TILE_ROWS
     n_vec = n - n % LANES
-    if m4 == 0 or n_vec == 0:
+    # One row tile reads all of w_t once either way, and the row-tile loop reads it in order where a
+    # panel walks it with a stride: at 4 x 2560 x 640, ~29 against ~18 GFLOP per CPU-s (with 8 rows
+    # or more the register tiles are ahead).
+    if m < MIN_TILE_ROWS or n_vec == 0:
         _gemm_rows(x, w_t, out)
         return
     j0 = 0
@@ -217,6 +221,7 @@ def _gemm_serial(x, w_t, out):
     if m4 < m:
         _gemm_rows(x[m4:], w_t, out[m4:])
 
+
 # Threads pay off only for big products: waking the second thread costs
 # ~30-50 us, so below about 4M multiply-adds one core finishes first. Outputs
 # narrower than 32 columns run at a fraction of the speed per multiply-add, so
@@ -230,11 +235,12 @@ NARROW_COLUMNS = 32
 
 @numba.njit(cache=True, parallel=True)
 def _gemm_parallel(x, w_t, out):
-    """The serial kernel on PARTS slices of rows, whole tiles each; prange hands each thread a
-    run of consecutive slices. (A prange over the tiles inside the kernel compiled its loop
+    """The serial kernel on up to PARTS slices of rows, whole tiles each and at least MIN_TILE_ROWS
+    rows (so that a 32-row product runs register tiles); prange hands each thread a run of
+    consecutive slices. (A prange over the tiles inside the kernel compiled its loop
     worse: ~10-20% more CPU per FLOP, even on one thread.)"""
     m = x.shape[0]
-    step = (m + PARTS * TILE_ROWS - 1) // (PARTS * TILE_ROWS) * TILE_ROWS
+    step = max((m + PARTS * TILE_ROWS - 1) // (PARTS * TILE_ROWS) * TILE_ROWS, MIN_TILE_ROWS)
     for part in numba.prange(PARTS):
         start = min(part * step, m)
         stop = min(start + step, m)

@@ -82,14 +82,16 @@ def test_numba_kernel_is_the_k_ordered_fma_chain_serial_and_parallel():
 def test_register_tiles_meet_the_row_tile_loop_at_every_edge():
     """The serial kernel splits a product into register tiles (PANEL, then LANES columns; K_BLOCK k steps
     per pass, the sums carried through ``out`` between passes) and leaves the rest of the rows and
-    columns to the row-tile loop: every split must give the same chain, and fill every element."""
+    columns to the row-tile loop (all of it below MIN_TILE_ROWS rows): every split must give the same
+    chain, and fill every element."""
     rng = np.random.default_rng(3)
-    p, lanes, kb = gemm.PANEL, gemm.LANES, gemm.K_BLOCK
-    shapes = [(8, 2 * kb + 3, 2 * p + lanes + 3),  # all three kinds of columns; K past two blocks, ragged
-              (6, kb, p),  # one full panel, K exactly one block, 2 leftover rows
-              (4, kb + 1, lanes),  # one vector tile, a block of one k step
-              (5, 3, p - 1),  # vector tiles and a rest, K below 4
-              (4, 0, p)]  # no k steps: zeros
+    p, lanes, kb, few = gemm.PANEL, gemm.LANES, gemm.K_BLOCK, gemm.MIN_TILE_ROWS
+    shapes = [(few, 2 * kb + 3, 2 * p + lanes + 3),  # all three kinds of columns; K past two blocks, ragged
+              (few + 2, kb, p),  # one full panel, K exactly one block, 2 leftover rows
+              (few, kb + 1, lanes),  # one vector tile, a last block of one k step
+              (few + 1, 3, p - 1),  # vector tiles and a rest, K below 4
+              (few, 0, p),  # no k steps: zeros
+              (few - 1, kb + 1, p)]  # too few rows for register tiles
     for rows, k, n in shapes:
         x, w_t = rng.standard_normal((rows, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
         want = _fma_chain(x, w_t)
@@ -97,10 +99,10 @@ def test_register_tiles_meet_the_row_tile_loop_at_every_edge():
             out = np.full_like(want, np.nan)
             kernel(x, w_t, out)
             np.testing.assert_array_equal(out, want, err_msg=f"{rows} x {k} x {n}")
-    # a row gives the same bits in a register tile (rows 0-3) and among the leftover rows (row 4)
-    x = rng.standard_normal((5, 2 * kb + 3)).astype(np.float32)
+    # a row gives the same bits in a register tile (row 1) and among the leftover rows (the last)
+    x = rng.standard_normal((few + 1, 2 * kb + 3)).astype(np.float32)
     w_t = rng.standard_normal((2 * kb + 3, p)).astype(np.float32)
-    x[4] = x[1]
+    x[-1] = x[1]
     with gemm_setting("numba"):
         out = matmul(x, w_t)
-    np.testing.assert_array_equal(out[4], out[1])
+    np.testing.assert_array_equal(out[-1], out[1])
