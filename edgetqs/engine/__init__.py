@@ -10,6 +10,10 @@ API (stable; the TQS scorer codes against it)::
     trajs = eng.rollout_probes(contexts, horizon, deltas)
         # deltas: list[dict[str, np.ndarray]], weight tensor name -> additive delta (weight's shape);
         # group g runs the K contexts with W + deltas[g]; {} is the reference. -> [G, K, horizon*patch, F]
+        # contexts may also be [G, K, window, F]: group g starts from contexts[g] (a resumed rollout)
+    from edgetqs.engine.rollout import windows_after
+    state = windows_after(contexts, trajs, covariates, spec)   # [G, K, window, F]: each group's next windows;
+        # rollout_probes(state, h, deltas, next covariates) continues the rollouts bit for bit
     eng.weight_names()                      # float constant tensors that can be perturbed
     eng.weight(name)                        # a weight's float32 value
 

@@ -17,6 +17,12 @@ registered here; a backend defined above this layer registers itself with
 ``edgetqs.sensitivity`` imports it so the CLI and the API always see it).
 A new backend is one class with these four members plus one
 ``register_backend`` call.
+
+Resuming: a backend whose ``rollout_probes`` also takes contexts [G, K, window, F]
+(each probe group from its own windows) says so with ``group_contexts = True``;
+all three here do. A sweep then grows its horizon by resuming every rollout from
+the window it reached (engine/rollout.py: windows_after) instead of re-running it
+from its contexts; for a backend without the attribute it re-runs (same numbers).
 """
 
 from __future__ import annotations
@@ -50,7 +56,10 @@ class RolloutBackend(Protocol):
 
     def rollout_probes(self, contexts: np.ndarray, horizon: int, deltas: list[dict[str, np.ndarray]],
                        covariates: np.ndarray | None = None) -> np.ndarray:
-        """Group g runs the K contexts with weights ``W + deltas[g]`` ({} = as is) -> [G, K, horizon*patch, F - C]."""
+        """Group g runs the K contexts with weights ``W + deltas[g]`` ({} = as is) -> [G, K, horizon*patch, F - C].
+
+        ``contexts`` [K, window, F] are every group's; with ``group_contexts = True`` the backend also
+        takes [G, K, window, F], group g starting from ``contexts[g]``."""
 
 
 BackendFactory = Callable[[TFLiteGraph, RolloutSpec], RolloutBackend]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgetqs.engine.litert import LiteRTRunner
+from edgetqs.engine.rollout import check_group_windows
 from edgetqs.model.card import RolloutSpec
 from edgetqs.model.tflite_graph import TFLiteGraph, replace_constants
 
@@ -22,6 +23,7 @@ class LiteRTRollout:
     """Rollouts of a canonical model, and of weight-perturbed copies of it, through LiteRT."""
 
     name = "litert"
+    group_contexts = True  # rollout_probes takes [G, K, window, F] (one rollout per group anyway)
 
     def __init__(self, graph: TFLiteGraph, spec: RolloutSpec, num_threads: int | None = None):
         self.graph = graph
@@ -46,12 +48,15 @@ class LiteRTRollout:
 
     def rollout_probes(self, contexts: np.ndarray, horizon: int, deltas: list[dict[str, np.ndarray]],
                        covariates: np.ndarray | None = None) -> np.ndarray:
-        """One rollout per perturbation (weights + delta) -> [G, K, horizon*patch, F]; {} is the reference."""
+        """One rollout per perturbation (weights + delta) -> [G, K, horizon*patch, F]; {} is the reference.
+
+        ``contexts``: [K, window, F] for every group, or [G, K, window, F], each group's own."""
+        contexts, _ = check_group_windows(contexts, len(deltas), self.spec)
         runs = []
-        for delta in deltas:
+        for delta, windows in zip(deltas, contexts):
             if not delta:
-                runs.append(self.rollout(contexts, horizon, covariates))
+                runs.append(self.rollout(windows, horizon, covariates))
                 continue
             patched = replace_constants(self.graph, {name: self.weight(name) + d for name, d in delta.items()})
-            runs.append(LiteRTRunner(patched, self.spec, self.num_threads).rollout(contexts, horizon, covariates))
+            runs.append(LiteRTRunner(patched, self.spec, self.num_threads).rollout(windows, horizon, covariates))
         return np.stack(runs)

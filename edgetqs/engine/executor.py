@@ -18,7 +18,7 @@ from edgetqs.engine import gemm
 from edgetqs.engine.ops.shape_arith import static_shape
 from edgetqs.engine.precompile import ensure_compiled
 from edgetqs.engine.registry import Node, Perturbation, UnsupportedOpError, lookup
-from edgetqs.engine.rollout import check_covariates, check_horizon, check_windows, roll_out
+from edgetqs.engine.rollout import check_covariates, check_group_windows, check_horizon, check_windows, roll_out
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.card import RolloutSpec
 from edgetqs.model.tflite_graph import Tensor, TFLiteGraph
@@ -63,6 +63,7 @@ class Engine:
     A ``RolloutBackend`` (engine/backends.py) under the name "numba"."""
 
     name = "numba"
+    group_contexts = True  # rollout_probes takes [G, K, window, F]: each group from its own windows
 
     def __init__(self, graph: TFLiteGraph, spec: RolloutSpec, gemm_kernel: str = "numba",
                  on_output: OutputHook | None = None, hooks: OpHooks | None = None, keep_transposed: bool = True):
@@ -109,26 +110,28 @@ class Engine:
                        covariates: np.ndarray | None = None) -> np.ndarray:
         """Roll every probe group out in one batch: [G, K, horizon*patch, F - C].
 
-        Group g runs the K contexts with weights ``W + deltas[g][name]`` (``{}``:
-        the reference); all groups share each op's unperturbed work.
+        Group g runs its contexts with weights ``W + deltas[g][name]`` (``{}``: the
+        reference); all groups share each op's unperturbed work. ``contexts``:
+        [K, window, F] for every group, or [G, K, window, F], each group from its own
+        windows (a resumed rollout: rollout.windows_after gives each group's next windows).
         """
-        contexts = check_windows(contexts, self.spec, "contexts")
-        check_horizon(horizon)
         if not deltas:
             raise EdgeTQSError("rollout_probes got no probe groups", "pass deltas=[{}] at least (the reference)")
-        k = contexts.shape[0]
+        contexts, shared_contexts = check_group_windows(contexts, len(deltas), self.spec)
+        check_horizon(horizon)
+        k = contexts.shape[1]
         by_node = self._perturbations_by_node(deltas, k)
-        windows = np.tile(contexts, (len(deltas), 1, 1))
+        windows = np.ascontiguousarray(contexts).reshape(-1, *contexts.shape[2:])
         given = None if covariates is None else np.tile(check_covariates(covariates, k, horizon, self.spec),
                                                         (len(deltas), 1, 1))
         patch, f = self.spec.patch, self.spec.outputs
         calls = [0]
 
         def forward(x):
-            # At the first call every group reads the same windows: the ops before a
-            # group's first perturbed op compute exactly the reference's rows, so they
-            # run once, on K rows, and the batch widens to all groups there.
-            shared = k if calls[0] == 0 else 0
+            # At the first call from shared contexts every group reads the same windows: the
+            # ops before a group's first perturbed op compute exactly the reference's rows,
+            # so they run once, on K rows, and the batch widens to all groups there.
+            shared = k if calls[0] == 0 and shared_contexts else 0
             calls[0] += 1
             return self._run(x, by_node, group_rows=k, shared_rows=shared).reshape(x.shape[0], patch, f)
 

@@ -100,6 +100,7 @@ class FakeQuantEngine:
     """
 
     name = "fake-quant"
+    group_contexts = True  # rollout_probes takes [G, K, window, F], as the engine's
 
     def __init__(self, graph: TFLiteGraph, spec: RolloutSpec, config: QuantConfig = QuantConfig(), stride: int = 1,
                  per_channel_weights: bool = True, exact_mean: bool = False):
@@ -151,7 +152,8 @@ class FakeQuantEngine:
 
     def rollout_probes(self, contexts: np.ndarray, horizon: int, deltas: list[dict[str, np.ndarray]],
                        covariates: np.ndarray | None = None) -> np.ndarray:
-        """TQS probes around the fake-quantized model: group g adds ``deltas[g]`` to its weights."""
+        """TQS probes around the fake-quantized model: group g adds ``deltas[g]`` to its weights
+        (contexts [K, window, F] or each group's own [G, K, window, F], as Engine.rollout_probes)."""
         return self.engine.rollout_probes(contexts, horizon, deltas, covariates)
 
     def rollout_plans(self, contexts: np.ndarray, horizon: int,
