@@ -65,9 +65,10 @@ class Contexts:
         return Contexts(self.windows[rows], self.source, pick(self.truth), pick(self.covariates))
 
 
-def given_steps(covariates: np.ndarray | None, horizon: int, patch: int) -> np.ndarray | None:
-    """The covariates [K, >= horizon*patch, C] of the first ``horizon`` calls (None for a model without)."""
-    return None if covariates is None else covariates[:, : horizon * patch]
+def given_steps(covariates: np.ndarray | None, horizon: int, patch: int, after: int = 0) -> np.ndarray | None:
+    """The covariates [K, >= (after+horizon)*patch, C] of the ``horizon`` calls that follow the first
+    ``after`` (a resumed rollout's; None for a model without)."""
+    return None if covariates is None else covariates[:, after * patch: (after + horizon) * patch]
 
 
 def burn_in_steps(window: int, patch: int = 1) -> int:

@@ -109,6 +109,22 @@ def test_covariate_sweep_on_dask_equals_single_process(cluster, tmp_path):
 
 
 @pytest.mark.slow
+def test_resumed_adaptive_sweep_on_dask_equals_in_process(cluster, tmp_path):
+    """Horizon growth resumes every task's rollouts from the windows they reached (covariates offset, window
+    chunks of 3 over 4 then 8 windows: uneven): the same scores and the same work as in this process."""
+    from edgetqs.model.card import RolloutSpec
+    from edgetqs.model.intake import load_model
+    from tests.engine.covariate_standin import SPEC, build_covariate_standin, write_covariate_series
+
+    model = load_model(build_covariate_standin(tmp_path), RolloutSpec.parse(SPEC))
+    settings = ScoreSettings(horizon=16, windows=8, adaptive=True, settled=1.0,
+                             data=write_covariate_series(tmp_path / "series.csv"))
+    local, remote = _in_process_and_on_dask(cluster, model, settings, window_chunk=3)
+    assert any(stage.get("resumed") for stage in remote.settings["adaptive"]["stages"])
+    assert _as_json(remote) == _as_json(local)
+
+
+@pytest.mark.slow
 def test_scheduler_setting_scores_on_the_cluster(cluster):
     from edgetqs import api
 
