@@ -16,13 +16,13 @@ the window it reached at call t and runs only the t calls that follow (a
 rollout's whole state is its window; sweep.SweepState), so its distances are
 those of one uninterrupted 2t-call run, bit for bit. Unsettled windows double k
 (only the new windows run; the old distances are kept — each window's distances
-are the same whichever batch computed them). Both stop at the settings' K, T,
-so the work never exceeds the full sweep's: each (job, window) runs at most T
-calls. (A runner without ``resumes`` — a backend that cannot start each probe
-group from its own windows — re-runs all jobs from their contexts at 2t instead:
-the same numbers for up to 1.19x the full sweep's work with the default start
-at K=16, T=32.) A stage's "work" counts
-the calls it ran.
+are the same whichever batch computed them). Both stop at the settings' K, T.
+Every (job, window) thus runs each of its t calls once: the work is exactly
+jobs x k x t of what ran, never more than the full sweep's. (A runner without
+``resumes`` — a backend that cannot start each probe group from its own
+windows — re-runs all jobs from their contexts at 2t instead: the same numbers
+for up to 1.19x the full sweep's work with the default start at K=16, T=32.)
+A stage's "work" counts the calls it ran.
 
 Scores are gamma at the horizon t that ran, and the score file's horizon is
 that t (``settings.adaptive`` records what ran per stage and the work vs the
