@@ -23,6 +23,7 @@ import numpy as np
 
 from edgetqs.errors import EdgeTQSError
 from edgetqs.files import staged_directory, write_atomically
+from edgetqs.model.buffer_layout import canonical
 from edgetqs.model.card import ModelCard, RolloutSpec
 from edgetqs.model.flatten_while import RE_EXPORT_FLAT
 from edgetqs.model.formats import FORMATS, SUPPORTED, detect_format
@@ -38,8 +39,9 @@ from edgetqs.quant.ops import op_spec
 __all__ = ["CanonicalModel", "load_model", "load_torch_module", "canonicalize", "open_canonical", "cache_dir", "run_tflite",
            "detect_format", "SUPPORTED", "INTAKE_VERSION", "AGREEMENT_TOLERANCE"]
 
-# Bump when the canonical form changes, so old cache entries are rebuilt (5: cards record the intake route).
-INTAKE_VERSION = 5
+# Bump when the canonical form changes, so old cache entries are rebuilt (5: cards record the intake route;
+# 6: buffers stored after the flatbuffer are in the canonical order, buffer_layout.py).
+INTAKE_VERSION = 6
 
 
 @dataclass
@@ -117,7 +119,9 @@ def canonicalize(path: Path, source_format: str, out_dir: Path, rollout: Rollout
                  source_label: str, extra: dict | None = None) -> CanonicalModel:
     """Convert ``path`` and write model.tflite + model.card.json into ``out_dir`` atomically."""
     converted = FORMATS[source_format].convert(path, rollout)
-    tflite_bytes, reference, source_names = converted.tflite, converted.reference, converted.source_names
+    # The same source gives the same bytes (sha256) on every intake: the converter places a large
+    # model's buffers in a per-process order (buffer_layout.py). Already canonical: no copy.
+    tflite_bytes, reference, source_names = canonical(converted.tflite), converted.reference, converted.source_names
     route, route_note = converted.route, converted.route_note
     del converted  # a rewritten input (below) must not leave the converter's bytes alive beside it
     graph = TFLiteGraph.from_bytes(tflite_bytes, path)

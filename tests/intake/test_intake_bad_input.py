@@ -115,11 +115,16 @@ def test_cli_bad_inputs_exit_nonzero_without_traceback(tmp_path, float_tflite_pa
     truncated.write_bytes(float_tflite_path.read_bytes()[:300])
     notes = tmp_path / "notes.tflite"
     notes.write_text("not a model")
-    for args in ([str(tmp_path / "missing.onnx")], [str(truncated)], [str(notes)], ["zoo:no-such-model"]):
+    keras_notes = tmp_path / "notes.keras"  # converted in a child process (the CLI has no TensorFlow loaded)
+    keras_notes.write_text("not a model")
+    for args in ([str(tmp_path / "missing.onnx")], [str(truncated)], [str(notes)], [str(keras_notes)],
+                 ["zoo:no-such-model"]):
         result = _cli("inspect", *args)
         assert result.returncode != 0, args
         assert "Traceback" not in result.stderr
         assert "error:" in result.stderr and "fix:" in result.stderr
+        if args == [str(keras_notes)]:
+            assert "not a readable Keras model" in result.stderr
 
 
 def test_model_needing_select_tf_ops_names_the_op(tmp_path):

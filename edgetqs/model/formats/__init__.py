@@ -2,7 +2,8 @@
 and which module converts it to float TFLite.
 
 Adding a format is one module here (``convert(path, rollout) -> Converted``)
-plus one row in ``FORMATS``.
+plus one row in ``FORMATS``. TensorFlow's conversions run in a child process
+for large models (tf_child.py says when and why).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from pathlib import Path
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.formats import keras, onnx, pytorch, savedmodel, tflite
 from edgetqs.model.formats.base import Converted, SourceFormat
+from edgetqs.model.formats.tf_child import in_child
 
 FORMATS: dict[str, SourceFormat] = {f.name: f for f in (
-    SourceFormat("keras", ".keras", (".keras",), keras.convert),
-    SourceFormat("savedmodel", "SavedModel directory", (), savedmodel.convert, savedmodel.is_savedmodel_dir),
+    SourceFormat("keras", ".keras", (".keras",), in_child(keras.convert)),
+    SourceFormat("savedmodel", "SavedModel directory", (), in_child(savedmodel.convert), savedmodel.is_savedmodel_dir),
     SourceFormat("onnx", ".onnx", (".onnx",), onnx.convert),
     SourceFormat("pytorch", ".pt2 (torch.export)", (".pt2",), pytorch.convert),
     SourceFormat("tflite", "float .tflite", (".tflite",), tflite.convert),
