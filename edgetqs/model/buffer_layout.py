@@ -21,6 +21,12 @@ from pathlib import Path
 
 from ai_edge_litert import schema_py_generated as schema
 
+def stored_after_flatbuffer(offset: int) -> bool:
+    """A Buffer's ``offset`` field points past the flatbuffer (0: data inline or none; 1: the
+    converter's placeholder for an empty buffer)."""
+    return offset > 1
+
+
 ALIGNMENT = 16  # the converter's own alignment of buffer data
 # vtable slots of the schema's Buffer table: data (0) = 4, offset (1) = 6, size (2) = 8
 _OFFSET_SLOT = 6
@@ -34,7 +40,7 @@ def _layout(raw: bytes) -> tuple[int, int, list[tuple[int, int, int]]] | None:
     for index in range(model.BuffersLength()):
         buffer = model.Buffers(index)
         offset = buffer.Offset()
-        if offset > 1:  # 1 is the converter's placeholder for an empty buffer, as tflite_graph reads it
+        if stored_after_flatbuffer(offset):
             placed.append((buffer._tab.Pos + buffer._tab.Offset(_OFFSET_SLOT), offset, buffer.Size()))
     if not placed:
         return None

@@ -27,7 +27,7 @@ from edgetqs.model.buffer_layout import canonical
 from edgetqs.model.card import ModelCard, RolloutSpec
 from edgetqs.model.flatten_while import RE_EXPORT_FLAT
 from edgetqs.model.formats import FORMATS, SUPPORTED, detect_format
-from edgetqs.model.formats.base import AGREEMENT_TOLERANCE, relative_difference
+from edgetqs.model.formats.base import AGREEMENT_TOLERANCE, relative_difference, source_files
 from edgetqs.model.formats.onnx import DISAGREES_FIX
 from edgetqs.model.formats.pytorch import export_module
 from edgetqs.model.layers import infer_rollout, layer_table
@@ -106,8 +106,7 @@ def open_canonical(out_dir: Path) -> CanonicalModel:
 
 def _cache_key(path: Path, rollout: RolloutSpec | None) -> str:
     digest = hashlib.sha256(f"intake-v{INTAKE_VERSION};rollout={rollout}".encode())
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
+    for file in source_files(path):
         digest.update(str(file.relative_to(path)).encode() if path.is_dir() else b"")
         with open(file, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):

@@ -17,6 +17,7 @@ from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.tools import flatbuffer_utils
 
 from edgetqs.errors import EdgeTQSError
+from edgetqs.model.buffer_layout import stored_after_flatbuffer
 
 # TFLite TensorType code -> (name, numpy dtype or None when numpy has no such type).
 _TENSOR_TYPES: dict[int, tuple[str, object]] = {}
@@ -170,7 +171,7 @@ class TFLiteGraph:
         buf = self.model.buffers[buffer_index]
         if buf.data is not None and len(buf.data) > 0:
             view = np.frombuffer(buf.data, dtype=np.uint8)  # a view, never a copy
-        elif getattr(buf, "offset", 0) and buf.offset > 1:  # large models keep buffers after the flatbuffer
+        elif stored_after_flatbuffer(getattr(buf, "offset", 0) or 0):  # large models keep buffers there
             view = np.frombuffer(raw, np.uint8, count=buf.size, offset=buf.offset)
         else:
             return None

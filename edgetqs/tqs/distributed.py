@@ -40,7 +40,7 @@ from edgetqs.engine.rollout import windows_after
 from edgetqs.errors import EdgeTQSError
 from edgetqs.tqs.contexts import given_steps
 from edgetqs.tqs.probes import delta_norm, step_distances
-from edgetqs.tqs.sweep import SweepState, chunk_jobs, job_deltas, start_windows, weight_source
+from edgetqs.tqs.sweep import SweepState, check_state_jobs, chunk_jobs, job_deltas, start_windows, weight_source
 
 DEFAULT_WINDOW_CHUNK = 4
 _WORKER_MODELS: dict[tuple[str, str], tuple] = {}  # (model dir, sha256) -> (engine, graph), per worker process
@@ -119,9 +119,7 @@ class DaskRunner:
         from distributed import as_completed
 
         windows, state, calls = start_windows(start)
-        if state is not None and len(state.jobs) != len(jobs):
-            raise EdgeTQSError(f"the sweep state holds {len(state.jobs)} jobs' windows, {len(jobs)} jobs were given",
-                               "resume the same jobs the state was made by, in the same order")
+        check_state_jobs(state, jobs)
         slices = [slice(a, min(a + self.window_chunk, len(windows))) for a in range(0, len(windows), self.window_chunk)]
         covariates = given_steps(covariates, horizon, self.patch, after=calls)
         given = [None if covariates is None else covariates[s] for s in slices]  # each window chunk's own rows

@@ -114,7 +114,12 @@ def check_resumes(state: SweepState | None, jobs: list, backend) -> None:
         raise EdgeTQSError(f"the {getattr(backend, 'name', type(backend).__name__)} backend cannot start each probe "
                            "group from its own windows, so a sweep cannot resume on it",
                            "re-run from the contexts (what adaptive_run does for such a backend)")
-    if len(state.jobs) != len(jobs):
+    check_state_jobs(state, jobs)
+
+
+def check_state_jobs(state: SweepState | None, jobs: list) -> None:
+    """The state was made by these jobs (as many, in the same order)."""
+    if state is not None and len(state.jobs) != len(jobs):
         raise EdgeTQSError(f"the sweep state holds {len(state.jobs)} jobs' windows, {len(jobs)} jobs were given",
                            "resume the same jobs the state was made by, in the same order")
 

@@ -17,6 +17,11 @@ from edgetqs.model.layers import SourceNames
 AGREEMENT_TOLERANCE = 1e-3
 
 
+def source_files(path: Path) -> list[Path]:
+    """A model source's files: the file itself, or every file of a directory (a SavedModel), sorted."""
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+
+
 def relative_difference(got: np.ndarray, expected: np.ndarray) -> float:
     """max |got - expected| / max |expected|: how far a conversion's output is from its source's."""
     return float(np.max(np.abs(got - expected)) / (np.max(np.abs(expected)) + 1e-6))

@@ -42,7 +42,7 @@ from typing import Callable
 from edgetqs.errors import EdgeTQSError
 from edgetqs.model.buffer_layout import write_canonical
 from edgetqs.model.card import RolloutSpec
-from edgetqs.model.formats.base import Converted
+from edgetqs.model.formats.base import Converted, source_files
 from edgetqs.model.memory import LARGE_MODEL_BYTES
 
 # Only for the child, where they cannot change anyone else's TensorFlow work. A user's own value wins.
@@ -58,9 +58,7 @@ class ChildConversionBug(RuntimeError):
 
 def source_bytes(path: Path) -> int:
     """The source's size on disk: a .keras file or a SavedModel directory is mostly its weights."""
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
+    return sum(file.stat().st_size for file in source_files(path))
 
 
 def in_child(convert: Callable[[Path, RolloutSpec | None], Converted]) -> Callable[[Path, RolloutSpec | None], Converted]:
